@@ -1,0 +1,21 @@
+"""paramact: which parameters of a language model does an input activate?
+
+A(s, w) = |w · ∂D(s)/∂w| for every weight of every decoder block, per input s,
+computed exactly for a whole batch with one backward pass and reduced on the fly.
+"""
+
+from .anatomy import Anatomy, discover
+from .api import ActivationConfig, Analysis, activation_map, analyze, pair_similarity
+from .density import DEFAULT_GAMMAS, layer_density
+from .errors import UserError
+from .models import DEFAULT_MODEL, REGISTRY, fetch, load_model
+from .similarity import fingerprint_llmdcos, fingerprint_matrix, llmdcos, llmdcos_from_gram
+from .targets import TARGETS, register_target
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivationConfig", "Analysis", "Anatomy", "DEFAULT_GAMMAS", "DEFAULT_MODEL", "REGISTRY", "TARGETS",
+    "UserError", "activation_map", "analyze", "discover", "fetch", "fingerprint_llmdcos", "fingerprint_matrix",
+    "layer_density", "llmdcos", "llmdcos_from_gram", "load_model", "pair_similarity", "register_target",
+]

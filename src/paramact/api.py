@@ -1,0 +1,134 @@
+"""The public compute API: models and texts in, tensors and tables out. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .anatomy import Anatomy, discover
+from .batching import make_batches
+from .density import DEFAULT_GAMMAS, check_gammas, layer_density
+from .engine import Engine
+from .errors import UserError
+from .reducers import MeanMap, SampleStats
+from .similarity import llmdcos_from_gram
+from .targets import get_target
+
+# 2**15 buckets per layer: standard error of a fingerprint LLMDcos ≈ sqrt((1+cos²)/m)
+# (≈ 0.006 at cos 0.5); see sketch.py and the README for the measured error.
+DEFAULT_SKETCH_DIM = 2**15
+
+
+@dataclass(frozen=True)
+class ActivationConfig:
+    """Everything that decides the numbers of one activation pass."""
+
+    target: str = "max_logit"
+    batch_size: int = 8
+    max_length: int | None = None  # None: the model's context length
+    gammas: tuple[float, ...] = DEFAULT_GAMMAS
+    sketch_dim: int = DEFAULT_SKETCH_DIM  # 0 disables fingerprints
+    seed: int = 0
+    stats_device: str | None = None  # where the mean map lives (None: beside each weight)
+
+    def __post_init__(self) -> None:
+        get_target(self.target)
+        check_gammas(self.gammas)
+        if self.batch_size < 1:
+            raise UserError(f"batch size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class Analysis:
+    """What one pass over a list of texts yields."""
+
+    anatomy: Anatomy
+    mean_map: dict[str, torch.Tensor]  # HF parameter name -> mean |A|, float32
+    layers: list[dict]  # layer_density rows
+    norms: torch.Tensor  # [N, L] ‖A_i‖ per layer
+    sums: torch.Tensor  # [N, L] Σ A_i per layer
+    fingerprints: torch.Tensor | None  # [N, L, m], f_i·f_j ≈ LLMDcos(i, j)
+    batch_llmdcos: list[tuple[list[int], torch.Tensor]]  # (sample ids, [L, B, B]) exact
+    target_values: torch.Tensor  # [N] D(s_i)
+    n_truncated: int = 0
+    meta: dict = field(default_factory=dict)
+
+
+def context_length(model) -> int | None:
+    cfg = getattr(model, "config", None)
+    cfg = getattr(cfg, "text_config", None) or cfg
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def analyze(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    config: ActivationConfig = ActivationConfig(),
+    continuations: Sequence[str] | None = None,
+    progress: bool = False,
+) -> Analysis:
+    """Run the engine over `texts` and reduce every statistic of the mission."""
+    if len(texts) == 0:
+        raise UserError("no texts to analyse (the dataset is empty)")
+    target = get_target(config.target)
+    if target.needs_continuation and continuations is None:
+        raise UserError(f"target {config.target} needs a continuation (answer) per text")
+    anatomy = discover(model)
+    max_len = config.max_length or context_length(model)
+    batches, n_trunc = make_batches(tokenizer, texts, config.batch_size, continuations, max_len)
+    mean = MeanMap(anatomy, config.stats_device)
+    stats = SampleStats(anatomy, config.sketch_dim, config.seed)
+    values = []
+    with Engine(model, anatomy) as eng:
+        for b in tqdm(batches, desc="activations", unit="batch", disable=not progress):
+            values.append(eng.run(b, target, [mean, stats]).cpu())
+    mmap = mean.mean()
+    return Analysis(
+        anatomy=anatomy,
+        mean_map=mmap,
+        layers=layer_density(mmap, anatomy, config.gammas),
+        norms=stats.norms(),
+        sums=stats.sums(),
+        fingerprints=stats.normalized_fingerprints() if config.sketch_dim else None,
+        batch_llmdcos=[(ids, llmdcos_from_gram(g)) for ids, g in stats.grams],
+        target_values=torch.cat(values),
+        n_truncated=n_trunc,
+        meta={"max_length": max_len, "n_samples": len(texts)},
+    )
+
+
+def activation_map(
+    model, tokenizer, texts: Sequence[str], target: str = "max_logit", batch_size: int = 8, continuations=None
+) -> dict[str, torch.Tensor]:
+    """Mean |A| per parameter name over `texts` (float32), for every decoder-block weight."""
+    cfg = ActivationConfig(target=target, batch_size=batch_size, sketch_dim=0)
+    return analyze(model, tokenizer, texts, cfg, continuations).mean_map
+
+
+def pair_similarity(
+    model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 8, target: str = "max_logit"
+) -> torch.Tensor:
+    """Exact LLMDcos of each text pair, per layer: [n_pairs, n_layers].
+
+    Both texts of a pair go into the same batch, so the in-batch Gram gives their
+    LLMDcos exactly; batch_size counts texts (rounded down to an even number, min 2).
+    """
+    if not pairs:
+        raise UserError("no pairs given")
+    texts = [t for p in pairs for t in p]
+    per_batch = max(2, batch_size - batch_size % 2)
+    cfg = ActivationConfig(target=target, batch_size=per_batch, sketch_dim=0)
+    res = analyze(model, tokenizer, texts, cfg)
+    out = torch.empty(len(pairs), res.anatomy.n_layers)
+    for ids, cos in res.batch_llmdcos:
+        for j in range(0, len(ids), 2):
+            out[ids[j] // 2] = cos[:, j, j + 1]
+    return out

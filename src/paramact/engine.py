@@ -1,0 +1,177 @@
+"""The engine: batched, exact per-sample A(s, w) = |w * dD(s)/dw| through hooks.
+
+For a Linear y = x W^T, dD_i/dW = sum_t g_{i,t} x_{i,t}^T with x the layer input
+(forward hook) and g = dD/dy (a hook on the output tensor). Samples never interact in a
+causal LM, so ONE backward of sum_i D_i hands every sample its own g, block by block.
+The per-sample gradient of one matrix is formed in a reusable fp32 workspace, turned
+into A, handed to the sinks (the streaming reducers) and dropped. Weights never get
+a .grad: they are frozen for the pass and gradients flow from a leaf made of the input
+embeddings' output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterable, Protocol
+
+import torch
+from torch import nn
+
+from .anatomy import Anatomy, Weight, discover, input_embeddings, output_head
+from .batching import Batch
+from .errors import UserError
+from .targets import Target, get_target
+
+
+class Sink(Protocol):
+    """Receives A one matrix at a time. A is a workspace: read it, never keep it."""
+
+    def begin_batch(self, batch: Batch) -> None: ...
+
+    def update(self, w: Weight, A: torch.Tensor) -> None: ...
+
+    def end_batch(self, batch: Batch) -> None: ...
+
+
+class _Workspace:
+    """Reused fp32 buffers: fresh large allocations cost page faults on every call."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple, torch.Tensor] = {}
+
+    def get(self, shape: tuple[int, ...], device: torch.device, tag: str = "") -> torch.Tensor:
+        key = (tag, shape, device)
+        buf = self._bufs.get(key)
+        if buf is None:
+            buf = self._bufs[key] = torch.empty(shape, dtype=torch.float32, device=device)
+        return buf
+
+    def clear(self) -> None:
+        self._bufs.clear()
+
+
+WORKSPACE = _Workspace()
+
+
+@contextlib.contextmanager
+def frozen_eval(model: nn.Module):
+    """Eval mode and frozen parameters for the duration; everything restored after."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    was_training = model.training
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        model.eval()
+        yield
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
+        model.train(was_training)
+
+
+class Engine:
+    """Install hooks on a model and run batches through it.
+
+    Use as a context manager; every hook is removed on exit, whatever happens.
+    """
+
+    def __init__(self, model: nn.Module, anatomy: Anatomy | None = None):
+        self.model = model
+        self.anatomy = anatomy or discover(model)
+        self._handles: list = []
+        self._sinks: list[Sink] = []
+        self._valid: torch.Tensor | None = None  # [B, T] bool of the running batch
+        self._gather: torch.Tensor | None = None  # [B, K] positions for the output head
+        self._seen: set[str] = set()
+        self._stack = contextlib.ExitStack()
+
+    # -- hook installation ------------------------------------------------------------
+    def __enter__(self) -> "Engine":
+        self._stack.enter_context(frozen_eval(self.model))
+        emb = input_embeddings(self.model)
+        head = output_head(self.model)
+        self._handles.append(emb.register_forward_hook(self._make_leaf))
+        self._handles.append(head.register_forward_pre_hook(self._gather_positions))
+        for w in self.anatomy.weights:
+            self._handles.append(w.module.register_forward_hook(self._capture(w)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._stack.close()
+
+    @staticmethod
+    def _make_leaf(module, args, output):
+        return output.detach().requires_grad_(True)
+
+    def _gather_positions(self, module, args):
+        if self._gather is None:
+            return None
+        h = args[0]  # [B, T, H]
+        rows = torch.arange(h.shape[0], device=h.device)[:, None]
+        return (h[rows, self._gather.to(h.device)],) + tuple(args[1:])
+
+    def _capture(self, w: Weight):
+        def hook(module, args, output):
+            if not torch.is_tensor(output) or not output.requires_grad:
+                return None
+            if w.name in self._seen:
+                raise UserError(f"module {w.name} is called twice per forward; not supported")
+            self._seen.add(w.name)
+            valid = self._valid.to(args[0].device)[..., None]
+            # some models (OPT) flatten tokens to [B*T, in]: view every input as [B, T, in]
+            x = args[0].detach().reshape(valid.shape[0], valid.shape[1], -1)
+            x = torch.where(valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
+            output.register_hook(lambda g: self._on_grad(w, x, g))
+            return None
+
+        return hook
+
+    def _on_grad(self, w: Weight, x: torch.Tensor, g: torch.Tensor) -> None:
+        valid = self._valid.to(g.device)[..., None]
+        g = g.reshape(valid.shape[0], valid.shape[1], -1)
+        g = torch.where(valid, g, torch.zeros((), dtype=g.dtype, device=g.device)).float()
+        x = x.float()
+        W = w.weight
+        B = g.shape[0]
+        G = WORKSPACE.get((B,) + tuple(W.shape), g.device, "grad")
+        if w.transposed:  # Conv1D: W is [in, out], dW = sum_t x_t g_t^T
+            torch.bmm(x.transpose(1, 2), g, out=G)
+        else:  # Linear: W is [out, in], dW = sum_t g_t x_t^T
+            torch.bmm(g.transpose(1, 2), x, out=G)
+        A = G.mul_(W.detach().to(G)).abs_()  # [B, *W.shape], fp32
+        for s in self._sinks:
+            s.update(w, A)
+
+    # -- running ----------------------------------------------------------------------
+    def run(self, batch: Batch, target: str | Target, sinks: Iterable[Sink]) -> torch.Tensor:
+        """One forward + one backward for the batch; returns D per sample ([B], detached)."""
+        if not self._handles:
+            raise RuntimeError("Engine.run must be called inside `with Engine(model):`")
+        target = get_target(target)
+        device = next(self.model.parameters()).device
+        batch = batch.to(device)
+        self._sinks = list(sinks)
+        self._valid = batch.attention_mask.bool()
+        pos, pos_valid = target.positions(batch)
+        self._gather = pos
+        self._seen = set()
+        for s in self._sinks:
+            s.begin_batch(batch)
+        try:
+            with torch.enable_grad():
+                out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+                D = target.value(out.logits, batch, pos, pos_valid)
+                del out
+                if not torch.isfinite(D).all():
+                    raise UserError("non-finite target value (overflow?): use float32 or bfloat16 instead of float16")
+                D.sum().backward()
+        finally:
+            self._gather = None
+            self._valid = None
+        for s in self._sinks:
+            s.end_batch(batch)
+        self._sinks = []
+        return D.detach()

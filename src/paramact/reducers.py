@@ -1,0 +1,116 @@
+"""Streaming reducers: statistics of A that never hold a per-sample model gradient.
+
+Each reducer is a Sink for the engine (begin_batch / update / end_batch), keeps its
+state in float32, and can be merged with another reducer of the same kind (for sharded
+runs) and saved/restored (for resume). Memory does not grow with the number of samples,
+except for the per-sample outputs themselves (a few floats per layer, and the
+fingerprints).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .anatomy import Anatomy, Weight
+from .batching import Batch
+from .sketch import CountSketch
+
+
+class MeanMap:
+    """Sum over samples of A, per parameter: the mean activation map Ā = sum / n."""
+
+    def __init__(self, anatomy: Anatomy, device: torch.device | str | None = None):
+        self.anatomy = anatomy
+        self.sums = {
+            w.name: torch.zeros(w.weight.shape, dtype=torch.float32, device=device or w.weight.device)
+            for w in anatomy.weights
+        }
+        self.n = 0
+
+    def begin_batch(self, batch: Batch) -> None:
+        pass
+
+    def update(self, w: Weight, A: torch.Tensor) -> None:
+        s = self.sums[w.name]
+        s.add_(A.sum(0).to(s.device))
+
+    def end_batch(self, batch: Batch) -> None:
+        self.n += batch.size
+
+    def mean(self) -> dict[str, torch.Tensor]:
+        if self.n == 0:
+            raise ValueError("no samples were reduced")
+        return {k: v / self.n for k, v in self.sums.items()}
+
+    def merge(self, other: "MeanMap") -> None:
+        for k, v in other.sums.items():
+            self.sums[k] += v.to(self.sums[k].device)
+        self.n += other.n
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {**{f"sum/{k}": v for k, v in self.sums.items()}, "n": torch.tensor(self.n)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for k in self.sums:
+            self.sums[k].copy_(state[f"sum/{k}"])
+        self.n = int(state["n"])
+
+
+class SampleStats:
+    """Per sample and layer: ‖A‖², ΣA, the in-batch Gram (exact LLMDcos of every pair in a
+    batch) and, optionally, a count-sketch fingerprint whose dot products estimate A·A'.
+
+    A "layer" is the concatenation of every matrix of one block, as in the paper.
+    """
+
+    def __init__(self, anatomy: Anatomy, sketch_dim: int = 0, seed: int = 0, keep_grams: bool = True):
+        self.anatomy = anatomy
+        self.sketch = CountSketch(anatomy, sketch_dim, seed) if sketch_dim else None
+        self.keep_grams = keep_grams
+        self.index: list[int] = []
+        self.sq_norm: list[torch.Tensor] = []  # [B, L] per batch
+        self.total: list[torch.Tensor] = []  # [B, L]
+        self.fingerprints: list[torch.Tensor] = []  # [B, L, m] raw sketches
+        self.grams: list[tuple[list[int], torch.Tensor]] = []  # (sample ids, [L, B, B])
+        self._gram = self._sum = self._sk = None
+
+    def begin_batch(self, batch: Batch) -> None:
+        L, B = self.anatomy.n_layers, batch.size
+        dev = batch.input_ids.device
+        self._gram = torch.zeros(L, B, B, dtype=torch.float32, device=dev)
+        self._sum = torch.zeros(L, B, dtype=torch.float32, device=dev)
+        self._sk = self.sketch.zeros(B, dev) if self.sketch else None
+
+    def update(self, w: Weight, A: torch.Tensor) -> None:
+        flat = A.reshape(A.shape[0], -1)  # [B, n]
+        self._gram[w.layer].addmm_(flat, flat.T)
+        self._sum[w.layer] += flat.sum(1).to(self._sum)
+        if self.sketch is not None:
+            self.sketch.add(self._sk[w.layer], w, A)
+
+    def end_batch(self, batch: Batch) -> None:
+        g = self._gram.cpu()
+        self.index.extend(batch.index)
+        self.sq_norm.append(torch.diagonal(g, dim1=1, dim2=2).T.contiguous())
+        self.total.append(self._sum.T.cpu())
+        if self.keep_grams:
+            self.grams.append((list(batch.index), g))
+        if self._sk is not None:
+            self.fingerprints.append(self._sk.transpose(0, 1).cpu())
+        self._gram = self._sum = self._sk = None
+
+    # -- results ----------------------------------------------------------------------
+    def norms(self) -> torch.Tensor:
+        """‖A_i‖ per sample and layer, [N, L]."""
+        return torch.cat(self.sq_norm).clamp(min=0).sqrt()
+
+    def sums(self) -> torch.Tensor:
+        """Σ A_i per sample and layer, [N, L]."""
+        return torch.cat(self.total)
+
+    def normalized_fingerprints(self) -> torch.Tensor:
+        """Sketches divided by the exact layer norms, [N, L, m]: f_i · f_j ≈ LLMDcos(i, j)."""
+        if not self.fingerprints:
+            raise ValueError("fingerprints were not collected (sketch_dim=0)")
+        fp = torch.cat(self.fingerprints)
+        return fp / self.norms().clamp(min=torch.finfo(torch.float32).tiny)[..., None]

@@ -1,0 +1,33 @@
+"""LLMDcos: the cosine of two non-negative activation vectors, per layer.
+
+LLMDcos(i, j) = Σ|a_i||a_j| / (‖a_i‖ ‖a_j‖). From a Gram matrix of |A| vectors it is
+G_ij / sqrt(G_ii G_jj); from normalized fingerprints it is their dot product (estimate).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def llmdcos(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The direct formula on two activation vectors (any shape, signs ignored)."""
+    a, b = a.flatten().double().abs(), b.flatten().double().abs()
+    den = a.norm() * b.norm()
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def llmdcos_from_gram(gram: torch.Tensor) -> torch.Tensor:
+    """[..., B, B] Gram of |A| vectors -> [..., B, B] LLMDcos (0 where a norm is 0)."""
+    d = torch.diagonal(gram, dim1=-2, dim2=-1).clamp(min=0).sqrt()
+    den = d[..., :, None] * d[..., None, :]
+    return torch.where(den > 0, gram / den.clamp(min=torch.finfo(gram.dtype).tiny), torch.zeros_like(gram))
+
+
+def fingerprint_llmdcos(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """Estimated LLMDcos from normalized fingerprints [..., L, m] -> [..., L]."""
+    return (fa.double() * fb.double()).sum(-1).float()
+
+
+def fingerprint_matrix(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """All pairs: fa [N, L, m], fb [M, L, m] -> [L, N, M] estimated LLMDcos."""
+    return torch.einsum("nlm,klm->lnk", fa.double(), fb.double()).float()

@@ -1,0 +1,67 @@
+"""Tiny random causal LMs of several families and a byte-level tokenizer, for tests."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+VOCAB = 97
+
+_COMMON = dict(vocab_size=VOCAB, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+
+FAMILIES = {
+    "llama": dict(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+                  num_key_value_heads=4, max_position_embeddings=128),
+    "qwen2": dict(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=128),  # GQA
+    "mistral": dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, max_position_embeddings=128, sliding_window=None),
+    "gemma3_text": dict(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+                        num_key_value_heads=1, head_dim=8, max_position_embeddings=128, sliding_window=4,
+                        query_pre_attn_scalar=8),
+    "gpt2": dict(n_embd=32, n_layer=3, n_head=4, n_positions=128),
+    "opt": dict(hidden_size=32, ffn_dim=48, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=128, word_embed_proj_dim=32),
+    "gpt_neox": dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                     max_position_embeddings=128),
+    "phi": dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=128),
+}
+
+
+def tiny_model(family: str, seed: int = 0):
+    cfg = AutoConfig.for_model(family, **_COMMON, **FAMILIES[family])
+    cfg._attn_implementation = "eager" if family == "gemma3_text" else "sdpa"
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    # random init of HF is tiny (std 0.02); widen it so activations are not all ~0
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    return model.eval()
+
+
+class ByteTokenizer:
+    """Deterministic toy tokenizer: one token per byte, BOS prepended."""
+
+    bos_token_id = 1
+    eos_token_id = 2
+    pad_token_id = 0
+    paramact_prepend_bos = False
+
+    def __call__(self, text, add_special_tokens=True):
+        ids = [3 + (b % (VOCAB - 3)) for b in text.encode()]
+        return {"input_ids": ([self.bos_token_id] if add_special_tokens else []) + ids}
+
+
+TEXTS = [
+    "The quick brown fox jumps.",
+    "def f(x): return x * 2",
+    "Paris is the capital of France and a large city",
+    "1 + 1 = 2",
+    "Which parameters does this input activate?",
+    "short",
+    "A much longer sentence that will need padding for the others in a batch, surely.",
+    "import torch",
+]
