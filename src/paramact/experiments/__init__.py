@@ -1,0 +1,1 @@
+"""Experiments: a typed config -> library calls -> a run directory."""

@@ -1,0 +1,114 @@
+"""Run directories: atomic writes, environment capture, and the files of a run.
+
+Nothing here computes; it only persists what the library returned. Every file is
+written to a temporary name and renamed into place, and results.json is written last,
+so a run directory with results.json is complete and one without it is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .errors import UserError
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from e
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n", encoding="utf-8")
+
+
+def _json_default(o):
+    if isinstance(o, (torch.dtype, torch.device, Path)):
+        return str(o)
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file
+
+    clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(clean, str(tmp), metadata=metadata)
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"cannot read tensors from {path}: {str(e).splitlines()[0] if str(e) else 'corrupt file'}") from e
+
+
+def environment(model=None, seed: int | None = None) -> dict:
+    """Versions, device and seed: what a reader needs to trust or repeat a run."""
+    import transformers
+
+    env = {
+        "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "seed": seed,
+    }
+    try:
+        from importlib.metadata import version
+
+        env["paramact"] = version("paramact")
+    except Exception:  # noqa: BLE001 - running from a source tree
+        env["paramact"] = "source"
+    if model is not None:
+        p = next(model.parameters())
+        env.update({"device": str(p.device), "dtype": str(p.dtype).replace("torch.", "")})
+        if p.device.type == "cuda":
+            env["gpu"] = torch.cuda.get_device_name(p.device)
+    return env
+
+
+def prepare_out(out: Path) -> Path:
+    """Create the run directory; refuse to mix a new run into a finished one."""
+    out = Path(out)
+    if (out / "results.json").exists():
+        raise UserError(f"{out} already holds a finished run (results.json); choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create run directory {out}: {e.strerror or e}") from e
+    return out
