@@ -65,3 +65,14 @@ TEXTS = [
     "A much longer sentence that will need padding for the others in a batch, surely.",
     "import torch",
 ]
+
+
+def encode_ids(tok, text: str, continuation: str | None = None) -> tuple[list[int], int]:
+    ids = tok(text)["input_ids"]
+    n_prompt = len(ids)
+    if continuation is not None:
+        ids = ids + tok(continuation, add_special_tokens=False)["input_ids"]
+    return ids, n_prompt
+
+
+ANSWERS = [" yes", " no", " Paris", " 2", " many", " x", " indeed it is", " import"]

