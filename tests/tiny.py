@@ -76,3 +76,30 @@ def encode_ids(tok, text: str, continuation: str | None = None) -> tuple[list[in
 
 
 ANSWERS = [" yes", " no", " Paris", " 2", " many", " x", " indeed it is", " import"]
+
+
+def save_tiny(path, family: str = "llama", seed: int = 0):
+    """A loadable model directory: tiny random weights and a byte-level HF tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>"]
+    vocab = {t: i for i, t in enumerate(specials)}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[ch] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    cfg_over = dict(FAMILIES[family], vocab_size=len(vocab))
+    cfg = AutoConfig.for_model(family, bos_token_id=1, eos_token_id=2, pad_token_id=0, **cfg_over)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

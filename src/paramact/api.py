@@ -39,6 +39,11 @@ class ActivationConfig:
         check_gammas(self.gammas)
         if self.batch_size < 1:
             raise UserError(f"batch size must be >= 1, got {self.batch_size}")
+        d = self.sketch_dim
+        if d < 0 or (d and (d < 2 or d & (d - 1))):
+            raise UserError(f"sketch dimension must be 0 (off) or a power of two >= 2, got {d}")
+        if self.max_length is not None and self.max_length < 2:
+            raise UserError(f"max length must be >= 2 tokens, got {self.max_length}")
 
 
 @dataclass

@@ -23,13 +23,20 @@ def _floats(s: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from .api import DEFAULT_SKETCH_DIM
     from .density import DEFAULT_GAMMAS
     from .models import DEFAULT_MODEL
     from .targets import TARGETS
 
-    p = argparse.ArgumentParser(prog="paramact", description="Which parameters of a language model does an input activate?")
+    p = _Parser(prog="paramact", description="Which parameters of a language model does an input activate?")
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
@@ -93,15 +100,14 @@ def _table(results: dict, gammas) -> str:
 def _cmd_activations(args) -> int:
     from .api import ActivationConfig
     from .experiments.activations import ActivationsRun, run_activations
-    from .models import load_model
 
     cfg = ActivationConfig(target=args.target, batch_size=args.batch_size, max_length=args.max_length,
                            gammas=args.gammas, sketch_dim=args.sketch_dim, seed=args.seed)
     data = tuple(d for spec in args.data for d in spec.split(",") if d)
     run = ActivationsRun(model=args.model, data=data, samples=args.samples, data_seed=args.data_seed,
-                         text_field=args.field, dtype=args.dtype, device=args.device, activation=cfg)
-    model, tok = load_model(args.model, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
-    results = run_activations(run, args.out, model, tok, progress=not args.quiet)
+                         text_field=args.field, dtype=args.dtype, device=args.device,
+                         trust_remote_code=args.trust_remote_code, activation=cfg)
+    results = run_activations(run, args.out, progress=not args.quiet)
     if not args.quiet:
         print(_table(results, cfg.gammas))
         if "summary" in results:
@@ -125,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if args.quiet:
         os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
     try:
         if args.command == "models":
             return _cmd_models(args)

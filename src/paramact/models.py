@@ -186,6 +186,11 @@ def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_r
                 raise UserError(f"{p} holds no config.json: not a Hugging Face model directory")
             if not p.exists() and (src.startswith((".", "/", "~")) or src.count("/") > 1):
                 raise UserError(f"model path not found: {src}")
+            if not p.exists() and "/" not in src:
+                raise UserError(
+                    f"unknown model {src!r}: not a registry model ({', '.join(REGISTRY)}), "
+                    "not a local path, and not a hub id of the form org/name"
+                )
             cfg = AutoConfig.from_pretrained(src, trust_remote_code=trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(
                 src, config=cfg, dtype=dt, trust_remote_code=trust_remote_code

@@ -32,6 +32,7 @@ class ActivationsRun:
     text_field: str = "text"
     dtype: str | None = None
     device: str | None = None
+    trust_remote_code: bool = False
     activation: ActivationConfig = field(default_factory=ActivationConfig)
 
 
@@ -70,7 +71,7 @@ def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, 
     out = prepare_out(Path(out))
     loaded = [load_texts(spec, run.samples, run.data_seed, run.text_field) for spec in run.data]  # fail early
     if model is None:
-        model, tokenizer = load_model(run.model, dtype=run.dtype, device=run.device)
+        model, tokenizer = load_model(run.model, run.dtype, run.device, run.trust_remote_code)
     env = environment(model, run.activation.seed)
     analyses, results = {}, {}
     for (texts, source), spec in zip(loaded, run.data):

@@ -1,0 +1,112 @@
+"""`paramact activations` end to end on a tiny model directory, and its bad-input answers."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import paramact
+from paramact.data import load_texts
+from oracle import rel_err
+from tiny import save_tiny
+
+PY = sys.executable
+
+
+def cli(*args, env=None):
+    return subprocess.run([PY, "-m", "paramact", *args], capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "llama")
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("data") / "samples.txt"
+    p.write_text("\n\n".join(f"Paragraph {i}: " + "lorem ipsum dolor " * (i + 1) for i in range(10)))
+    return p
+
+
+def test_activations_run_directory(model_dir, data_file, tmp_path):
+    out = tmp_path / "run"
+    r = cli("--quiet", "activations", "--model", str(model_dir), "--data", str(data_file), "--samples", "6",
+            "--batch-size", "4", "--sketch-dim", "256", "--gammas", "1e-3,1e-2,1e-1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    for f in ("config.json", "env.json", "results.json", "mean_map.safetensors", "fingerprints.safetensors"):
+        assert (out / f).is_file(), f
+    res = json.loads((out / "results.json").read_text())
+    cfg = json.loads((out / "config.json").read_text())
+    env = json.loads((out / "env.json").read_text())
+    assert cfg["source"]["sha256"] and cfg["samples"] == 6 and env["torch"] == torch.__version__
+    model, tok = paramact.load_model(str(model_dir))
+    an = paramact.discover(model)
+    assert [r_["index"] for r_ in res["layers"]] == list(range(an.n_layers))
+    for i, row in enumerate(res["layers"]):
+        assert row["params"] == an.layer_params(i)
+        counts = [row["count_above"][k] for k in ("0.001", "0.01", "0.1")]
+        assert counts == sorted(counts, reverse=True) and 0 <= counts[-1] <= counts[0] <= row["params"]
+        assert 0 < row["mass_share_50"] < row["mass_share_90"] <= 1
+        assert row["mean_abs"] > 0
+    # the saved mean map is the API's map, keyed by HF parameter name
+    mm = load_file(str(out / "mean_map.safetensors"))
+    assert sorted(mm) == sorted(an.names)
+    texts, _ = load_texts(str(data_file), 6, 1)
+    ref = paramact.activation_map(model, tok, texts, batch_size=2)
+    assert max(rel_err(mm[k], ref[k]) for k in ref) <= 1e-5
+    # counts recomputed from the saved map
+    layer0 = torch.cat([mm[w.name].flatten() for w in an.layers[0]])
+    assert res["layers"][0]["count_above"]["0.01"] == int((layer0 > 0.01).sum())
+    fp = load_file(str(out / "fingerprints.safetensors"))
+    assert fp["fingerprints"].shape == (6, an.n_layers, 256) and fp["norms"].shape == (6, an.n_layers)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "/nonexistent/model", "--data", "pydoc"], "model path not found"),
+        (["--model", "no-such-registry-model"], "unknown model 'no-such-registry-model'"),
+        (["--data", "/nonexistent/file.txt"], "data file not found"),
+        (["--gammas", "0,1e-6"], "positive"),
+        (["--target", "nope"], "invalid choice"),
+        (["--samples", "0"], "number of samples must be >= 1"),
+        (["--samples", "999"], "only 10"),
+        (["--sketch-dim", "1000"], "power of two"),
+        (["--batch-size", "0"], "batch size"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(model_dir, data_file, tmp_path, args, message):
+    base = {"--model": str(model_dir), "--data": str(data_file), "--samples": "4", "--out": str(tmp_path / "r")}
+    for k, v in zip(args[::2], args[1::2]):
+        base[k] = v
+    flat = [x for kv in base.items() for x in kv]
+    r = cli("--quiet", "activations", *flat)
+    assert r.returncode == 2, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "r" / "results.json").exists()
+
+
+def test_empty_data_file(model_dir, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    r = cli("--quiet", "activations", "--model", str(model_dir), "--data", str(empty), "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "empty dataset" in r.stderr
+
+
+def test_finished_run_is_not_overwritten(model_dir, data_file, tmp_path):
+    out = tmp_path / "done"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    r = cli("--quiet", "activations", "--model", str(model_dir), "--data", str(data_file), "--out", str(out))
+    assert r.returncode == 2 and "already holds a finished run" in r.stderr
+
+
+def test_models_list():
+    r = cli("models", "list")
+    assert r.returncode == 0 and "smollm2-135m" in r.stdout and "gemma3-270m" in r.stdout
