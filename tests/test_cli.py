@@ -73,7 +73,7 @@ def test_activations_run_directory(model_dir, data_file, tmp_path):
         (["--data", "/nonexistent/file.txt"], "data file not found"),
         (["--gammas", "0,1e-6"], "positive"),
         (["--target", "nope"], "invalid choice"),
-        (["--samples", "0"], "number of samples must be >= 1"),
+        (["--samples", "0"], "got 0"),
         (["--samples", "999"], "only 10"),
         (["--sketch-dim", "1000"], "power of two"),
         (["--batch-size", "0"], "batch size"),

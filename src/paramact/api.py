@@ -103,7 +103,7 @@ def analyze(
         norms=stats.norms(),
         sums=stats.sums(),
         fingerprints=stats.normalized_fingerprints() if config.sketch_dim else None,
-        batch_llmdcos=[(ids, llmdcos_from_gram(g)) for ids, g in stats.grams],
+        batch_llmdcos=[(ids, llmdcos_from_gram(g).float()) for ids, g in stats.grams],
         target_values=torch.cat(values),
         n_truncated=n_trunc,
         meta={"max_length": max_len, "n_samples": len(texts)},

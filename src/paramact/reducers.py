@@ -15,6 +15,8 @@ from .anatomy import Anatomy, Weight
 from .batching import Batch
 from .sketch import CountSketch
 
+_GRAM_CHUNK = 1 << 13
+
 
 class MeanMap:
     """Sum over samples of A, per parameter: the mean activation map Ā = sum / n."""
@@ -85,20 +87,24 @@ class SampleStats:
     def begin_batch(self, batch: Batch) -> None:
         L, B = self.anatomy.n_layers, batch.size
         dev = batch.input_ids.device
-        self._gram = torch.zeros(L, B, B, dtype=torch.float32, device=dev)
+        self._gram = torch.zeros(L, B, B, dtype=torch.float64, device=dev)
         self._sum = torch.zeros(L, B, dtype=torch.float32, device=dev)
         self._sk = self.sketch.zeros(B, dev) if self.sketch else None
 
     def update(self, w: Weight, A: torch.Tensor) -> None:
         flat = A.reshape(A.shape[0], -1)  # [B, n]
-        self._gram[w.layer].addmm_(flat, flat.T)
+        # fp32 GEMMs over chunks of the long axis, summed in fp64: a single fp32 GEMM over
+        # millions of terms loses ~1e-4 relative in the norms
+        gram = self._gram[w.layer]
+        for part in flat.split(_GRAM_CHUNK, dim=1):
+            gram += (part @ part.T).double()
         self._sum[w.layer] += flat.sum(1).to(self._sum)
         if self.sketch is not None:
             self.sketch.add(self._sk[w.layer], w, A)
 
     def end_batch(self, batch: Batch) -> None:
-        g = self._gram.cpu()
-        sq = torch.diagonal(g, dim1=1, dim2=2).T.contiguous()  # [B, L]
+        g = self._gram.cpu()  # float64
+        sq = torch.diagonal(g, dim1=1, dim2=2).T.float().contiguous()  # [B, L]
         self.index.extend(batch.index)
         self.sq_norm.append(sq)
         self.total.append(self._sum.T.cpu())
