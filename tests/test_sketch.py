@@ -26,7 +26,7 @@ class Capture:
     def begin_batch(self, batch):
         self._parts = {}
 
-    def update(self, w, A):
+    def update(self, w, rows, A):  # row blocks arrive in order
         self._parts.setdefault(w.layer, []).append(A.reshape(A.shape[0], -1).double().clone())
 
     def end_batch(self, batch):

@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("activations", help="mean activation map, density, LLMDcos and fingerprints of a dataset")
     a.add_argument("--model", default=DEFAULT_MODEL, help=f"registry name, local path, .gguf file or hub id (default {DEFAULT_MODEL})")
     a.add_argument("--data", action="append", required=True,
-                   help="a .txt (paragraphs) / .jsonl / .csv file, or an embedded domain (pydoc, pycode); repeatable")
+                   help="a registry dataset (boolq, mmlu, c4, ...; see `paramact data list`), an embedded "
+                        "domain (pydoc, pycode), or a .txt (paragraphs) / .jsonl / .csv file; repeatable")
+    a.add_argument("--data-dir", default=None, help="folder with the datasets' official files (default $PARAMACT_DATA_DIR)")
     a.add_argument("--field", default="text", help="jsonl field / csv column holding the text")
     a.add_argument("--samples", type=int, default=64, help="samples per dataset, drawn with --data-seed (default 64)")
     a.add_argument("--data-seed", type=int, default=1)
@@ -64,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: where the model loads)")
     a.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model (off by default)")
     a.add_argument("--out", type=Path, required=True, help="run directory")
+    from .data import commands as data_commands
+
+    data_commands.add_parser(sub)
     return p
 
 
@@ -105,7 +110,7 @@ def _cmd_activations(args) -> int:
                            gammas=args.gammas, sketch_dim=args.sketch_dim, seed=args.seed)
     data = tuple(d for spec in args.data for d in spec.split(",") if d)
     run = ActivationsRun(model=args.model, data=data, samples=args.samples, data_seed=args.data_seed,
-                         text_field=args.field, dtype=args.dtype, device=args.device,
+                         text_field=args.field, data_dir=args.data_dir, dtype=args.dtype, device=args.device,
                          trust_remote_code=args.trust_remote_code, activation=cfg)
     results = run_activations(run, args.out, progress=not args.quiet)
     if not args.quiet:
@@ -140,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_models(args)
         if args.command == "activations":
             return _cmd_activations(args)
+        if args.command == "data":
+            from .data import commands as data_commands
+
+            return data_commands.run(args)
     except UserError as e:
         print(f"paramact: error: {e}", file=sys.stderr)
         return 2

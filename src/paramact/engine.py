@@ -24,13 +24,25 @@ from .targets import Target, get_target
 
 
 class Sink(Protocol):
-    """Receives A one matrix at a time. A is a workspace: read it, never keep it."""
+    """Receives A one block of rows of one matrix at a time: A = |W[rows] * dD/dW[rows]| of
+    shape [B, len(rows), cols]. A is a workspace: read it, never keep or modify it."""
 
     def begin_batch(self, batch: Batch) -> None: ...
 
-    def update(self, w: Weight, A: torch.Tensor) -> None: ...
+    def update(self, w: Weight, rows: slice, A: torch.Tensor) -> None: ...
 
     def end_batch(self, batch: Batch) -> None: ...
+
+
+# Elements of A processed at once. On a CPU a block that stays in cache lets every reducer
+# read it for the price of one pass over memory; on a GPU, large blocks avoid launch costs.
+CHUNK_ELEMENTS = {"cpu": 1 << 22}
+_DEFAULT_CHUNK = 1 << 27
+
+
+def chunk_rows(batch: int, rows: int, cols: int, device: torch.device) -> int:
+    per_row = batch * cols
+    return max(1, min(rows, CHUNK_ELEMENTS.get(device.type, _DEFAULT_CHUNK) // per_row))
 
 
 class _Workspace:
@@ -134,16 +146,20 @@ class Engine:
         g = g.reshape(valid.shape[0], valid.shape[1], -1)
         g = torch.where(valid, g, torch.zeros((), dtype=g.dtype, device=g.device)).float()
         x = x.float()
-        W = w.weight
-        B = g.shape[0]
-        G = WORKSPACE.get((B,) + tuple(W.shape), g.device, "grad")
-        if w.transposed:  # Conv1D: W is [in, out], dW = sum_t x_t g_t^T
-            torch.bmm(x.transpose(1, 2), g, out=G)
-        else:  # Linear: W is [out, in], dW = sum_t g_t x_t^T
-            torch.bmm(g.transpose(1, 2), x, out=G)
-        A = G.mul_(W.detach().to(G)).abs_()  # [B, *W.shape], fp32
-        for s in self._sinks:
-            s.update(w, A)
+        W = w.weight.detach()
+        # dW = sum_t g_t x_t^T for Linear (W [out, in]); sum_t x_t g_t^T for Conv1D (W [in, out])
+        left, right = (x, g) if w.transposed else (g, x)  # [B, T, rows], [B, T, cols]
+        B, R, C = g.shape[0], W.shape[0], W.shape[1]
+        step = chunk_rows(B, R, C, g.device)
+        buf = WORKSPACE.get((B, step, C), g.device, "grad")
+        for r0 in range(0, R, step):
+            rows = slice(r0, min(R, r0 + step))
+            n = rows.stop - r0
+            A = buf[:, :n]  # [B, n, C]
+            torch.bmm(left[:, :, rows].transpose(1, 2), right, out=A)
+            A.mul_(W[rows].to(A)).abs_()
+            for s in self._sinks:
+                s.update(w, rows, A)
 
     # -- running ----------------------------------------------------------------------
     def run(self, batch: Batch, target: str | Target, sinks: Iterable[Sink]) -> torch.Tensor:

@@ -15,8 +15,6 @@ from .anatomy import Anatomy, Weight
 from .batching import Batch
 from .sketch import CountSketch
 
-_GRAM_CHUNK = 1 << 13
-
 
 class MeanMap:
     """Sum over samples of A, per parameter: the mean activation map Ā = sum / n."""
@@ -32,8 +30,8 @@ class MeanMap:
     def begin_batch(self, batch: Batch) -> None:
         pass
 
-    def update(self, w: Weight, A: torch.Tensor) -> None:
-        s = self.sums[w.name]
+    def update(self, w: Weight, rows: slice, A: torch.Tensor) -> None:
+        s = self.sums[w.name][rows]
         s.add_(A.sum(0).to(s.device))
 
     def end_batch(self, batch: Batch) -> None:
@@ -91,16 +89,14 @@ class SampleStats:
         self._sum = torch.zeros(L, B, dtype=torch.float32, device=dev)
         self._sk = self.sketch.zeros(B, dev) if self.sketch else None
 
-    def update(self, w: Weight, A: torch.Tensor) -> None:
+    def update(self, w: Weight, rows: slice, A: torch.Tensor) -> None:
         flat = A.reshape(A.shape[0], -1)  # [B, n]
-        # fp32 GEMMs over chunks of the long axis, summed in fp64: a single fp32 GEMM over
-        # millions of terms loses ~1e-4 relative in the norms
-        gram = self._gram[w.layer]
-        for part in flat.split(_GRAM_CHUNK, dim=1):
-            gram += (part @ part.T).double()
+        # an fp32 GEMM per row block, summed in fp64: one fp32 GEMM over millions of terms
+        # would lose ~1e-4 relative in the norms
+        self._gram[w.layer] += (flat @ flat.T).double()
         self._sum[w.layer] += flat.sum(1).to(self._sum)
         if self.sketch is not None:
-            self.sketch.add(self._sk[w.layer], w, A)
+            self.sketch.add(self._sk[w.layer], w, rows, A)
 
     def end_batch(self, batch: Batch) -> None:
         g = self._gram.cpu()  # float64

@@ -56,13 +56,13 @@ class CountSketch:
         """An empty per-batch accumulator, [L, B, m]."""
         return torch.zeros(self.n_layers, batch, self.dim, dtype=torch.float32, device=device)
 
-    def add(self, out: torch.Tensor, w: Weight, A: torch.Tensor) -> None:
-        """out [B, m] += sketch of A [B, R, C] (one matrix of the layer)."""
+    def add(self, out: torch.Tensor, w: Weight, rows: slice, A: torch.Tensor) -> None:
+        """out [B, m] += sketch of A [B, n, C], the block `rows` of one matrix of the layer."""
         hr, hc, sr, sc = self._on(w, A.device)
-        idx = (hr + hc).bitwise_and_(self.dim - 1).view(-1)  # [R*C]
+        idx = (hr[rows] + hc).bitwise_and_(self.dim - 1).view(-1)  # [n*C]
         key = (A.shape, A.device)
         buf = self._scratch.get(key)
         if buf is None:
-            buf = self._scratch[key] = torch.empty_like(A)
-        torch.mul(A, sr, out=buf).mul_(sc)
+            buf = self._scratch[key] = torch.empty(A.shape, dtype=A.dtype, device=A.device)
+        torch.mul(A, sr[rows], out=buf).mul_(sc)
         out.index_add_(1, idx, buf.view(A.shape[0], -1))

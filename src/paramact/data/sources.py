@@ -6,22 +6,26 @@
 - `pycode`: function definitions from a fixed list of Python standard-library modules.
 
 Every loader returns texts in a deterministic order; `sample` draws a seeded subset.
+`load_texts` is the one entry point: it also serves every registered dataset (registry.py)
+rendered into the paper's analysis prompts (analysis.py).
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import functools
 import hashlib
+import io
 import json
-import random
 import sys
 import sysconfig
 import textwrap
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from ..errors import UserError
+from .sampling import pick
 
 # modules chosen for plain, self-contained code; read in this order
 _PYCODE_MODULES = (
@@ -46,6 +50,11 @@ def _pydoc() -> list[str]:
 
 
 def _pycode() -> list[str]:
+    return list(_pycode_cached())
+
+
+@functools.lru_cache(maxsize=1)
+def _pycode_cached() -> tuple[str, ...]:  # parsing 20 modules takes seconds: once per process
     root = Path(sysconfig.get_paths()["stdlib"])
     out = []
     for rel in _PYCODE_MODULES:
@@ -58,7 +67,7 @@ def _pycode() -> list[str]:
                 seg = textwrap.dedent(ast.get_source_segment(src, node, padded=True) or "")
                 if _MIN_CHARS <= len(seg) <= _MAX_CHARS:
                     out.append(seg)
-    return out
+    return tuple(out)
 
 
 EMBEDDED: dict[str, tuple[str, Callable[[], list[str]]]] = {
@@ -67,11 +76,9 @@ EMBEDDED: dict[str, tuple[str, Callable[[], list[str]]]] = {
 }
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def read_text_file(path: str | Path, field: str = "text") -> list[str]:
+def read_records(path: str | Path) -> list[dict]:
+    """The user's own file as records: .jsonl (one object per line), .csv (header row), else text
+    (.txt/.md: one {"text": paragraph} per blank-line separated paragraph)."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"data file not found: {p}")
@@ -81,25 +88,58 @@ def read_text_file(path: str | Path, field: str = "text") -> list[str]:
         raise UserError(f"cannot read data file {p}: {e.__class__.__name__}") from e
     suffix = p.suffix.lower()
     if suffix == ".jsonl":
-        texts = []
-        for n, line in enumerate(raw.splitlines(), 1):
+        records = []
+        for n, line in enumerate(raw.split("\n"), 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise UserError(f"{p}:{n}: malformed JSON line ({e.msg})") from e
-            if not isinstance(row, dict) or not isinstance(row.get(field), str):
-                raise UserError(f"{p}:{n}: no string field {field!r}")
-            texts.append(row[field])
-    elif suffix == ".csv":
-        rows = list(csv.DictReader(raw.splitlines()))
-        if rows and field not in rows[0]:
-            raise UserError(f"{p}: no column {field!r} (columns: {', '.join(rows[0])})")
-        texts = [r[field] for r in rows]
+            if not isinstance(row, dict):
+                raise UserError(f"{p}:{n}: expected a JSON object, got {type(row).__name__}")
+            records.append({**row, "_line": n})
+        return records
+    if suffix == ".csv":
+        try:
+            return [dict(r) for r in csv.DictReader(io.StringIO(raw, newline=""))]
+        except csv.Error as e:
+            raise UserError(f"{p}: malformed CSV ({e})") from e
+    return [{"text": para.strip()} for para in raw.replace("\r\n", "\n").split("\n\n") if para.strip()]
+
+
+def render_records(records: list[dict], fields: str | Mapping[str, str] = "text", template: str | None = None,
+                   where: str = "data") -> list[str]:
+    """One text per record: the value of field `fields`, or `template` filled through the mapping
+    `fields` (placeholder -> record field), e.g. template "Q: {q}\nA:" with fields {"q": "question"}."""
+    if isinstance(fields, str):
+        mapping, template = {"text": fields}, template if template is not None else "{text}"
+    elif template is None:
+        raise UserError("a field mapping needs a template that uses its names, e.g. 'Q: {q}\\nA:'")
     else:
-        texts = [para.strip() for para in raw.replace("\r\n", "\n").split("\n\n")]
-    texts = [t for t in texts if t and t.strip()]
+        mapping = dict(fields)
+    texts = []
+    for k, rec in enumerate(records, 1):
+        values = {}
+        for key, column in mapping.items():
+            value = rec.get(column)
+            if not isinstance(value, str):
+                if "_line" in rec:
+                    raise UserError(f"{where}:{rec['_line']}: no string field {column!r}")
+                if column not in rec:
+                    raise UserError(f"{where}: no column {column!r} (columns: {', '.join(rec)})")
+                raise UserError(f"{where}: row {k}: no value in column {column!r}")
+            values[key] = value
+        try:
+            texts.append(template.format_map(values))
+        except (KeyError, IndexError, ValueError) as e:
+            raise UserError(f"template {template!r} does not fit the field mapping ({e.__class__.__name__}: {e})") from e
+    return texts
+
+
+def read_text_file(path: str | Path, field: str = "text") -> list[str]:
+    p = Path(path)
+    texts = [t for t in render_records(read_records(p), field, where=str(p)) if t and t.strip()]
     if not texts:
         raise UserError(f"{p}: no samples found (empty dataset)")
     return texts
@@ -107,28 +147,54 @@ def read_text_file(path: str | Path, field: str = "text") -> list[str]:
 
 def sample(texts: list[str], n: int | None, seed: int) -> list[str]:
     """n texts drawn without replacement with a seeded RNG (all, in order, if n is None)."""
-    if n is None:
-        return list(texts)
-    if n < 1:
-        raise UserError(f"number of samples must be >= 1, got {n}")
-    if n > len(texts):
-        raise UserError(f"asked for {n} samples but the data has only {len(texts)}")
-    idx = random.Random(seed).sample(range(len(texts)), n)
-    return [texts[i] for i in idx]
+    return [texts[i] for i in pick(len(texts), n, seed, "the data")]
 
 
-def load_texts(spec: str, n: int | None = None, seed: int = 0, field: str = "text") -> tuple[list[str], dict]:
-    """Texts from an embedded domain name or a file, plus a record of where they came from."""
+def load_texts(spec: str, n: int | None = None, seed: int = 0, field: str | Mapping[str, str] = "text", *,
+               split: str | None = None, shots: int | None = None, tokenizer=None,
+               data_dir: str | Path | None = None, template: str | None = None) -> tuple[list[str], dict]:
+    """Texts plus a record of where they came from, for any of:
+
+    - a registered dataset name, optionally `name:split` (`boolq`, `gsm8k:train`, `wikitext2:test`):
+      n seeded samples rendered into the paper's analysis prompts (C4/WikiText-2: windows of
+      256 tokens of `tokenizer`, whitespace words without one); `field` picks the side of a
+      sentence-pair dataset;
+    - an embedded domain (pydoc, pycode);
+    - a file: .txt/.md paragraphs, .jsonl/.csv with `field` (a column, or a mapping used by `template`).
+    """
+    from .registry import REGISTRY
+
+    name, _, split_in_spec = spec.partition(":")
+    if name in REGISTRY and name not in EMBEDDED:
+        from .analysis import analysis_prompts
+
+        chosen = split or split_in_spec or None
+        texts, source = analysis_prompts(name, n, seed, split=chosen, shots=shots, tokenizer=tokenizer,
+                                         field=field if isinstance(field, str) else None, data_dir=data_dir)
+        source["name"] = name if chosen is None else f"{name}_{source['split']}"
+        return texts, source
     if spec in EMBEDDED:
         desc, fn = EMBEDDED[spec]
         texts = fn()
-        source = {"name": spec, "source": desc, "rows": len(texts)}
+        source = {"name": spec, "source": desc, "kind": "embedded", "rows": len(texts)}
     else:
         p = Path(spec)
         if not p.exists() and "/" not in spec and "." not in spec:
-            raise UserError(f"unknown data {spec!r}: give a file path or one of {', '.join(EMBEDDED)}")
-        texts = read_text_file(p, field)
-        source = {"name": p.name, "path": str(p.resolve()), "sha256": _sha256(p), "rows": len(texts)}
+            raise UserError(f"unknown data {spec!r}: give a file path, a dataset ({', '.join(REGISTRY)}), "
+                            f"or one of {', '.join(EMBEDDED)}")
+        records = read_records(p)
+        texts = [t for t in render_records(records, field, template, where=str(p)) if t and t.strip()]
+        if not texts:
+            raise UserError(f"{p}: no samples found (empty dataset)")
+        digest = _sha256(p)
+        source = {"name": p.name, "path": str(p.resolve()), "sha256": digest, "rows": len(texts), "kind": "path",
+                  "files": [{"path": str(p.resolve()), "sha256": digest, "bytes": p.stat().st_size}]}
+        if not isinstance(field, str) or template is not None:
+            source.update(field_mapping=field if isinstance(field, str) else dict(field), template=template)
     picked = sample(texts, n, seed)
     source.update({"samples": len(picked), "seed": seed})
     return picked, source
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -30,6 +30,7 @@ class ActivationsRun:
     samples: int | None = 64
     data_seed: int = 1  # the paper's analysis scripts use seed 1
     text_field: str = "text"
+    data_dir: str | None = None  # official dataset layouts (default $PARAMACT_DATA_DIR)
     dtype: str | None = None
     device: str | None = None
     trust_remote_code: bool = False
@@ -69,9 +70,12 @@ def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, 
     from ..models import load_model
 
     out = prepare_out(Path(out))
-    loaded = [load_texts(spec, run.samples, run.data_seed, run.text_field) for spec in run.data]  # fail early
     if model is None:
         model, tokenizer = load_model(run.model, run.dtype, run.device, run.trust_remote_code)
+    loaded = [
+        load_texts(spec, run.samples, run.data_seed, run.text_field, tokenizer=tokenizer, data_dir=run.data_dir)
+        for spec in run.data
+    ]
     env = environment(model, run.activation.seed)
     analyses, results = {}, {}
     for (texts, source), spec in zip(loaded, run.data):

@@ -1,0 +1,118 @@
+"""`paramact data list` and `paramact data show`: the only module of the data layer that prints.
+
+    paramact data [--data-dir DIR] list
+    paramact data [--data-dir DIR] show NAME [--split S] [--n K] [--seed X] [--shots K]
+                                            [--form prompt|eval] [--path FILE_OR_DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UserError
+from .registry import REGISTRY, get_spec
+
+
+def add_parser(subparsers) -> None:
+    """Add the `data` command (subcommands `list`, `show`) to an argparse subparsers object."""
+    d = subparsers.add_parser("data", help="datasets: registry, sources, rendered prompts")
+    d.add_argument("--data-dir", type=Path, default=None,
+                   help="folder holding NAME/ in each dataset's official layout (default $PARAMACT_DATA_DIR)")
+    sub = d.add_subparsers(dest="data_command", required=True)
+    sub.add_parser("list", help="every dataset: where it would be read from and rows per split")
+    s = sub.add_parser("show", help="print rendered prompts of a dataset")
+    s.add_argument("name", help=f"one of: {', '.join(REGISTRY)}")
+    s.add_argument("--split", default=None, help="split (default: the one the paper uses)")
+    s.add_argument("--n", type=int, default=3, help="items to show (default 3)")
+    s.add_argument("--seed", type=int, default=1, help="sampling seed (default 1, as the paper's analysis)")
+    s.add_argument("--shots", type=int, default=None, help="demonstrations (GSM8K 0-8, MMLU 0-5)")
+    s.add_argument("--form", choices=("prompt", "eval"), default="prompt",
+                   help="prompt: analysis prompts; eval: multiple-choice items in both scoring forms")
+    s.add_argument("--path", default=None, help="read this file or folder instead of the data directory")
+
+
+def _list(args) -> list[str]:
+    from .loading import source_status
+
+    out = [f"{'name':<11} {'kind':<16} {'source':<24} rows per split / location"]
+    for name, spec in REGISTRY.items():
+        try:
+            st = source_status(name, args.data_dir)
+        except UserError as e:
+            out.append(f"{name:<11} {spec.kind:<16} {'error':<24} {e}")
+            continue
+        rows = " ".join(f"{s}={n}" for s, n in st["rows"].items()) or "-"
+        out.append(f"{name:<11} {spec.kind:<16} {st['source']:<24} {rows}  [{st['location']}]")
+    return out
+
+
+def _header(title: str) -> str:
+    return f"=== {title} ==="
+
+
+def _show(args) -> list[str]:
+    spec = get_spec(args.name)
+    common = {"split": args.split, "data_dir": args.data_dir, "path": args.path}
+    if args.form == "eval":
+        from .evaluation import mc_items
+
+        items, _ = mc_items(args.name, args.n, args.seed, shots=args.shots, **common)
+        out = []
+        for k, it in enumerate(items, 1):
+            out += [_header(f"{it.dataset} {it.split} row {it.index} ({k}/{len(items)}) gold={it.gold_letter}"),
+                    "--- letter scoring: prompt (answer tokens " + " / ".join(it.letters) + ")", it.prompt,
+                    "--- log-likelihood: context", it.context]
+            out += [f"  [{'x' if c == it.gold else ' '}] {cont!r}" for c, cont in enumerate(it.continuations)]
+        return out
+    if spec.kind == "pairs":
+        from .sts import sts_pairs
+
+        pairs, _ = sts_pairs(args.name, args.n, args.seed, **common)
+        return [line for k, p in enumerate(pairs, 1)
+                for line in (_header(f"{args.name} row {p.index} ({k}/{len(pairs)}) score={p.score:g}"), p.a, p.b)]
+    if spec.kind == "parallel":
+        from .sts import parallel_pairs
+
+        pairs, _ = parallel_pairs(args.name, args.n, args.seed, **common)
+        return [line for k, p in enumerate(pairs, 1)
+                for line in (_header(f"{args.name} talk {p.talk} seg {p.seg} ({k}/{len(pairs)})"), p.zh, p.en)]
+    from .analysis import analysis_prompts
+
+    texts, source = analysis_prompts(args.name, args.n, args.seed, shots=args.shots, **common)
+    rows = source.get("indices") or [None] * len(texts)
+    out = []
+    for k, (text, row) in enumerate(zip(texts, rows, strict=True), 1):
+        what = f"row {row}" if row is not None else f"window of {source.get('window_unit', 'tokens')}"
+        out += [_header(f"{args.name} {source['split']} {what} ({k}/{len(texts)})"), text]
+    return out
+
+
+def run(args) -> int:
+    """Execute `data list` / `data show`; UserError for bad input (the CLI prints one line, exit 2)."""
+    if args.data_command == "list":
+        lines = _list(args)
+    elif args.data_command == "show":
+        lines = _show(args)
+    else:
+        raise UserError(f"unknown data command {args.data_command!r}")
+    print("\n".join(lines))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (`python -m paramact.data.commands ...`), for use before cli.py wires it in."""
+    import sys
+
+    parser = argparse.ArgumentParser(prog="paramact")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UserError as e:
+        print(f"paramact: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
