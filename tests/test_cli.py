@@ -37,7 +37,8 @@ def test_activations_run_directory(model_dir, data_file, tmp_path):
     r = cli("--quiet", "activations", "--model", str(model_dir), "--data", str(data_file), "--samples", "6",
             "--batch-size", "4", "--sketch-dim", "256", "--gammas", "1e-3,1e-2,1e-1", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    for f in ("config.json", "env.json", "results.json", "mean_map.safetensors", "fingerprints.safetensors"):
+    for f in ("config.json", "env.json", "results.json", "mean_map.safetensors", "fingerprints.safetensors",
+              "samples.safetensors"):
         assert (out / f).is_file(), f
     res = json.loads((out / "results.json").read_text())
     cfg = json.loads((out / "config.json").read_text())
@@ -61,8 +62,11 @@ def test_activations_run_directory(model_dir, data_file, tmp_path):
     # counts recomputed from the saved map
     layer0 = torch.cat([mm[w.name].flatten() for w in an.layers[0]])
     assert res["layers"][0]["count_above"]["0.01"] == int((layer0 > 0.01).sum())
-    fp = load_file(str(out / "fingerprints.safetensors"))
-    assert fp["fingerprints"].shape == (6, an.n_layers, 256) and fp["norms"].shape == (6, an.n_layers)
+    fp = load_file(str(out / "fingerprints.safetensors"))["fingerprints"]
+    ref = paramact.analyze(model, tok, texts, paramact.ActivationConfig(batch_size=3, sketch_dim=256))
+    assert fp.shape == (6, an.n_layers, 256) and rel_err(fp.float(), ref.fingerprints.float()) <= 2e-3  # fp16
+    per = load_file(str(out / "samples.safetensors"))
+    assert rel_err(per["norms"], ref.norms) <= 1e-5 and rel_err(per["sums"], ref.sums) <= 1e-5
 
 
 @pytest.mark.parametrize(

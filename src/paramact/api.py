@@ -79,8 +79,13 @@ def analyze(
     config: ActivationConfig = ActivationConfig(),
     continuations: Sequence[str] | None = None,
     progress: bool = False,
+    on_fingerprints=None,
 ) -> Analysis:
-    """Run the engine over `texts` and reduce every statistic of the mission."""
+    """Run the engine over `texts` and reduce every statistic of the mission.
+
+    on_fingerprints: optional callable(sample_ids, [B, L, m] tensor) that receives each
+    batch's fingerprints instead of keeping them in memory (Analysis.fingerprints is then None).
+    """
     if len(texts) == 0:
         raise UserError("no texts to analyse (the dataset is empty)")
     target = get_target(config.target)
@@ -90,7 +95,7 @@ def analyze(
     max_len = config.max_length or context_length(model)
     batches, n_trunc = make_batches(tokenizer, texts, config.batch_size, continuations, max_len)
     mean = MeanMap(anatomy, config.stats_device)
-    stats = SampleStats(anatomy, config.sketch_dim, config.seed)
+    stats = SampleStats(anatomy, config.sketch_dim, config.seed, on_fingerprints=on_fingerprints)
     values = []
     with Engine(model, anatomy) as eng:
         for b in tqdm(batches, desc="activations", unit="batch", disable=not progress):
@@ -102,7 +107,7 @@ def analyze(
         layers=layer_density(mmap, anatomy, config.gammas),
         norms=stats.norms(),
         sums=stats.sums(),
-        fingerprints=stats.normalized_fingerprints() if config.sketch_dim else None,
+        fingerprints=stats.normalized_fingerprints() if config.sketch_dim and on_fingerprints is None else None,
         batch_llmdcos=[(ids, llmdcos_from_gram(g).float()) for ids, g in stats.grams],
         target_values=torch.cat(values),
         n_truncated=n_trunc,

@@ -113,17 +113,16 @@ def _cmd_activations(args) -> int:
                          text_field=args.field, data_dir=args.data_dir, dtype=args.dtype, device=args.device,
                          trust_remote_code=args.trust_remote_code, activation=cfg)
     results = run_activations(run, args.out, progress=not args.quiet)
-    if not args.quiet:
-        print(_table(results, cfg.gammas))
-        if "summary" in results:
-            names = results["summary"]["datasets"]
-            cross = results["summary"]["mean_llmdcos_fingerprint"]
+    print(_table(results, cfg.gammas))
+    if "summary" in results:
+        cross = results["summary"]["mean_llmdcos_fingerprint"]
+        if cross:
             L = len(next(iter(cross.values())))
-            half = slice(0, L // 2), slice(L // 2, L - 2)
-            print("\nmean LLMDcos (fingerprints), shallow [0, L/2) vs deep [L/2, L-2):")
+            shallow, deep = slice(0, L // 2), slice(L // 2, L - 2)
+            print("\nmean LLMDcos over sample pairs (fingerprints), shallow [0, L/2) vs deep [L/2, L-2):")
             for k, v in cross.items():
-                sh = sum(v[half[0]]) / len(v[half[0]])
-                dp = sum(v[half[1]]) / max(len(v[half[1]]), 1)
+                sh = sum(v[shallow]) / len(v[shallow])
+                dp = sum(v[deep]) / max(len(v[deep]), 1)
                 print(f"  {k:24s} shallow {sh:.3f}  deep {dp:.3f}")
     print(f"run directory: {args.out}")
     return 0

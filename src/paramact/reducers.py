@@ -70,8 +70,10 @@ class SampleStats:
         seed: int = 0,
         keep_grams: bool = True,
         fingerprint_dtype: torch.dtype = torch.float16,
+        on_fingerprints=None,
     ):
         self.anatomy = anatomy
+        self.on_fingerprints = on_fingerprints  # callable(index, [B, L, m]) instead of keeping them
         self.fingerprint_dtype = fingerprint_dtype
         self.sketch = CountSketch(anatomy, sketch_dim, seed) if sketch_dim else None
         self.keep_grams = keep_grams
@@ -109,7 +111,10 @@ class SampleStats:
         if self._sk is not None:  # unit-scale values: float16 storage loses < 1e-3 relative
             norm = sq.clamp(min=0).sqrt().clamp(min=torch.finfo(torch.float32).tiny)
             fp = self._sk.transpose(0, 1).cpu() / norm[..., None]
-            self.fingerprints.append(fp.to(self.fingerprint_dtype))
+            if self.on_fingerprints is not None:
+                self.on_fingerprints(list(batch.index), fp.to(self.fingerprint_dtype))
+            else:
+                self.fingerprints.append(fp.to(self.fingerprint_dtype))
         self._gram = self._sum = self._sk = None
 
     # -- results ----------------------------------------------------------------------

@@ -28,11 +28,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary only
         os.replace(tmp, path)
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from e
@@ -62,6 +62,50 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[s
     clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(clean, str(tmp), metadata=metadata)
+
+
+class TensorFileWriter:
+    """Fill one [N, ...] tensor of a safetensors file row block by row block, on disk.
+
+    The header is written first (shape and dtype are known up front), rows go to their
+    offsets as they arrive, and the file replaces `path` atomically on close(): memory
+    stays constant however many samples a run has.
+    """
+
+    _DTYPES = {torch.float16: ("F16", 2), torch.float32: ("F32", 4), torch.bfloat16: ("BF16", 2)}
+
+    def __init__(self, path: Path, name: str, shape: tuple[int, ...], dtype: torch.dtype, metadata: dict | None = None):
+        code, size = self._DTYPES[dtype]
+        self.path, self.dtype = Path(path), dtype
+        self.row_bytes = size * int(torch.tensor(shape[1:]).prod()) if len(shape) > 1 else size
+        self.rows, self.written = shape[0], 0
+        header = {name: {"dtype": code, "shape": list(shape), "data_offsets": [0, self.row_bytes * shape[0]]}}
+        if metadata:
+            header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)
+        self._data_start = 8 + len(raw)
+        self._ctx = atomic_path(self.path)
+        self._tmp = self._ctx.__enter__()
+        self._f = open(self._tmp, "r+b")
+        self._f.write(len(raw).to_bytes(8, "little") + raw)
+        self._f.truncate(self._data_start + self.row_bytes * shape[0])
+
+    def write(self, index: list[int], rows: torch.Tensor) -> None:
+        data = rows.detach().to(self.dtype).contiguous().cpu()
+        for i, r in zip(index, data):
+            self._f.seek(self._data_start + i * self.row_bytes)
+            self._f.write(r.numpy().tobytes() if self.dtype != torch.bfloat16 else r.view(torch.int16).numpy().tobytes())
+        self.written += len(index)
+
+    def close(self, complete: bool = True) -> None:
+        self._f.close()
+        if complete and self.written == self.rows:
+            self._ctx.__exit__(None, None, None)
+        else:
+            self._ctx.__exit__(RuntimeError, RuntimeError("incomplete"), None)
+
+    __call__ = write
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -1,7 +1,8 @@
 """`paramact activations`: one engine pass per dataset, written as a run directory.
 
 DIR/config.json, DIR/env.json, DIR/mean_map.safetensors (keyed by HF parameter name),
-DIR/fingerprints.safetensors, and DIR/results.json last. With several datasets each gets
+DIR/fingerprints.safetensors (streamed to disk batch by batch), DIR/samples.safetensors
+(per-sample, per-layer norms and sums, target values), and DIR/results.json last. With several datasets each gets
 DIR/<name>/ (a complete activation run) and DIR/results.json adds the cross-dataset
 LLMDcos per layer estimated from fingerprints.
 """
@@ -17,8 +18,8 @@ import torch
 from ..api import ActivationConfig, Analysis, analyze
 from ..data import load_texts
 from ..density import gamma_key
-from ..runs import environment, prepare_out, write_json, write_tensors
-from ..similarity import fingerprint_matrix
+from ..runs import TensorFileWriter, environment, prepare_out, write_json, write_tensors
+from ..anatomy import discover
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,34 @@ class ActivationsRun:
     activation: ActivationConfig = field(default_factory=ActivationConfig)
 
 
+class _FingerprintStream:
+    """Streams each batch's fingerprints to DIR/fingerprints.safetensors and keeps only
+    their running sum: the mean LLMDcos between two datasets over all their pairs is the
+    dot product of their mean fingerprints, so a dataset matrix needs no per-sample data."""
+
+    def __init__(self, path: Path, n: int, n_layers: int, dim: int, meta: dict):
+        self.writer = TensorFileWriter(path, "fingerprints", (n, n_layers, dim), torch.float16, meta)
+        self.sum = torch.zeros(n_layers, dim, dtype=torch.float64)
+        self.sq = torch.zeros(n_layers, dtype=torch.float64)
+        self.n = 0
+
+    def __call__(self, index: list[int], fp: torch.Tensor) -> None:
+        self.writer.write(index, fp)
+        f = fp.double()
+        self.sum += f.sum(0)
+        self.sq += (f * f).sum((0, 2))
+        self.n += f.shape[0]
+
+
+def mean_pair_llmdcos(a: _FingerprintStream, b: _FingerprintStream | None = None) -> list[float]:
+    """Per layer: mean fingerprint LLMDcos over all cross pairs, or over the distinct pairs
+    (i != j: different items) of one dataset when b is None."""
+    if b is None:
+        n = a.n
+        return ((torch.einsum("lm,lm->l", a.sum, a.sum) - a.sq) / max(n * (n - 1), 1)).tolist()
+    return (torch.einsum("lm,lm->l", a.sum, b.sum) / (a.n * b.n)).tolist()
+
+
 def _results(an: Analysis, source: dict) -> dict:
     return {
         "source": source,
@@ -49,21 +78,29 @@ def _results(an: Analysis, source: dict) -> dict:
     }
 
 
-def _write_one(out: Path, run: ActivationsRun, an: Analysis, source: dict, env: dict) -> dict:
+def _run_one(out: Path, run: ActivationsRun, model, tokenizer, texts, source, env, progress):
     out = prepare_out(out)
     write_json(out / "config.json", {**asdict(run), "data": source["name"], "source": source})
     write_json(out / "env.json", env)
-    meta = {"model": run.model, "target": run.activation.target, "n_samples": str(an.norms.shape[0])}
+    meta = {"model": run.model, "target": run.activation.target, "n_samples": str(len(texts))}
+    stream = None
+    if run.activation.sketch_dim:
+        fmeta = {**meta, "sketch_dim": run.activation.sketch_dim, "sketch_seed": run.activation.seed,
+                 "normalized": "sketch / exact layer norm: f_i . f_j estimates LLMDcos(i, j)"}
+        n_layers = discover(model).n_layers
+        stream = _FingerprintStream(out / "fingerprints.safetensors", len(texts), n_layers,
+                                    run.activation.sketch_dim, fmeta)
+    try:
+        an = analyze(model, tokenizer, texts, run.activation, progress=progress, on_fingerprints=stream)
+    finally:
+        if stream is not None:
+            stream.writer.close()
     write_tensors(out / "mean_map.safetensors", an.mean_map, meta)
-    tensors = {"norms": an.norms, "sums": an.sums, "target_values": an.target_values,
-               "index": torch.tensor(list(range(an.norms.shape[0])))}
-    if an.fingerprints is not None:
-        tensors["fingerprints"] = an.fingerprints
-    write_tensors(out / "fingerprints.safetensors", tensors, {**meta, "sketch_dim": str(run.activation.sketch_dim),
-                                                              "sketch_seed": str(run.activation.seed)})
+    write_tensors(out / "samples.safetensors",
+                  {"norms": an.norms, "sums": an.sums, "target_values": an.target_values}, meta)
     res = _results(an, source)
     write_json(out / "results.json", res)
-    return res
+    return res, stream
 
 
 def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, progress: bool = True) -> dict:
@@ -77,36 +114,26 @@ def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, 
         for spec in run.data
     ]
     env = environment(model, run.activation.seed)
-    analyses, results = {}, {}
-    for (texts, source), spec in zip(loaded, run.data):
+    streams, results = {}, {}
+    for texts, source in loaded:
         name = source["name"]
         log.info("%s: %d samples", name, len(texts))
-        an = analyze(model, tokenizer, texts, run.activation, progress=progress)
-        sub = out if len(run.data) == 1 else out / name
-        results[name] = _write_one(sub, run, an, source, env)
-        analyses[name] = an
-    if len(run.data) == 1:
+        sub = out if len(loaded) == 1 else out / name
+        results[name], streams[name] = _run_one(sub, run, model, tokenizer, texts, source, env, progress)
+    if len(loaded) == 1:
         return results
+    names = list(streams)
     cross = {}
-    names = list(analyses)
-    for i, a in enumerate(names):
-        for b in names[i:]:
-            fa, fb = analyses[a].fingerprints, analyses[b].fingerprints
-            if fa is None:
-                break
-            m = fingerprint_matrix(fa, fb)  # [L, Na, Nb]
-            if a == b:  # different items of the same dataset, as in the paper
-                n = m.shape[1]
-                vals = (m.sum((1, 2)) - torch.diagonal(m, dim1=1, dim2=2).sum(1)) / max(n * (n - 1), 1)
-            else:
-                vals = m.mean((1, 2))
-            cross[f"{a}|{b}"] = vals.tolist()
+    if run.activation.sketch_dim:
+        for i, a in enumerate(names):
+            for b in names[i:]:
+                cross[f"{a}|{b}"] = mean_pair_llmdcos(streams[a], None if a == b else streams[b])
     summary = {
         "datasets": names,
         "layer_index_base": 0,
         "gammas": [gamma_key(g) for g in run.activation.gammas],
         "mean_llmdcos_fingerprint": cross,
-        "runs": {n: str(Path(n)) for n in names},
+        "runs": {n: n for n in names},
     }
     write_json(out / "results.json", summary)
     return {**results, "summary": summary}

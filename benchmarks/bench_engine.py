@@ -1,0 +1,233 @@
+"""Engine benchmark on SmolLM2-135M: ratios measured side by side in one run.
+
+    python benchmarks/bench_engine.py [--parts abcd] [--reps 3] [--json out.json]
+
+(a) engine / plain batched forward+backward with weight gradients, same 8 samples of 128 tokens
+(b) one mean map: paper's method (batch 1, full logits, deep copy of grad*weight per
+    sample) / paramact
+(c) 4x4 dataset LLMDcos matrix, 16 samples per dataset: paper's method (a pair of passes
+    per sample pair and dataset pair) / paramact (one pass per sample, fingerprints)
+(d) peak RSS of a run over 8 vs 64 samples, and of paramact vs the paper's method
+Absolute times on a shared 2-core machine are noise; the ratios are the result.
+Every timed configuration runs interleaved with its competitor, `reps` times; medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+import paramact
+from paramact.api import ActivationConfig, analyze
+from paramact.batching import make_batches
+from paramact.data import load_texts
+from paramact.similarity import fingerprint_matrix
+
+SEQ = 128
+
+
+def windows(tok, domain: str, n: int, seq: int = SEQ, seed: int = 1) -> list[str]:
+    """n texts of exactly `seq` tokens (decoded token windows of the embedded domains)."""
+    texts, _ = load_texts(domain, None, seed)
+    ids = [i for t in texts for i in tok(t + "\n\n", add_special_tokens=False)["input_ids"]]
+    g = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(ids) - seq - 1, (n,), generator=g).tolist()
+    out = []
+    for s in starts:
+        text = tok.decode(ids[s : s + seq])
+        out.append(text)
+    return out
+
+
+def kept_params(model):
+    """The paper's filter: 2-D, max(shape) <= 15000 (drops embeddings / lm_head)."""
+    return [(n, p) for n, p in model.named_parameters() if p.dim() >= 2 and max(p.shape) <= 15000]
+
+
+def paper_grad_w(model, tok, text):
+    """One paper-style pass: batch 1, full logits, D = max logit at the last position,
+    then a deep copy of grad * weight for every kept parameter (signed, fp32)."""
+    ids = tok(text, return_tensors="pt").input_ids
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.zero_grad(set_to_none=True)
+    logits = model(input_ids=ids, use_cache=False).logits
+    logits[0, -1, :].max().backward()
+    out = [(p.grad * p.detach()).float().clone() for _, p in kept_params(model)]
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+def paper_mean_map(model, tok, texts):
+    acc = None
+    for t in texts:
+        v = paper_grad_w(model, tok, t)
+        acc = [a.abs() for a in v] if acc is None else [a.add_(b.abs()) for a, b in zip(acc, v)]
+    return [a / len(texts) for a in acc]
+
+
+def paper_pair_llmdcos(model, tok, t1, t2, layer_len: int):
+    v1, v2 = paper_grad_w(model, tok, t1), paper_grad_w(model, tok, t2)
+    sims = []
+    for i in range(0, len(v1), layer_len):
+        a = torch.cat([x.flatten() for x in v1[i : i + layer_len]])
+        b = torch.cat([x.flatten() for x in v2[i : i + layer_len]])
+        sims.append(float((a * b).abs().sum() / a.norm() / b.norm()))
+    return sims
+
+
+def plain_step(model, batch):
+    """A training step's work: forward (full logits), backward with weight gradients."""
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.zero_grad(set_to_none=True)
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+    last = batch.attention_mask.sum(1) - 1
+    out.logits[torch.arange(batch.size), last].max(-1).values.sum().backward()
+    model.zero_grad(set_to_none=True)
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+def interleaved(fns: dict, reps: int) -> dict:
+    times = {k: [] for k in fns}
+    for k, f in fns.items():  # warm-up
+        f()
+    for _ in range(reps):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def part_a(model, tok, reps):
+    texts = windows(tok, "pydoc", 8)
+    batch = make_batches(tok, texts, 8)[0][0]
+    cfg = ActivationConfig(batch_size=8)
+    cfg_nosk = ActivationConfig(batch_size=8, sketch_dim=0)
+    t = interleaved({
+        "plain": lambda: plain_step(model, batch),
+        "engine": lambda: analyze(model, tok, texts, cfg),
+        "engine_no_fingerprints": lambda: analyze(model, tok, texts, cfg_nosk),
+    }, reps)
+    return {"tokens": list(batch.input_ids.shape), "seconds": t,
+            "engine_over_plain": t["engine"] / t["plain"],
+            "engine_no_fingerprints_over_plain": t["engine_no_fingerprints"] / t["plain"]}
+
+
+def part_b(model, tok, reps):
+    texts = windows(tok, "pydoc", 8, seed=2)
+    cfg = ActivationConfig(batch_size=8, sketch_dim=0)
+    ours = {}
+    t = interleaved({
+        "paper": lambda: paper_mean_map(model, tok, texts),
+        "paramact": lambda: ours.update(m=analyze(model, tok, texts, cfg).mean_map),
+    }, reps)
+    ref = paper_mean_map(model, tok, texts)
+    names = [n for n, _ in kept_params(model)]
+    err = max(float((ours["m"][n] - r).abs().max() / r.abs().max()) for n, r in zip(names, ref))
+    return {"samples": 8, "seconds": t, "speedup": t["paper"] / t["paramact"], "max_rel_diff_vs_paper": err}
+
+
+def part_c(model, tok, reps, seq=64):
+    domains = ["pydoc", "pycode"]
+    data = {f"{d}{s}": windows(tok, d, 16, seq, seed=s) for d in domains for s in (1, 2)}  # 4 datasets
+    names = list(data)
+    an = paramact.discover(model)
+    L, layer_len = an.n_layers, len(an.layers[0])
+    cfg = ActivationConfig(batch_size=8)
+
+    def ours():
+        fps = {k: analyze(model, tok, v, cfg).fingerprints for k, v in data.items()}
+        M = torch.zeros(4, 4)
+        for i, a in enumerate(names):
+            for j, b in enumerate(names):
+                m = fingerprint_matrix(fps[a], fps[b])[L // 2 : L - 2]  # deep layers
+                M[i, j] = m.diagonal(dim1=1, dim2=2).mean()  # k-th with k-th sample, as the paper
+        return M
+
+    def paper():
+        M = torch.zeros(4, 4)
+        for i, a in enumerate(names):
+            for j, b in enumerate(names[i:], i):
+                sims = [paper_pair_llmdcos(model, tok, x, y, layer_len) for x, y in zip(data[a], data[b])]
+                M[i, j] = M[j, i] = torch.tensor(sims)[:, L // 2 : L - 2].mean()
+        return M
+
+    res = {}
+    t = interleaved({"paper": lambda: res.update(p=paper()), "paramact": lambda: res.update(o=ours())}, reps)
+    off = (res["o"] - res["p"]).abs()
+    return {"datasets": names, "samples_per_dataset": 16, "seq": seq, "seconds": t,
+            "speedup": t["paper"] / t["paramact"], "passes": {"paper": 10 * 16 * 2, "paramact": 4 * 16},
+            "max_abs_diff_offdiag": float(off[~torch.eye(4, dtype=bool)].max())}
+
+
+_RSS_CHILD = r"""
+import resource, sys, torch, paramact
+sys.path.insert(0, {bench_dir!r})
+from bench_engine import windows, paper_mean_map
+from paramact.api import ActivationConfig, analyze
+torch.set_num_threads(2)
+model, tok = paramact.load_model("smollm2-135m")
+texts = windows(tok, "pydoc", {n}, 64)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if {paper}:
+    paper_mean_map(model, tok, texts)
+else:
+    analyze(model, tok, texts, ActivationConfig(batch_size=8), fingerprint_store={store!r})
+print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _rss(n, paper=False, store=None):
+    from pathlib import Path
+
+    code = _RSS_CHILD.format(bench_dir=str(Path(__file__).parent), n=n, paper=paper, store=store)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    base, peak = map(int, out.stdout.split()[-2:])
+    return {"after_load_mb": base / 1024, "peak_mb": peak / 1024}
+
+
+def part_d(_model, _tok, _reps):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        r8 = _rss(8, store=f"{d}/fp8")
+        r64 = _rss(64, store=f"{d}/fp64")
+    mem = _rss(64)
+    paper = _rss(8, paper=True)
+    return {"paramact_8": r8, "paramact_64": r64, "paramact_64_fingerprints_in_memory": mem, "paper_8": paper,
+            "growth_8_to_64": r64["peak_mb"] / r8["peak_mb"] - 1,
+            "paramact_over_paper_peak": r8["peak_mb"] / paper["peak_mb"]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default="abcd")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    model, tok = paramact.load_model("smollm2-135m")
+    parts = {"a": part_a, "b": part_b, "c": part_c, "d": part_d}
+    results = {"threads": torch.get_num_threads(), "torch": torch.__version__}
+    for p in args.parts:
+        t = time.perf_counter()
+        results[p] = parts[p](model, tok, args.reps if p != "c" else 1)
+        results[p]["wall_s"] = time.perf_counter() - t
+        print(p, json.dumps(results[p], indent=1), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
