@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Sequence
 
 import torch
@@ -52,7 +53,7 @@ class Analysis:
 
     anatomy: Anatomy
     mean_map: dict[str, torch.Tensor]  # HF parameter name -> mean |A|, float32
-    layers: list[dict]  # layer_density rows
+    gammas: tuple[float, ...]
     norms: torch.Tensor  # [N, L] ‖A_i‖ per layer
     sums: torch.Tensor  # [N, L] Σ A_i per layer
     fingerprints: torch.Tensor | None  # [N, L, m], f_i·f_j ≈ LLMDcos(i, j)
@@ -60,6 +61,11 @@ class Analysis:
     target_values: torch.Tensor  # [N] D(s_i)
     n_truncated: int = 0
     meta: dict = field(default_factory=dict)
+
+    @cached_property
+    def layers(self) -> list[dict]:
+        """Per-layer density rows (counts above each γ, mass shares), computed on first use."""
+        return layer_density(self.mean_map, self.anatomy, self.gammas)
 
 
 def context_length(model) -> int | None:
@@ -104,7 +110,7 @@ def analyze(
     return Analysis(
         anatomy=anatomy,
         mean_map=mmap,
-        layers=layer_density(mmap, anatomy, config.gammas),
+        gammas=config.gammas,
         norms=stats.norms(),
         sums=stats.sums(),
         fingerprints=stats.normalized_fingerprints() if config.sketch_dim and on_fingerprints is None else None,

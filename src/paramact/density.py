@@ -27,14 +27,33 @@ def check_gammas(gammas) -> tuple[float, ...]:
     return gammas
 
 
-def mass_share(v: torch.Tensor, fraction: float) -> float:
-    """Smallest share of entries of v (>= 0) whose sum reaches `fraction` of the total."""
-    total = v.sum()
+def mass_shares(v: torch.Tensor, fractions=(0.5, 0.9), bins: int = 4096) -> list[float]:
+    """For each fraction f: the smallest share of entries of v (>= 0) whose sum reaches f
+    of the total. Exact, in O(n): entries are binned by log-magnitude, whole bins are
+    taken from the top, and only the bin where the running mass crosses f·total is sorted."""
+    v = v.flatten().float()
+    n = v.numel()
+    total = float(v.sum(dtype=torch.float64))
     if total <= 0:
-        return 0.0
-    s = torch.sort(v.flatten(), descending=True).values.double()
-    k = int(torch.searchsorted(torch.cumsum(s, 0), fraction * float(total)).item()) + 1
-    return min(k, s.numel()) / s.numel()
+        return [0.0 for _ in fractions]
+    pos = v[v > 0]
+    lv = torch.log2(pos)
+    lo, hi = float(lv.min()), float(lv.max())
+    idx = ((lv - lo) * ((bins - 1) / max(hi - lo, 1e-12))).long().clamp_(0, bins - 1)
+    mass = torch.bincount(idx, weights=pos.double(), minlength=bins).flip(0)  # from the top bin down
+    count = torch.bincount(idx, minlength=bins).flip(0)
+    cum_mass, cum_count = torch.cumsum(mass, 0), torch.cumsum(count, 0)
+    out = []
+    for f in fractions:
+        b = int(torch.searchsorted(cum_mass, torch.tensor(f * total, dtype=torch.float64)))
+        b = min(b, bins - 1)
+        before_mass = float(cum_mass[b - 1]) if b else 0.0
+        before_count = int(cum_count[b - 1]) if b else 0
+        inside = torch.sort(pos[idx == bins - 1 - b], descending=True).values
+        need = torch.cumsum(inside, 0, dtype=torch.float64) + before_mass
+        k = int(torch.searchsorted(need, torch.tensor(f * total, dtype=torch.float64))) + 1
+        out.append(min(before_count + k, n) / n)
+    return out
 
 
 def layer_density(mean_map: dict[str, torch.Tensor], anatomy: Anatomy, gammas=DEFAULT_GAMMAS) -> list[dict]:
@@ -46,13 +65,14 @@ def layer_density(mean_map: dict[str, torch.Tensor], anatomy: Anatomy, gammas=DE
     rows = []
     for i, ws in enumerate(anatomy.layers):
         v = torch.cat([mean_map[w.name].flatten().float() for w in ws])
+        m50, m90 = mass_shares(v)
         rows.append(
             {
                 "index": i,
                 "params": v.numel(),
                 "count_above": {gamma_key(g): int((v > g).sum()) for g in gammas},
-                "mass_share_50": mass_share(v, 0.5),
-                "mass_share_90": mass_share(v, 0.9),
+                "mass_share_50": m50,
+                "mass_share_90": m90,
                 "share_above_model_mean": float((v > global_mean).double().mean()),
                 "mean_abs": float(v.double().mean()),
             }

@@ -15,6 +15,8 @@ from .anatomy import Anatomy, Weight
 from .batching import Batch
 from .sketch import CountSketch
 
+_GRAM_PIECE = 1 << 13
+
 
 class MeanMap:
     """Sum over samples of A, per parameter: the mean activation map Ā = sum / n."""
@@ -93,9 +95,11 @@ class SampleStats:
 
     def update(self, w: Weight, rows: slice, A: torch.Tensor) -> None:
         flat = A.reshape(A.shape[0], -1)  # [B, n]
-        # an fp32 GEMM per row block, summed in fp64: one fp32 GEMM over millions of terms
-        # would lose ~1e-4 relative in the norms
-        self._gram[w.layer] += (flat @ flat.T).double()
+        # fp32 GEMMs over 8192-long pieces, summed in fp64: one fp32 GEMM over millions of
+        # terms would lose ~1e-4 relative in the norms
+        gram = self._gram[w.layer]
+        for part in flat.split(_GRAM_PIECE, dim=1):
+            gram += (part @ part.T).double()
         self._sum[w.layer] += flat.sum(1).to(self._sum)
         if self.sketch is not None:
             self.sketch.add(self._sk[w.layer], w, rows, A)
