@@ -1,0 +1,52 @@
+"""Per-layer density measures against hand-computed values and a sort-based reference."""
+
+import pytest
+import torch
+
+from paramact.density import check_gammas, layer_density, mass_shares
+from paramact.errors import UserError
+from paramact.anatomy import discover
+from tiny import tiny_model
+
+
+def sort_reference(v, fractions):
+    s = torch.sort(v.flatten().double(), descending=True).values
+    cum = torch.cumsum(s, 0)
+    return [min(int(torch.searchsorted(cum, f * cum[-1])) + 1, len(s)) / len(s) for f in fractions]
+
+
+def test_mass_shares_by_hand():
+    v = torch.tensor([5.0, 3.0, 1.0, 1.0, 0.0])  # total 10: 50% needs {5}, 90% needs {5, 3, 1}
+    assert mass_shares(v) == [1 / 5, 3 / 5]
+    assert mass_shares(torch.ones(4)) == [2 / 4, 4 / 4]
+    assert mass_shares(torch.zeros(7)) == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("power", [1, 8, 40])
+def test_mass_shares_equal_full_sort(power):
+    g = torch.Generator().manual_seed(power)
+    v = torch.rand(200_000, generator=g) ** power  # from flat to extremely heavy-tailed
+    v[:1000] = 0
+    assert mass_shares(v, (0.1, 0.5, 0.9, 0.99)) == sort_reference(v, (0.1, 0.5, 0.9, 0.99))
+
+
+def test_layer_density_counts_by_hand():
+    model = tiny_model("llama")
+    an = discover(model)
+    mm = {w.name: torch.zeros(w.weight.shape) for w in an.weights}
+    first = an.layers[1][0].name
+    mm[first].view(-1)[:10] = torch.tensor([1e-7, 3e-6, 3e-6, 1e-5, 1e-5, 1e-5, 1e-4, 1e-4, 1e-4, 1e-4])
+    rows = layer_density(mm, an, (2e-6, 5e-6, 2e-5))
+    assert rows[1]["count_above"] == {"2e-06": 9, "5e-06": 7, "2e-05": 4}
+    assert rows[0]["count_above"] == {"2e-06": 0, "5e-06": 0, "2e-05": 0}
+    total = 1e-7 + 6e-6 + 3e-5 + 4e-4
+    assert rows[1]["mean_abs"] == pytest.approx(total / an.layer_params(1), rel=1e-6)
+    assert rows[1]["mass_share_50"] == pytest.approx(3 / an.layer_params(1))  # half of 4.361e-4 needs three 1e-4
+    # the model-wide mean is total / all params: exactly the ten non-zero entries exceed it
+    assert rows[1]["share_above_model_mean"] == pytest.approx(10 / an.layer_params(1))
+
+
+@pytest.mark.parametrize("bad", [(0.0,), (-1e-6,), (float("nan"),), (float("inf"),), ()])
+def test_bad_gammas(bad):
+    with pytest.raises(UserError):
+        check_gammas(bad)
