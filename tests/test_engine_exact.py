@@ -71,3 +71,19 @@ def test_target_values_match_oracle():
                 logits = model(input_ids=torch.tensor([ids])).logits[0]
             ref = float(target_value(logits, torch.tensor(ids), target, n_prompt))
             assert abs(float(res.target_values[i]) - ref) <= 1e-5 * max(1.0, abs(ref)), (target, i)
+
+
+@pytest.mark.parametrize("batch_size", [2, 5])
+def test_pair_similarity_matches_direct_formula(batch_size):
+    """pair_similarity: exact per-layer LLMDcos of each pair, whatever the batch size."""
+    model, tok = tiny_model("gpt_neox"), ByteTokenizer()
+    pairs = [(TEXTS[0], TEXTS[1]), (TEXTS[2], TEXTS[2]), (TEXTS[3], TEXTS[6])]
+    got = paramact.pair_similarity(model, tok, pairs, batch_size=batch_size)
+    an = paramact.discover(model)
+    assert got.shape == (3, an.n_layers)
+    for k, (a, b) in enumerate(pairs):
+        va = layer_vectors(an, per_sample_A(model, an.weights, encode_ids(tok, a)[0]))
+        vb = layer_vectors(an, per_sample_A(model, an.weights, encode_ids(tok, b)[0]))
+        for L in range(an.n_layers):
+            assert abs(float(got[k, L]) - paramact.llmdcos(va[L], vb[L])) <= TOL
+    assert torch.allclose(got[1], torch.ones(an.n_layers))  # a text with itself

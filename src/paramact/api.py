@@ -86,6 +86,7 @@ def analyze(
     continuations: Sequence[str] | None = None,
     progress: bool = False,
     on_fingerprints=None,
+    with_mean_map: bool = True,
 ) -> Analysis:
     """Run the engine over `texts` and reduce every statistic of the mission.
 
@@ -100,13 +101,13 @@ def analyze(
     anatomy = discover(model)
     max_len = config.max_length or context_length(model)
     batches, n_trunc = make_batches(tokenizer, texts, config.batch_size, continuations, max_len)
-    mean = MeanMap(anatomy, config.stats_device)
+    mean = MeanMap(anatomy, config.stats_device) if with_mean_map else None
     stats = SampleStats(anatomy, config.sketch_dim, config.seed, on_fingerprints=on_fingerprints)
     values = []
     with Engine(model, anatomy) as eng:
         for b in tqdm(batches, desc="activations", unit="batch", disable=not progress):
-            values.append(eng.run(b, target, [mean, stats]).cpu())
-    mmap = mean.mean()
+            values.append(eng.run(b, target, [s for s in (mean, stats) if s is not None]).cpu())
+    mmap = mean.mean() if mean is not None else {}
     return Analysis(
         anatomy=anatomy,
         mean_map=mmap,
@@ -142,7 +143,7 @@ def pair_similarity(
     texts = [t for p in pairs for t in p]
     per_batch = max(2, batch_size - batch_size % 2)
     cfg = ActivationConfig(target=target, batch_size=per_batch, sketch_dim=0)
-    res = analyze(model, tokenizer, texts, cfg)
+    res = analyze(model, tokenizer, texts, cfg, with_mean_map=False)
     out = torch.empty(len(pairs), res.anatomy.n_layers)
     for ids, cos in res.batch_llmdcos:
         for j in range(0, len(ids), 2):
