@@ -29,9 +29,7 @@ FAMILIES = {
 }
 
 
-def tiny_model(family: str, seed: int = 0):
-    cfg = AutoConfig.for_model(family, **_COMMON, **FAMILIES[family])
-    cfg._attn_implementation = "eager" if family == "gemma3_text" else "sdpa"
+def _build(cfg, seed: int):
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     # random init of HF is tiny (std 0.02); widen it so activations are not all ~0
@@ -40,6 +38,12 @@ def tiny_model(family: str, seed: int = 0):
             if p.dim() == 2:
                 p.normal_(0, 0.3)
     return model.eval()
+
+
+def tiny_model(family: str, seed: int = 0):
+    cfg = AutoConfig.for_model(family, **_COMMON, **FAMILIES[family])
+    cfg._attn_implementation = "eager" if family == "gemma3_text" else "sdpa"
+    return _build(cfg, seed)
 
 
 class ByteTokenizer:
@@ -94,12 +98,7 @@ def save_tiny(path, family: str = "llama", seed: int = 0):
     tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
     cfg_over = dict(FAMILIES[family], vocab_size=len(vocab))
     cfg = AutoConfig.for_model(family, bos_token_id=1, eos_token_id=2, pad_token_id=0, **cfg_over)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.3)
+    model = _build(cfg, seed)
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path

@@ -17,7 +17,6 @@ import csv
 import functools
 import hashlib
 import io
-import json
 import sys
 import sysconfig
 import textwrap
@@ -88,18 +87,9 @@ def read_records(path: str | Path) -> list[dict]:
         raise UserError(f"cannot read data file {p}: {e.__class__.__name__}") from e
     suffix = p.suffix.lower()
     if suffix == ".jsonl":
-        records = []
-        for n, line in enumerate(raw.split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{p}:{n}: malformed JSON line ({e.msg})") from e
-            if not isinstance(row, dict):
-                raise UserError(f"{p}:{n}: expected a JSON object, got {type(row).__name__}")
-            records.append({**row, "_line": n})
-        return records
+        from .formats import jsonl
+
+        return [{**row, "_line": n} for n, row in jsonl(p)]
     if suffix == ".csv":
         try:
             return [dict(r) for r in csv.DictReader(io.StringIO(raw, newline=""))]
