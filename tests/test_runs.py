@@ -21,11 +21,23 @@ def test_streamed_tensor_file_round_trip_out_of_order(tmp_path):
         assert f.metadata() == {"dim": "8"}
 
 
-def test_incomplete_stream_is_never_published(tmp_path):
+def test_incomplete_stream_is_never_published_and_resumes(tmp_path):
     w = TensorFileWriter(tmp_path / "fp.safetensors", "x", (4, 2), torch.float32)
+    w.write([0, 1], torch.ones(2, 2))
+    w.close(complete=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["fp.safetensors.partial"]
+    w = TensorFileWriter(tmp_path / "fp.safetensors", "x", (4, 2), torch.float32, resume=True)
+    w.write([2, 3], torch.full((2, 2), 2.0))
+    w.close()
+    assert load_file(str(tmp_path / "fp.safetensors"))["x"].tolist() == [[1, 1], [1, 1], [2, 2], [2, 2]]
+    # without resume the partial file is started afresh
+    w = TensorFileWriter(tmp_path / "g.safetensors", "x", (2, 2), torch.float32)
+    w.write([1], torch.ones(1, 2))
+    w.close(complete=False)
+    w = TensorFileWriter(tmp_path / "g.safetensors", "x", (2, 2), torch.float32)
     w.write([0], torch.ones(1, 2))
     w.close()
-    assert list(tmp_path.iterdir()) == []
+    assert load_file(str(tmp_path / "g.safetensors"))["x"].tolist() == [[1, 1], [0, 0]]
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):

@@ -87,6 +87,10 @@ def analyze(
     progress: bool = False,
     on_fingerprints=None,
     with_mean_map: bool = True,
+    checkpoint=None,
+    extra_state: dict | None = None,
+    shard: tuple[int, int] = (0, 1),
+    merge=None,
 ) -> Analysis:
     """Run the engine over `texts` and reduce every statistic of the mission.
 
@@ -103,10 +107,18 @@ def analyze(
     batches, n_trunc = make_batches(tokenizer, texts, config.batch_size, continuations, max_len)
     mean = MeanMap(anatomy, config.stats_device) if with_mean_map else None
     stats = SampleStats(anatomy, config.sketch_dim, config.seed, on_fingerprints=on_fingerprints)
-    values = []
+    parts = {"mean": mean, "stats": stats, **(extra_state or {})}
+    parts = {k: v for k, v in parts.items() if v is not None}
+    start = checkpoint.load(parts) if checkpoint is not None else 0
+    rank, world = shard
+    todo = [k for k in range(start, len(batches)) if k % world == rank]
     with Engine(model, anatomy) as eng:
-        for b in tqdm(batches, desc="activations", unit="batch", disable=not progress):
-            values.append(eng.run(b, target, [s for s in (mean, stats) if s is not None]).cpu())
+        for k in tqdm(todo, desc="activations", unit="batch", disable=not progress, initial=0):
+            stats.add_values(eng.run(batches[k], target, [s for s in (mean, stats) if s is not None]))
+            if checkpoint is not None and checkpoint.due(k + 1, len(batches)):
+                checkpoint.save(k + 1, parts)
+    if merge is not None:  # sharded run: combine every process's reducers
+        merge(mean, stats)
     mmap = mean.mean() if mean is not None else {}
     return Analysis(
         anatomy=anatomy,
@@ -116,7 +128,7 @@ def analyze(
         sums=stats.sums(),
         fingerprints=stats.normalized_fingerprints() if config.sketch_dim and on_fingerprints is None else None,
         batch_llmdcos=[(ids, llmdcos_from_gram(g).float()) for ids, g in stats.grams],
-        target_values=torch.cat(values),
+        target_values=stats.target_values(),
         n_truncated=n_trunc,
         meta={"max_length": max_len, "n_samples": len(texts)},
     )

@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: where the model loads)")
     a.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model (off by default)")
     a.add_argument("--out", type=Path, required=True, help="run directory")
+    a.add_argument("--checkpoint-every", type=int, default=20, help="batches between checkpoints (0: none)")
+    a.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoint")
     from .data import commands as data_commands
 
     data_commands.add_parser(sub)
@@ -111,8 +113,9 @@ def _cmd_activations(args) -> int:
     data = tuple(d for spec in args.data for d in spec.split(",") if d)
     run = ActivationsRun(model=args.model, data=data, samples=args.samples, data_seed=args.data_seed,
                          text_field=args.field, data_dir=args.data_dir, dtype=args.dtype, device=args.device,
-                         trust_remote_code=args.trust_remote_code, activation=cfg)
-    results = run_activations(run, args.out, progress=not args.quiet)
+                         trust_remote_code=args.trust_remote_code, checkpoint_every=args.checkpoint_every,
+                         activation=cfg)
+    results = run_activations(run, args.out, progress=not args.quiet, resume=args.resume)
     print(_table(results, cfg.gammas))
     if "summary" in results:
         cross = results["summary"]["mean_llmdcos_fingerprint"]

@@ -84,7 +84,11 @@ class SampleStats:
         self.total: list[torch.Tensor] = []  # [B, L]
         self.fingerprints: list[torch.Tensor] = []  # [B, L, m] sketches / exact layer norms
         self.grams: list[tuple[list[int], torch.Tensor]] = []  # (sample ids, [L, B, B])
+        self.values: list[torch.Tensor] = []  # [B] target value D per sample
         self._gram = self._sum = self._sk = None
+
+    def add_values(self, values: torch.Tensor) -> None:
+        self.values.append(values.detach().float().cpu())
 
     def begin_batch(self, batch: Batch) -> None:
         L, B = self.anatomy.n_layers, batch.size
@@ -121,17 +125,59 @@ class SampleStats:
                 self.fingerprints.append(fp.to(self.fingerprint_dtype))
         self._gram = self._sum = self._sk = None
 
-    # -- results ----------------------------------------------------------------------
+    # -- results (rows in sample-id order, whatever order batches were reduced in) -----
+    def _ordered(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        order = torch.argsort(torch.tensor(self.index, dtype=torch.long))
+        return torch.cat(parts)[order]
+
     def norms(self) -> torch.Tensor:
         """‖A_i‖ per sample and layer, [N, L]."""
-        return torch.cat(self.sq_norm).clamp(min=0).sqrt()
+        return self._ordered(self.sq_norm).clamp(min=0).sqrt()
 
     def sums(self) -> torch.Tensor:
         """Σ A_i per sample and layer, [N, L]."""
-        return torch.cat(self.total)
+        return self._ordered(self.total)
+
+    def target_values(self) -> torch.Tensor:
+        return self._ordered(self.values)
 
     def normalized_fingerprints(self) -> torch.Tensor:
         """Sketches divided by the exact layer norms, [N, L, m]: f_i · f_j ≈ LLMDcos(i, j)."""
         if not self.fingerprints:
             raise ValueError("fingerprints were not collected (sketch_dim=0)")
-        return torch.cat(self.fingerprints)
+        return self._ordered(self.fingerprints)
+
+    # -- state: checkpoints and merging shards ----------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        sizes = [len(ids) for ids, _ in self.grams] if self.keep_grams else [t.shape[0] for t in self.total]
+        state = {
+            "index": torch.tensor(self.index, dtype=torch.long),
+            "batch_sizes": torch.tensor(sizes, dtype=torch.long),
+        }
+        if self.index:
+            state.update(sq_norm=torch.cat(self.sq_norm), total=torch.cat(self.total), values=torch.cat(self.values))
+            if self.fingerprints:
+                state["fingerprints"] = torch.cat(self.fingerprints)
+            for k, (_, g) in enumerate(self.grams):
+                state[f"gram/{k}"] = g
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.index = state["index"].tolist()
+        sizes = state["batch_sizes"].tolist()
+        split = lambda t: list(torch.split(t, sizes)) if sizes else []  # noqa: E731
+        self.sq_norm = split(state["sq_norm"]) if self.index else []
+        self.total = split(state["total"]) if self.index else []
+        self.values = split(state["values"]) if self.index else []
+        self.fingerprints = split(state["fingerprints"]) if "fingerprints" in state else []
+        ids = split(state["index"]) if self.index else []
+        self.grams = [(i.tolist(), state[f"gram/{k}"]) for k, i in enumerate(ids)] if self.keep_grams else []
+
+    def merge(self, other: "SampleStats") -> None:
+        """Add another shard's samples (the results stay in sample-id order)."""
+        self.index += other.index
+        self.sq_norm += other.sq_norm
+        self.total += other.total
+        self.values += other.values
+        self.fingerprints += other.fingerprints
+        self.grams += other.grams

@@ -59,7 +59,7 @@ def _json_default(o):
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save_file
 
-    clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    clean = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}  # no shared storage
     with atomic_path(path) as tmp:
         save_file(clean, str(tmp), metadata=metadata)
 
@@ -67,16 +67,20 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[s
 class TensorFileWriter:
     """Fill one [N, ...] tensor of a safetensors file row block by row block, on disk.
 
-    The header is written first (shape and dtype are known up front), rows go to their
-    offsets as they arrive, and the file replaces `path` atomically on close(): memory
-    stays constant however many samples a run has.
+    The header is written first (shape and dtype are known up front) into PATH.partial,
+    rows go to their offsets as they arrive, and close() renames the file into place once
+    every row was written: memory stays constant however many samples a run has. With
+    resume=True an existing PATH.partial of the same layout is reopened (rows are rewritten
+    idempotently), so a killed run continues where its last checkpoint stood.
     """
 
-    _DTYPES = {torch.float16: ("F16", 2), torch.float32: ("F32", 4), torch.bfloat16: ("BF16", 2)}
+    _DTYPES = {torch.float16: ("F16", 2), torch.float32: ("F32", 4)}
 
-    def __init__(self, path: Path, name: str, shape: tuple[int, ...], dtype: torch.dtype, metadata: dict | None = None):
+    def __init__(self, path: Path, name: str, shape: tuple[int, ...], dtype: torch.dtype,
+                 metadata: dict | None = None, resume: bool = False):
         code, size = self._DTYPES[dtype]
         self.path, self.dtype = Path(path), dtype
+        self.partial = self.path.with_name(self.path.name + ".partial")
         self.row_bytes = size * int(torch.tensor(shape[1:]).prod()) if len(shape) > 1 else size
         self.rows, self.written = shape[0], 0
         header = {name: {"dtype": code, "shape": list(shape), "data_offsets": [0, self.row_bytes * shape[0]]}}
@@ -84,28 +88,83 @@ class TensorFileWriter:
             header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
         raw = json.dumps(header, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)
-        self._data_start = 8 + len(raw)
-        self._ctx = atomic_path(self.path)
-        self._tmp = self._ctx.__enter__()
-        self._f = open(self._tmp, "r+b")
-        self._f.write(len(raw).to_bytes(8, "little") + raw)
-        self._f.truncate(self._data_start + self.row_bytes * shape[0])
+        head = len(raw).to_bytes(8, "little") + raw
+        self._data_start = len(head)
+        size_all = self._data_start + self.row_bytes * shape[0]
+        if resume and not self.partial.is_file() and self.path.is_file():
+            os.replace(self.path, self.partial)  # published before the crash: reopen it
+        if resume and self.partial.is_file() and self.partial.stat().st_size == size_all:
+            with open(self.partial, "rb") as f:
+                if f.read(len(head)) == head:
+                    self._f = open(self.partial, "r+b")
+                    return
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.partial, "w+b")
+        self._f.write(head)
+        self._f.truncate(size_all)
 
     def write(self, index: list[int], rows: torch.Tensor) -> None:
         data = rows.detach().to(self.dtype).contiguous().cpu()
         for i, r in zip(index, data):
             self._f.seek(self._data_start + i * self.row_bytes)
-            self._f.write(r.numpy().tobytes() if self.dtype != torch.bfloat16 else r.view(torch.int16).numpy().tobytes())
+            self._f.write(r.numpy().tobytes())
         self.written += len(index)
 
+    def flush(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
     def close(self, complete: bool = True) -> None:
+        """Publish the file if complete; otherwise leave PATH.partial for a resume."""
         self._f.close()
-        if complete and self.written == self.rows:
-            self._ctx.__exit__(None, None, None)
-        else:
-            self._ctx.__exit__(RuntimeError, RuntimeError("incomplete"), None)
+        if complete:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.partial, 0o666 & ~umask)
+            os.replace(self.partial, self.path)
 
     __call__ = write
+
+
+class Checkpoint:
+    """Reducer state saved every `every` batches, atomically, in one safetensors file.
+
+    `key` identifies the configuration (model, data, options, shard); a checkpoint of
+    another configuration is refused rather than silently mixed in.
+    """
+
+    def __init__(self, path: Path, every: int, key: str, resume: bool):
+        if every < 1:
+            raise UserError(f"checkpoint interval must be >= 1 batch, got {every}")
+        self.path, self.every, self.key, self.resume = Path(path), every, key, resume
+
+    def load(self, parts: dict) -> int:
+        if not self.resume or not self.path.is_file():
+            return 0
+        from safetensors import safe_open
+
+        with safe_open(str(self.path), "pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("key") != self.key:
+                raise UserError(f"{self.path} belongs to a different configuration; start a new --out or drop --resume")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        for name, part in parts.items():
+            prefix = name + "/"
+            part.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        return int(meta["next_batch"])
+
+    def due(self, next_batch: int, total: int) -> bool:
+        return next_batch < total and next_batch % self.every == 0
+
+    def save(self, next_batch: int, parts: dict) -> None:
+        for part in parts.values():
+            if hasattr(part, "flush"):
+                part.flush()  # rows a checkpoint counts must be on disk before it
+        tensors = {f"{name}/{k}": v for name, part in parts.items() for k, v in part.state_dict().items()}
+        write_tensors(self.path, tensors, {"key": self.key, "next_batch": str(next_batch)})
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -151,6 +210,8 @@ def prepare_out(out: Path) -> Path:
     out = Path(out)
     if (out / "results.json").exists():
         raise UserError(f"{out} already holds a finished run (results.json); choose another --out")
+    if (out / "config.json").exists() or any(out.glob("*/config.json")):
+        raise UserError(f"{out} holds an unfinished run: add --resume to continue it, or choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -9,6 +9,8 @@ LLMDcos per layer estimated from fingerprints.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +20,8 @@ import torch
 from ..api import ActivationConfig, Analysis, analyze
 from ..data import load_texts
 from ..density import gamma_key
-from ..runs import TensorFileWriter, environment, prepare_out, write_json, write_tensors
+from ..errors import UserError
+from ..runs import Checkpoint, TensorFileWriter, environment, prepare_out, read_tensors, write_json, write_tensors
 from ..anatomy import discover
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ class ActivationsRun:
     dtype: str | None = None
     device: str | None = None
     trust_remote_code: bool = False
+    checkpoint_every: int = 20  # batches between checkpoints (0: none)
     activation: ActivationConfig = field(default_factory=ActivationConfig)
 
 
@@ -43,14 +47,28 @@ class _FingerprintStream:
     their running sum: the mean LLMDcos between two datasets over all their pairs is the
     dot product of their mean fingerprints, so a dataset matrix needs no per-sample data."""
 
-    def __init__(self, path: Path, n: int, n_layers: int, dim: int, meta: dict):
-        self.writer = TensorFileWriter(path, "fingerprints", (n, n_layers, dim), torch.float16, meta)
+    def __init__(self, path: Path | None, n: int, n_layers: int, dim: int, meta: dict | None = None,
+                 resume: bool = False):
+        self.writer = None
+        if path is not None:
+            self.writer = TensorFileWriter(path, "fingerprints", (n, n_layers, dim), torch.float16, meta, resume)
         self.sum = torch.zeros(n_layers, dim, dtype=torch.float64)
         self.sq = torch.zeros(n_layers, dtype=torch.float64)
         self.n = 0
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"sum": self.sum, "sq": self.sq, "n": torch.tensor(self.n)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.sum, self.sq, self.n = state["sum"].clone(), state["sq"].clone(), int(state["n"])
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
     def __call__(self, index: list[int], fp: torch.Tensor) -> None:
-        self.writer.write(index, fp)
+        if self.writer is not None:
+            self.writer.write(index, fp)
         f = fp.double()
         self.sum += f.sum(0)
         self.sq += (f * f).sum((0, 2))
@@ -78,35 +96,75 @@ def _results(an: Analysis, source: dict) -> dict:
     }
 
 
-def _run_one(out: Path, run: ActivationsRun, model, tokenizer, texts, source, env, progress):
-    out = prepare_out(out)
-    write_json(out / "config.json", {**asdict(run), "data": source["name"], "source": source})
-    write_json(out / "env.json", env)
-    meta = {"model": run.model, "target": run.activation.target, "n_samples": str(len(texts))}
-    stream = None
-    if run.activation.sketch_dim:
-        fmeta = {**meta, "sketch_dim": run.activation.sketch_dim, "sketch_seed": run.activation.seed,
-                 "normalized": "sketch / exact layer norm: f_i . f_j estimates LLMDcos(i, j)"}
-        n_layers = discover(model).n_layers
-        stream = _FingerprintStream(out / "fingerprints.safetensors", len(texts), n_layers,
-                                    run.activation.sketch_dim, fmeta)
-    try:
-        an = analyze(model, tokenizer, texts, run.activation, progress=progress, on_fingerprints=stream)
-    finally:
-        if stream is not None:
-            stream.writer.close()
-    write_tensors(out / "mean_map.safetensors", an.mean_map, meta)
-    write_tensors(out / "samples.safetensors",
-                  {"norms": an.norms, "sums": an.sums, "target_values": an.target_values}, meta)
-    res = _results(an, source)
-    write_json(out / "results.json", res)
+def _config_key(run: ActivationsRun, source: dict, shard: tuple[int, int]) -> str:
+    blob = json.dumps({"run": asdict(run), "source": source, "shard": list(shard)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _finished(out: Path, n_layers: int, dim: int) -> tuple[dict, _FingerprintStream]:
+    """A dataset that a resumed run had already finished: its results and fingerprint sums."""
+    res = json.loads((out / "results.json").read_text())
+    stream = _FingerprintStream(None, 0, n_layers, dim)
+    saved = read_tensors(out / "samples.safetensors")
+    if "fingerprint_sum" in saved:
+        stream.load_state_dict({"sum": saved["fingerprint_sum"], "sq": saved["fingerprint_sq"],
+                                "n": saved["target_values"].new_tensor(saved["target_values"].numel())})
     return res, stream
 
 
-def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, progress: bool = True) -> dict:
+def _run_one(out: Path, run: ActivationsRun, model, tokenizer, texts, source, env, progress, resume):
+    n_layers, dim = discover(model).n_layers, run.activation.sketch_dim
+    if resume and (out / "results.json").is_file():
+        return _finished(out, n_layers, dim)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True) if resume else prepare_out(out)
+    config = {**asdict(run), "data": source["name"], "source": source}
+    if resume and (out / "config.json").is_file():
+        if json.loads((out / "config.json").read_text()) != json.loads(json.dumps(config, default=str)):
+            raise UserError(f"{out}/config.json differs from this command: cannot resume a different run")
+    write_json(out / "config.json", config)
+    write_json(out / "env.json", env)
+    meta = {"model": run.model, "target": run.activation.target, "n_samples": str(len(texts))}
+    stream = None
+    if dim:
+        fmeta = {**meta, "sketch_dim": dim, "sketch_seed": run.activation.seed,
+                 "normalized": "sketch / exact layer norm: f_i . f_j estimates LLMDcos(i, j)"}
+        stream = _FingerprintStream(out / "fingerprints.safetensors", len(texts), n_layers, dim, fmeta, resume)
+    ckpt = None
+    if run.checkpoint_every:
+        ckpt = Checkpoint(out / "checkpoint.safetensors", run.checkpoint_every,
+                          _config_key(run, source, (0, 1)), resume)
+    try:
+        an = analyze(model, tokenizer, texts, run.activation, progress=progress, on_fingerprints=stream,
+                     checkpoint=ckpt, extra_state={"fingerprints": stream} if stream else None)
+    finally:
+        if stream is not None:
+            stream.writer.close(complete=stream.n == len(texts))
+    write_tensors(out / "mean_map.safetensors", an.mean_map, meta)
+    per_sample = {"norms": an.norms, "sums": an.sums, "target_values": an.target_values}
+    if stream is not None:
+        per_sample.update(fingerprint_sum=stream.sum, fingerprint_sq=stream.sq)
+    write_tensors(out / "samples.safetensors", per_sample, meta)
+    res = _results(an, source)
+    write_json(out / "results.json", res)
+    if ckpt is not None:
+        ckpt.clear()
+    return res, stream
+
+
+def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, progress: bool = True,
+                    resume: bool = False) -> dict:
+    """Run (or, with resume=True, continue after a crash) an activations job into `out`."""
     from ..models import load_model
 
-    out = prepare_out(Path(out))
+    out = Path(out)
+    if resume:
+        if (out / "results.json").is_file() and not any(out.glob("*/checkpoint.safetensors")):
+            if len(run.data) == 1:
+                raise UserError(f"{out} already holds a finished run; nothing to resume")
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        prepare_out(out)
     if model is None:
         model, tokenizer = load_model(run.model, run.dtype, run.device, run.trust_remote_code)
     loaded = [
@@ -119,7 +177,7 @@ def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, 
         name = source["name"]
         log.info("%s: %d samples", name, len(texts))
         sub = out if len(loaded) == 1 else out / name
-        results[name], streams[name] = _run_one(sub, run, model, tokenizer, texts, source, env, progress)
+        results[name], streams[name] = _run_one(sub, run, model, tokenizer, texts, source, env, progress, resume)
     if len(loaded) == 1:
         return results
     names = list(streams)

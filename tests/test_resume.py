@@ -1,0 +1,107 @@
+"""Crash and resume: a run killed with SIGKILL at three different points and resumed with
+--resume ends with the same files as a run that never stopped."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tiny import save_tiny
+
+KILLER = r"""
+import os, signal, sys
+import paramact.engine as E, paramact.runs as R, paramact.experiments.activations as A
+mode, arg = sys.argv[1], int(sys.argv[2])
+die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+if mode == "batch":            # in the middle of the job, before any checkpoint
+    orig_run, calls = E.Engine.run, [0]
+    def run(self, *a, **k):
+        calls[0] += 1
+        if calls[0] == arg:
+            die()
+        return orig_run(self, *a, **k)
+    E.Engine.run = run
+elif mode == "checkpoint":     # right after a checkpoint was written
+    orig_save = R.Checkpoint.save
+    def save(self, next_batch, parts):
+        orig_save(self, next_batch, parts)
+        if next_batch == arg:
+            die()
+    R.Checkpoint.save = save
+elif mode == "count":          # no kill: report how many batches this process ran
+    import atexit
+    orig_run, calls = E.Engine.run, [0]
+    def run(self, *a, **k):
+        calls[0] += 1
+        return orig_run(self, *a, **k)
+    E.Engine.run = run
+    atexit.register(lambda: sys.stderr.write(f"BATCHES_RUN={calls[0]}\n"))
+elif mode == "final":          # while the final files are written (mean map done, rest not)
+    orig_write = A.write_tensors
+    def write(path, *a, **k):
+        if path.name == "samples.safetensors":
+            die()
+        return orig_write(path, *a, **k)
+    A.write_tensors = write
+from paramact.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    model = save_tiny(root / "model", "llama")
+    data = root / "data.txt"
+    data.write_text("\n\n".join(f"Sample {i}: " + "the cat sat on the mat " * (1 + i % 5) for i in range(24)))
+    args = ["--quiet", "activations", "--model", str(model), "--data", str(data), "--samples", "24",
+            "--batch-size", "2", "--checkpoint-every", "3", "--sketch-dim", "256"]
+    ref = root / "ref"
+    r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(ref)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return args, ref
+
+
+def _same_run(a, b):
+    ra, rb = json.loads((a / "results.json").read_text()), json.loads((b / "results.json").read_text())
+    assert ra["layers"] == rb["layers"]
+    for f in ("mean_map.safetensors", "samples.safetensors", "fingerprints.safetensors"):
+        ta, tb = load_file(str(a / f)), load_file(str(b / f))
+        assert ta.keys() == tb.keys()
+        for k in ta:
+            assert torch.equal(ta[k], tb[k]), (f, k)
+    assert not (b / "checkpoint.safetensors").exists()
+    assert not list(b.glob("*.partial"))
+
+
+@pytest.mark.parametrize("mode, arg, rerun", [("batch", 2, 12), ("checkpoint", 6, 6), ("final", 0, 3)])
+def test_killed_run_resumes_to_identical_results(setup, tmp_path, mode, arg, rerun):
+    """12 batches, checkpoints after 3, 6 and 9: the resumed process runs only what is left."""
+    args, ref = setup
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-c", KILLER, mode, str(arg), *args, "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == -9, (r.returncode, r.stderr[-2000:])
+    assert not (out / "results.json").exists()  # a killed run never looks complete
+    again = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(out)], capture_output=True, text=True)
+    assert again.returncode == 2 and "--out" in again.stderr  # refuses to mix without --resume
+    r = subprocess.run([sys.executable, "-c", KILLER, "count", "0", *args, "--out", str(out), "--resume"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"BATCHES_RUN={rerun}" in r.stderr
+    _same_run(ref, out)
+
+
+def test_resume_refuses_a_different_configuration(setup, tmp_path):
+    args, _ = setup
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-c", KILLER, "checkpoint", "3", *args, "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == -9
+    other = [a if a != "256" else "512" for a in args]
+    r = subprocess.run([sys.executable, "-m", "paramact", *other, "--out", str(out), "--resume"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "cannot resume a different run" in r.stderr
