@@ -116,6 +116,8 @@ def _cmd_activations(args) -> int:
                          trust_remote_code=args.trust_remote_code, checkpoint_every=args.checkpoint_every,
                          activation=cfg)
     results = run_activations(run, args.out, progress=not args.quiet, resume=args.resume)
+    if not results:  # a non-zero rank of a torchrun job: rank 0 reports
+        return 0
     print(_table(results, cfg.gammas))
     if "summary" in results:
         cross = results["summary"]["mean_llmdcos_fingerprint"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ..data import load_texts
 from ..density import gamma_key
 from ..errors import UserError
 from ..runs import Checkpoint, TensorFileWriter, environment, prepare_out, read_tensors, write_json, write_tensors
+from .. import distributed
 from ..anatomy import discover
 
 log = logging.getLogger(__name__)
@@ -112,34 +114,73 @@ def _finished(out: Path, n_layers: int, dim: int) -> tuple[dict, _FingerprintStr
     return res, stream
 
 
-def _run_one(out: Path, run: ActivationsRun, model, tokenizer, texts, source, env, progress, resume):
+def _gather_fingerprints(out: Path, stream: _FingerprintStream, n: int, shard: tuple[int, int], meta: dict):
+    """Rank 0 assembles DIR/fingerprints.safetensors from every rank's shard file."""
+    from safetensors import safe_open
+
+    rank, world = shard
+    distributed.all_reduce_([stream.sum, stream.sq])
+    stream.n = n
+    distributed.barrier()  # every shard file is complete
+    if rank == 0:
+        L, m = stream.sum.shape
+        final = TensorFileWriter(out / "fingerprints.safetensors", "fingerprints", (n, L, m), torch.float16, meta)
+        for r in range(world):
+            path = out / ".shards" / f"fingerprints.rank{r}.safetensors"
+            with safe_open(str(path), "pt") as f:
+                rows = f.get_tensor("fingerprints")
+            own = distributed.owned_samples(n, int(meta["batch_size"]), r, world)
+            final.write(own, rows[own])
+        final.close()
+        shutil.rmtree(out / ".shards", ignore_errors=True)
+    distributed.barrier()
+
+
+def _run_one(out: Path, run: ActivationsRun, model, tokenizer, texts, source, env, progress, resume,
+             shard: tuple[int, int] = (0, 1)):
+    rank, world = shard
     n_layers, dim = discover(model).n_layers, run.activation.sketch_dim
+    out = Path(out)
     if resume and (out / "results.json").is_file():
         return _finished(out, n_layers, dim)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True) if resume else prepare_out(out)
-    config = {**asdict(run), "data": source["name"], "source": source}
-    if resume and (out / "config.json").is_file():
-        if json.loads((out / "config.json").read_text()) != json.loads(json.dumps(config, default=str)):
-            raise UserError(f"{out}/config.json differs from this command: cannot resume a different run")
-    write_json(out / "config.json", config)
-    write_json(out / "env.json", env)
-    meta = {"model": run.model, "target": run.activation.target, "n_samples": str(len(texts))}
+    config = {**asdict(run), "data": source["name"], "source": source, "processes": world}
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True) if resume else prepare_out(out)
+        if resume and (out / "config.json").is_file():
+            if json.loads((out / "config.json").read_text()) != json.loads(json.dumps(config, default=str)):
+                raise UserError(f"{out}/config.json differs from this command: cannot resume a different run")
+        write_json(out / "config.json", config)
+        write_json(out / "env.json", env)
+    if world > 1:
+        distributed.barrier()
+    meta = {"model": run.model, "target": run.activation.target, "n_samples": str(len(texts)),
+            "batch_size": str(run.activation.batch_size)}
     stream = None
     if dim:
         fmeta = {**meta, "sketch_dim": dim, "sketch_seed": run.activation.seed,
                  "normalized": "sketch / exact layer norm: f_i . f_j estimates LLMDcos(i, j)"}
-        stream = _FingerprintStream(out / "fingerprints.safetensors", len(texts), n_layers, dim, fmeta, resume)
+        path = out / "fingerprints.safetensors"
+        if world > 1:  # each rank fills its own rows of a scratch file; rank 0 assembles them
+            path = out / ".shards" / f"fingerprints.rank{rank}.safetensors"
+        stream = _FingerprintStream(path, len(texts), n_layers, dim, fmeta, resume)
     ckpt = None
     if run.checkpoint_every:
-        ckpt = Checkpoint(out / "checkpoint.safetensors", run.checkpoint_every,
-                          _config_key(run, source, (0, 1)), resume)
+        name = "checkpoint.safetensors" if world == 1 else f"checkpoint.rank{rank}.safetensors"
+        ckpt = Checkpoint(out / name, run.checkpoint_every, _config_key(run, source, shard), resume)
+    n_own = len(distributed.owned_samples(len(texts), run.activation.batch_size, rank, world))
     try:
-        an = analyze(model, tokenizer, texts, run.activation, progress=progress, on_fingerprints=stream,
-                     checkpoint=ckpt, extra_state={"fingerprints": stream} if stream else None)
+        an = analyze(model, tokenizer, texts, run.activation, progress=progress and rank == 0,
+                     on_fingerprints=stream, checkpoint=ckpt, extra_state={"fingerprints": stream} if stream else None,
+                     shard=shard, merge=distributed.merge if world > 1 else None)
     finally:
         if stream is not None:
-            stream.writer.close(complete=stream.n == len(texts))
+            stream.writer.close(complete=stream.n == n_own)
+    if world > 1 and stream is not None:
+        _gather_fingerprints(out, stream, len(texts), shard, fmeta)
+    if rank != 0:
+        if ckpt is not None:
+            ckpt.clear()
+        return None, stream
     write_tensors(out / "mean_map.safetensors", an.mean_map, meta)
     per_sample = {"norms": an.norms, "sums": an.sums, "target_values": an.target_values}
     if stream is not None:
@@ -158,15 +199,17 @@ def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, 
     from ..models import load_model
 
     out = Path(out)
+    shard = distributed.init()
     if resume:
         if (out / "results.json").is_file() and not any(out.glob("*/checkpoint.safetensors")):
             if len(run.data) == 1:
                 raise UserError(f"{out} already holds a finished run; nothing to resume")
         out.mkdir(parents=True, exist_ok=True)
-    else:
+    elif shard[0] == 0:
         prepare_out(out)
     if model is None:
-        model, tokenizer = load_model(run.model, run.dtype, run.device, run.trust_remote_code)
+        device = run.device or distributed.device_for_rank()
+        model, tokenizer = load_model(run.model, run.dtype, device, run.trust_remote_code)
     loaded = [
         load_texts(spec, run.samples, run.data_seed, run.text_field, tokenizer=tokenizer, data_dir=run.data_dir)
         for spec in run.data
@@ -177,7 +220,10 @@ def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, 
         name = source["name"]
         log.info("%s: %d samples", name, len(texts))
         sub = out if len(loaded) == 1 else out / name
-        results[name], streams[name] = _run_one(sub, run, model, tokenizer, texts, source, env, progress, resume)
+        results[name], streams[name] = _run_one(sub, run, model, tokenizer, texts, source, env, progress, resume,
+                                                shard)
+    if shard[0] != 0:
+        return {}
     if len(loaded) == 1:
         return results
     names = list(streams)

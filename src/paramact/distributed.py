@@ -1,0 +1,73 @@
+"""Multi-process runs on torch.distributed (torchrun): one model replica per process.
+
+Batches are sharded deterministically (batch k goes to rank k % world), every process
+reduces its own batches, and the reducers are merged at the end: per-parameter sums by
+all-reduce, per-sample statistics by an all-gather. NCCL on GPUs, gloo on CPUs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .reducers import MeanMap, SampleStats
+
+
+def init() -> tuple[int, int]:
+    """(rank, world size); initializes the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def owned_samples(n: int, batch_size: int, rank: int, world: int) -> list[int]:
+    """Sample ids a rank reduces: those of batches k with k % world == rank."""
+    return [i for i in range(n) if (i // batch_size) % world == rank]
+
+
+def device_for_rank() -> str | None:
+    """The device a process should load its replica on (its local GPU), or None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return None
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_(tensors) -> None:
+    import torch.distributed as dist
+
+    for t in tensors:
+        dist.all_reduce(t)
+
+
+def merge(mean: MeanMap | None, stats: SampleStats) -> None:
+    """Combine every process's reducers in place (each process ends with the full result)."""
+    import torch.distributed as dist
+
+    if mean is not None:
+        all_reduce_(mean.sums.values())
+        n = torch.tensor([mean.n], dtype=torch.long, device=next(iter(mean.sums.values())).device)
+        dist.all_reduce(n)
+        mean.n = int(n.item())
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, stats.state_dict())
+    for r, state in enumerate(states):
+        if r != dist.get_rank():
+            other = SampleStats(stats.anatomy, 0, keep_grams=stats.keep_grams)
+            other.load_state_dict(state)
+            stats.merge(other)

@@ -1,0 +1,48 @@
+"""torchrun with 2 processes (gloo on CPU) gives the single-process results."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from oracle import rel_err
+from tiny import save_tiny
+
+
+def test_two_processes_equal_one(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        torchrun = shutil.which("torchrun")
+    model = save_tiny(tmp_path / "model", "qwen2")
+    data = tmp_path / "data.txt"
+    data.write_text("\n\n".join(f"Item {i}: " + "alpha beta gamma " * (1 + i % 4) for i in range(22)))
+    args = ["--quiet", "activations", "--model", str(model), "--data", str(data), "--samples", "22",
+            "--batch-size", "3", "--sketch-dim", "256", "--checkpoint-every", "2"]  # 8 batches, uneven split
+    one, two = tmp_path / "one", tmp_path / "two"
+    r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(one)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29533", "-m", "paramact", *args,
+                        "--out", str(two)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())  # rank 0 wrote, no scratch
+    ma, mb = load_file(str(one / "mean_map.safetensors")), load_file(str(two / "mean_map.safetensors"))
+    assert ma.keys() == mb.keys() and max(rel_err(mb[k], ma[k]) for k in ma) <= 1e-6
+    for f in ("fingerprints.safetensors", "samples.safetensors"):
+        ta, tb = load_file(str(one / f)), load_file(str(two / f))
+        for k in ta:
+            assert torch.equal(ta[k], tb[k]) if k != "fingerprint_sum" else rel_err(tb[k], ta[k]) <= 1e-6, (f, k)
+    la = json.loads((one / "results.json").read_text())["layers"]
+    lb = json.loads((two / "results.json").read_text())["layers"]
+    assert [l["count_above"] for l in la] == [l["count_above"] for l in lb]
+    for a, b in zip(la, lb):
+        assert a["mass_share_50"] == pytest.approx(b["mass_share_50"], abs=1e-6)
+        assert a["mean_abs"] == pytest.approx(b["mean_abs"], rel=1e-6)
+    cfg = json.loads((two / "config.json").read_text())
+    assert cfg["processes"] == 2
