@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("activations", help="mean activation map, density, LLMDcos and fingerprints of a dataset")
     a.add_argument("--model", default=DEFAULT_MODEL, help=f"registry name, local path, .gguf file or hub id (default {DEFAULT_MODEL})")
-    a.add_argument("--data", action="append", required=True,
+    a.add_argument("--config", type=Path, default=None,
+                   help="YAML or JSON file of options (keys = long option names); command-line options win")
+    a.add_argument("--data", action="append", default=None,
                    help="a registry dataset (boolq, mmlu, c4, ...; see `paramact data list`), an embedded "
                         "domain (pydoc, pycode), or a .txt (paragraphs) / .jsonl / .csv file; repeatable")
     a.add_argument("--data-dir", default=None, help="folder with the datasets' official files (default $PARAMACT_DATA_DIR)")
@@ -64,13 +66,18 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0, help="fingerprint hash seed")
     a.add_argument("--dtype", default=None, help="model dtype: float32 (default), bfloat16, float16")
     a.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: where the model loads)")
+    a.add_argument("--device-map", default=None, choices=["auto"],
+                   help="spread a model that does not fit one device over all devices (accelerate)")
+    a.add_argument("--stats-device", default=None,
+                   help="where the mean map (4 bytes per weight) lives, e.g. cpu to spare GPU memory")
     a.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model (off by default)")
-    a.add_argument("--out", type=Path, required=True, help="run directory")
+    a.add_argument("--out", type=Path, default=None, help="run directory (required)")
     a.add_argument("--checkpoint-every", type=int, default=20, help="batches between checkpoints (0: none)")
     a.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoint")
     from .data import commands as data_commands
 
     data_commands.add_parser(sub)
+    p.activations_parser = a  # for --config: the options it may set
     return p
 
 
@@ -104,15 +111,56 @@ def _table(results: dict, gammas) -> str:
     return "\n".join(lines)
 
 
+def _apply_config(args, parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Fill options from --config FILE: YAML (safe_load) or JSON; unknown keys are errors."""
+    import json
+
+    import yaml
+
+    path = args.config
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        cfg = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read config file {path}: {e.__class__.__name__}") from e
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise UserError(f"config file {path} is not valid {'JSON' if str(path).endswith('.json') else 'YAML'}") from e
+    if not isinstance(cfg, dict):
+        raise UserError(f"config file {path} must hold a mapping of option names to values")
+    known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    given = {a.lstrip("-").split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+    for key, value in cfg.items():
+        dest = str(key).replace("-", "_")
+        if dest not in known:
+            raise UserError(f"unknown config key {key!r} in {path} (known: {', '.join(sorted(known))})")
+        if dest in given:
+            continue
+        action = known[dest]
+        if dest == "data" and isinstance(value, str):
+            value = [value]
+        elif dest == "gammas":
+            value = tuple(float(v) for v in (value if isinstance(value, list) else str(value).split(",")))
+        elif action.type is not None and value is not None and not isinstance(value, (list, bool)):
+            value = action.type(value)
+        setattr(args, dest, value)
+
+
 def _cmd_activations(args) -> int:
     from .api import ActivationConfig
     from .experiments.activations import ActivationsRun, run_activations
+    from .targets import TARGETS
 
+    if not args.data or args.out is None:
+        raise UserError("activations needs --data and --out (on the command line or in --config)")
+    if args.target not in TARGETS:
+        raise UserError(f"unknown target {args.target!r}; choose one of: {', '.join(sorted(TARGETS))}")
     cfg = ActivationConfig(target=args.target, batch_size=args.batch_size, max_length=args.max_length,
-                           gammas=args.gammas, sketch_dim=args.sketch_dim, seed=args.seed)
+                           gammas=args.gammas, sketch_dim=args.sketch_dim, seed=args.seed,
+                           stats_device=args.stats_device)
     data = tuple(d for spec in args.data for d in spec.split(",") if d)
     run = ActivationsRun(model=args.model, data=data, samples=args.samples, data_seed=args.data_seed,
                          text_field=args.field, data_dir=args.data_dir, dtype=args.dtype, device=args.device,
+                         device_map=args.device_map,
                          trust_remote_code=args.trust_remote_code, checkpoint_every=args.checkpoint_every,
                          activation=cfg)
     results = run_activations(run, args.out, progress=not args.quiet, resume=args.resume)
@@ -135,6 +183,7 @@ def _cmd_activations(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
@@ -148,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "models":
             return _cmd_models(args)
         if args.command == "activations":
+            if args.config is not None:
+                _apply_config(args, parser.activations_parser, argv)
             return _cmd_activations(args)
         if args.command == "data":
             from .data import commands as data_commands

@@ -164,8 +164,13 @@ def _resolve_dtype(dtype) -> torch.dtype:
     return table[dtype]
 
 
-def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_remote_code: bool = False):
-    """(model, tokenizer) for a registry name, a local directory, a .gguf file or a hub id."""
+def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_remote_code: bool = False,
+               device_map: str | None = None):
+    """(model, tokenizer) for a registry name, a local directory, a .gguf file or a hub id.
+
+    trust_remote_code runs code shipped with a model and is off unless asked for.
+    device_map="auto" (accelerate) spreads a model that does not fit one device over all.
+    """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     dt = _resolve_dtype(dtype)
@@ -192,20 +197,26 @@ def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_r
                     "not a local path, and not a hub id of the form org/name"
                 )
             cfg = AutoConfig.from_pretrained(src, trust_remote_code=trust_remote_code)
+            extra = {"device_map": device_map} if device_map else {}
             model = AutoModelForCausalLM.from_pretrained(
-                src, config=cfg, dtype=dt, trust_remote_code=trust_remote_code
+                src, config=cfg, dtype=dt, trust_remote_code=trust_remote_code, **extra
             )
             tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
     except UserError:
         raise
     except (OSError, ValueError, KeyError) as e:
+        if "custom code" in str(e) and not trust_remote_code:
+            raise UserError(
+                f"model {name_or_path!r} ships its own Python code; paramact runs it only with "
+                "--trust-remote-code (trust_remote_code=True), after you have read it"
+            ) from e
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"cannot load model {name_or_path!r}: {first}") from e
     marker = p / _MARKER
     if marker.is_file():
         prepend_bos = json.loads(marker.read_text()).get("prepend_bos", prepend_bos)
     tok.paramact_prepend_bos = prepend_bos
-    if device:
+    if device and not device_map:
         model.to(device)
     model.eval()
     return model, tok

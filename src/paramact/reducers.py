@@ -102,8 +102,8 @@ class SampleStats:
         # fp32 GEMMs over 8192-long pieces, summed in fp64: one fp32 GEMM over millions of
         # terms would lose ~1e-4 relative in the norms
         gram = self._gram[w.layer]
-        for part in flat.split(_GRAM_PIECE, dim=1):
-            gram += (part @ part.T).double()
+        for part in flat.split(_GRAM_PIECE, dim=1):  # (.to: a device_map model spans devices)
+            gram += (part @ part.T).double().to(gram.device)
         self._sum[w.layer] += flat.sum(1).to(self._sum)
         if self.sketch is not None:
             self.sketch.add(self._sk[w.layer], w, rows, A)

@@ -65,4 +65,4 @@ class CountSketch:
         if buf is None:
             buf = self._scratch[key] = torch.empty(A.shape, dtype=A.dtype, device=A.device)
         torch.mul(A, sr[rows], out=buf).mul_(sc)
-        out.index_add_(1, idx, buf.view(A.shape[0], -1))
+        out.index_add_(1, idx.to(out.device), buf.view(A.shape[0], -1).to(out.device))

@@ -39,6 +39,7 @@ class ActivationsRun:
     data_dir: str | None = None  # official dataset layouts (default $PARAMACT_DATA_DIR)
     dtype: str | None = None
     device: str | None = None
+    device_map: str | None = None  # "auto": spread the model over every device (accelerate)
     trust_remote_code: bool = False
     checkpoint_every: int = 20  # batches between checkpoints (0: none)
     activation: ActivationConfig = field(default_factory=ActivationConfig)
@@ -209,7 +210,7 @@ def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, 
         prepare_out(out)
     if model is None:
         device = run.device or distributed.device_for_rank()
-        model, tokenizer = load_model(run.model, run.dtype, device, run.trust_remote_code)
+        model, tokenizer = load_model(run.model, run.dtype, device, run.trust_remote_code, run.device_map)
     loaded = [
         load_texts(spec, run.samples, run.data_seed, run.text_field, tokenizer=tokenizer, data_dir=run.data_dir)
         for spec in run.data

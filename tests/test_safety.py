@@ -1,0 +1,63 @@
+"""Safe defaults: no remote code unless asked, config files through yaml.safe_load / JSON."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tiny import save_tiny
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "paramact", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("safe") / "llama")
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("safe_data") / "d.txt"
+    p.write_text("\n\n".join(f"Text number {i} about things." for i in range(6)))
+    return p
+
+
+def test_remote_code_is_refused_without_the_flag(tmp_path, data_file):
+    d = tmp_path / "custom"
+    d.mkdir()
+    marker = tmp_path / "code_ran"
+    (d / "configuration_evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import PretrainedConfig\nclass EvilConfig(PretrainedConfig):\n    model_type = 'evil'\n")
+    (d / "config.json").write_text(json.dumps({
+        "model_type": "evil", "auto_map": {"AutoConfig": "configuration_evil.EvilConfig"}}))
+    r = cli("--quiet", "activations", "--model", str(d), "--data", str(data_file), "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "trust_remote_code" in r.stderr
+    assert not marker.exists()  # the shipped code never ran
+
+
+def test_config_file_yaml_and_overrides(tmp_path, model_dir, data_file):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"model: {model_dir}\ndata: {data_file}\nsamples: 4\nbatch-size: 2\nsketch_dim: 128\n"
+                   f"gammas: [0.001, 0.01]\nout: {tmp_path / 'from_config'}\n")
+    r = cli("--quiet", "activations", "--config", str(cfg), "--samples", "3")  # the command line wins
+    assert r.returncode == 0, r.stderr
+    saved = json.loads((tmp_path / "from_config" / "config.json").read_text())
+    assert saved["samples"] == 3 and saved["activation"]["batch_size"] == 2
+    assert saved["activation"]["sketch_dim"] == 128 and saved["activation"]["gammas"] == [0.001, 0.01]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model: x\nsamplez: 3\n", "unknown config key 'samplez'"),
+    ("!!python/object/apply:os.system ['echo hacked']\n", "not valid YAML"),
+    ("- just\n- a list\n", "must hold a mapping"),
+])
+def test_bad_config_files(tmp_path, text, message):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    r = cli("--quiet", "activations", "--config", str(cfg), "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
