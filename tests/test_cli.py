@@ -114,3 +114,36 @@ def test_finished_run_is_not_overwritten(model_dir, data_file, tmp_path):
 def test_models_list():
     r = cli("models", "list")
     assert r.returncode == 0 and "smollm2-135m" in r.stdout and "gemma3-270m" in r.stdout
+
+
+def test_model_loading_errors(tmp_path, data_file):
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    t5 = tmp_path / "t5"
+    t5.mkdir()
+    (t5 / "config.json").write_text('{"model_type": "t5", "d_model": 8, "num_layers": 1, "num_heads": 1, "d_kv": 8}')
+    for model, message in [(empty, "holds no config.json"), (t5, "cannot load model")]:
+        r = cli("--quiet", "activations", "--model", str(model), "--data", str(data_file), "--out", str(tmp_path / "r"))
+        assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_non_finite_gradients_are_refused():
+    """float16 overflow shows up as inf/NaN: one clear error, not silent garbage."""
+    from paramact.api import ActivationConfig, analyze
+    from paramact.errors import UserError
+    from tiny import ByteTokenizer, tiny_model
+
+    model = tiny_model("llama")
+    with torch.no_grad():
+        model.model.layers[1].mlp.up_proj.weight[0, 0] = float("inf")
+    with pytest.raises(UserError, match="non-finite"):
+        analyze(model, ByteTokenizer(), ["some text", "more text"], ActivationConfig(batch_size=2, sketch_dim=0))
+
+
+def test_corrupt_checkpoint_on_resume(model_dir, data_file, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "checkpoint.safetensors").write_bytes(b"garbage")
+    r = cli("--quiet", "activations", "--model", str(model_dir), "--data", str(data_file), "--samples", "4",
+            "--out", str(out), "--resume")
+    assert r.returncode == 2 and "corrupt checkpoint" in r.stderr and "Traceback" not in r.stderr

@@ -13,6 +13,7 @@ import torch
 
 from .anatomy import Anatomy, Weight
 from .batching import Batch
+from .errors import UserError
 from .sketch import CountSketch
 
 _GRAM_PIECE = 1 << 13
@@ -111,6 +112,9 @@ class SampleStats:
     def end_batch(self, batch: Batch) -> None:
         g = self._gram.cpu()  # float64
         sq = torch.diagonal(g, dim1=1, dim2=2).T.float().contiguous()  # [B, L]
+        if not torch.isfinite(sq).all():
+            raise UserError("non-finite activations (NaN/inf gradients, e.g. float16 overflow): "
+                            "use --dtype float32 or bfloat16")
         self.index.extend(batch.index)
         self.sq_norm.append(sq)
         self.total.append(self._sum.T.cpu())

@@ -141,13 +141,16 @@ class Checkpoint:
     def load(self, parts: dict) -> int:
         if not self.resume or not self.path.is_file():
             return 0
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(self.path), "pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("key") != self.key:
-                raise UserError(f"{self.path} belongs to a different configuration; start a new --out or drop --resume")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        try:
+            with safe_open(str(self.path), "pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError) as e:
+            raise UserError(f"corrupt checkpoint {self.path}: delete it to restart this run from scratch") from e
+        if meta.get("key") != self.key:
+            raise UserError(f"{self.path} belongs to a different configuration; start a new --out or drop --resume")
         for name, part in parts.items():
             prefix = name + "/"
             part.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
