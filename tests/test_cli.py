@@ -147,3 +147,13 @@ def test_corrupt_checkpoint_on_resume(model_dir, data_file, tmp_path):
     r = cli("--quiet", "activations", "--model", str(model_dir), "--data", str(data_file), "--samples", "4",
             "--out", str(out), "--resume")
     assert r.returncode == 2 and "corrupt checkpoint" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_long_texts_are_truncated_with_a_warning_and_recorded(model_dir, data_file, tmp_path):
+    out = tmp_path / "r"
+    r = cli("--quiet", "activations", "--model", str(model_dir), "--data", str(data_file), "--samples", "4",
+            "--max-length", "8", "--sketch-dim", "0", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["n_truncated"] == 4 and res["max_length"] == 8
+    assert "4 of 4 samples were longer than 8 tokens and were truncated" in r.stderr

@@ -56,3 +56,21 @@ def test_corrupt_safetensors_is_a_user_error(tmp_path):
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     with pytest.raises(UserError, match="cannot read tensors"):
         read_tensors(bad)
+
+
+def test_full_disk_is_a_user_error_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    target = tmp_path / "results.json"
+    write_json(target, {"a": 1})
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(UserError, match="No space left on device"):
+        write_json(target, {"a": 2})
+    monkeypatch.undo()
+    assert '"a": 1' in target.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
