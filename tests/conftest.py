@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,3 +22,24 @@ def smollm2():
             pytest.fail("SmolLM2 is not provisioned: `paramact models fetch smollm2-135m` must run before the tests")
         pytest.skip("SmolLM2 not provisioned (run `paramact models fetch smollm2-135m`)")
     return load_model("smollm2-135m")
+
+
+def cli(*args, env=None):
+    """Run `python -m paramact ARGS` in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "paramact", *args], capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A loadable tiny Llama directory (random weights, byte-level HF tokenizer)."""
+    from tiny import save_tiny
+
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "llama")
+
+
+@pytest.fixture(scope="session")
+def data_file(tmp_path_factory):
+    """Ten paragraphs of growing length."""
+    p = tmp_path_factory.mktemp("data") / "samples.txt"
+    p.write_text("\n\n".join(f"Paragraph {i}: " + "lorem ipsum dolor " * (i + 1) for i in range(10)))
+    return p

@@ -1,35 +1,15 @@
 """`paramact activations` end to end on a tiny model directory, and its bad-input answers."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import paramact
-from paramact.data import load_texts
+from conftest import cli
 from oracle import rel_err
-from tiny import save_tiny
-
-PY = sys.executable
-
-
-def cli(*args, env=None):
-    return subprocess.run([PY, "-m", "paramact", *args], capture_output=True, text=True, env=env)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("tiny") / "llama")
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    p = tmp_path_factory.mktemp("data") / "samples.txt"
-    p.write_text("\n\n".join(f"Paragraph {i}: " + "lorem ipsum dolor " * (i + 1) for i in range(10)))
-    return p
+from paramact.data import load_texts
 
 
 def test_activations_run_directory(model_dir, data_file, tmp_path):

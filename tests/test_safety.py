@@ -1,28 +1,10 @@
 """Safe defaults: no remote code unless asked, config files through yaml.safe_load / JSON."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tiny import save_tiny
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "paramact", *args], capture_output=True, text=True)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("safe") / "llama")
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    p = tmp_path_factory.mktemp("safe_data") / "d.txt"
-    p.write_text("\n\n".join(f"Text number {i} about things." for i in range(6)))
-    return p
+from conftest import cli
 
 
 def test_remote_code_is_refused_without_the_flag(tmp_path, data_file):
