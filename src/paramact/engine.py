@@ -37,7 +37,7 @@ class Sink(Protocol):
 # Elements of A processed at once. On a CPU a block that stays in cache lets every reducer
 # read it for the price of one pass over memory; on a GPU, large blocks avoid launch costs.
 CHUNK_ELEMENTS = {"cpu": 1 << 22}
-_DEFAULT_CHUNK = 1 << 27
+_DEFAULT_CHUNK = 1 << 25  # 128 MB of float32 per block on an accelerator
 
 
 def chunk_rows(batch: int, rows: int, cols: int, device: torch.device) -> int:
@@ -45,24 +45,23 @@ def chunk_rows(batch: int, rows: int, cols: int, device: torch.device) -> int:
     return max(1, min(rows, CHUNK_ELEMENTS.get(device.type, _DEFAULT_CHUNK) // per_row))
 
 
-class _Workspace:
-    """Reused fp32 buffers: fresh large allocations cost page faults on every call."""
+class Workspace:
+    """One reusable float32 buffer, grown on demand and viewed into any shape: fresh large
+    allocations cost page faults on every call, and one buffer caps the engine's memory."""
 
     def __init__(self) -> None:
-        self._bufs: dict[tuple, torch.Tensor] = {}
+        self._flat: torch.Tensor | None = None
 
-    def get(self, shape: tuple[int, ...], device: torch.device, tag: str = "") -> torch.Tensor:
-        key = (tag, shape, device)
-        buf = self._bufs.get(key)
-        if buf is None:
-            buf = self._bufs[key] = torch.empty(shape, dtype=torch.float32, device=device)
-        return buf
+    def get(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        n = 1
+        for d in shape:
+            n *= d
+        if self._flat is None or self._flat.numel() < n or self._flat.device != device:
+            self._flat = torch.empty(n, dtype=torch.float32, device=device)
+        return self._flat[:n].view(shape)
 
     def clear(self) -> None:
-        self._bufs.clear()
-
-
-WORKSPACE = _Workspace()
+        self._flat = None
 
 
 @contextlib.contextmanager
@@ -96,6 +95,7 @@ class Engine:
         self._gather: torch.Tensor | None = None  # [B, K] positions for the output head
         self._seen: set[str] = set()
         self._stack = contextlib.ExitStack()
+        self._workspace = Workspace()
 
     # -- hook installation ------------------------------------------------------------
     def __enter__(self) -> "Engine":
@@ -112,6 +112,7 @@ class Engine:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._workspace.clear()
         self._stack.close()
 
     @staticmethod
@@ -151,7 +152,7 @@ class Engine:
         left, right = (x, g) if w.transposed else (g, x)  # [B, T, rows], [B, T, cols]
         B, R, C = g.shape[0], W.shape[0], W.shape[1]
         step = chunk_rows(B, R, C, g.device)
-        buf = WORKSPACE.get((B, step, C), g.device, "grad")
+        buf = self._workspace.get((B, step, C), g.device)
         for r0 in range(0, R, step):
             rows = slice(r0, min(R, r0 + step))
             n = rows.stop - r0

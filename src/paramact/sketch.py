@@ -20,6 +20,7 @@ import hashlib
 import torch
 
 from .anatomy import Anatomy, Weight
+from .engine import Workspace
 from .errors import UserError
 
 
@@ -44,7 +45,7 @@ class CountSketch:
             sr = torch.randint(0, 2, (R, 1), generator=g).float().mul_(2).sub_(1)
             sc = torch.randint(0, 2, (1, C), generator=g).float().mul_(2).sub_(1)
             self._params[w.name] = (hr, hc, sr, sc)
-        self._scratch: dict[tuple, torch.Tensor] = {}
+        self._scratch = Workspace()
 
     def _on(self, w: Weight, device: torch.device) -> tuple[torch.Tensor, ...]:
         p = self._params[w.name]
@@ -60,9 +61,6 @@ class CountSketch:
         """out [B, m] += sketch of A [B, n, C], the block `rows` of one matrix of the layer."""
         hr, hc, sr, sc = self._on(w, A.device)
         idx = (hr[rows] + hc).bitwise_and_(self.dim - 1).view(-1)  # [n*C]
-        key = (A.shape, A.device)
-        buf = self._scratch.get(key)
-        if buf is None:
-            buf = self._scratch[key] = torch.empty(A.shape, dtype=A.dtype, device=A.device)
+        buf = self._scratch.get(A.shape, A.device)
         torch.mul(A, sr[rows], out=buf).mul_(sc)
         out.index_add_(1, idx.to(out.device), buf.view(A.shape[0], -1).to(out.device))
