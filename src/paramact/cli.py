@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     from .data import commands as data_commands
 
     data_commands.add_parser(sub)
+    from .experiments import commands as experiment_commands
+
+    experiment_commands.add_parsers(sub)
     p.activations_parser = a  # for --config: the options it may set
     return p
 
@@ -204,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
             from .data import commands as data_commands
 
             return data_commands.run(args)
+        from .experiments import commands as experiment_commands
+
+        rc = experiment_commands.run(args)
+        if rc is not None:
+            return rc
     except UserError as e:
         print(f"paramact: error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,232 @@
+"""`paramact findings`: the paper's three findings (PAPER.md §2) from one engine pass per dataset.
+
+- Finding 1: per-layer density of every dataset (counts above each γ, threshold-free mass shares).
+- Finding 2: per-layer LLMDcos distributions of dataset pairs (k-th item with k-th item; a
+  dataset with itself pairs item k with item k + N/2, so the two items always differ), and a
+  shallow-vs-deep summary for every pair of datasets.
+- Finding 3: the dataset x dataset matrix of mean deep-layer LLMDcos over all cross pairs,
+  from the datasets' summed fingerprints (N passes for N datasets, not N²), checked against
+  exact in-batch LLMDcos on a subset of items.
+
+Run directory: config.json, env.json, DIR/<dataset>/{fingerprints,samples}.safetensors and a
+per-dataset results.json, then DIR/results.json last (kind "findings"). Layer indices are
+0-based everywhere; ranges are fractions of depth (layers.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..api import ActivationConfig, analyze
+from ..data import load_texts
+from ..density import gamma_key
+from ..errors import UserError
+from ..runs import environment, prepare_out, write_json, write_tensors
+from .activations import _FingerprintStream, mean_pair_llmdcos
+from .layers import DEEP, INDEX_NOTE, SHALLOW
+
+log = logging.getLogger(__name__)
+
+# WikiText-2: the paper windows its train split; the local copy in shared/data has only test/validation.
+DEFAULT_DATASETS = ("boolq", "mmlu", "humaneval", "siqa", "hellaswag", "c4", "wikitext2:test", "pydoc")
+CORPORA = frozenset({"c4", "wikitext2", "pydoc", "pycode"})
+
+
+@dataclass(frozen=True)
+class FindingsRun:
+    model: str
+    datasets: tuple[str, ...] = DEFAULT_DATASETS
+    samples: int = 64
+    data_seed: int = 1  # the paper's analysis scripts use seed 1
+    data_dir: str | None = None
+    pairs: tuple[tuple[str, str], ...] | None = None  # Finding 2 boxplots; None: see default_pairs
+    check_samples: int = 16  # items (all datasets together) for the exact check of the matrix
+    save_maps: bool = False  # also write each dataset's mean map (4 bytes per weight)
+    dtype: str | None = None
+    device: str | None = None
+    trust_remote_code: bool = False
+    activation: ActivationConfig = field(default_factory=ActivationConfig)
+
+
+def is_corpus(name: str) -> bool:
+    return name.partition(":")[0] in CORPORA
+
+
+def default_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """Every dataset with itself, and every cross pair of the first three tasks (with boolq, mmlu,
+    humaneval first this is the paper's Fig. 3: BoolQ-BoolQ, MMLU-MMLU, HE-HE, MMLU-BoolQ, ...)."""
+    tasks = [n for n in names if not is_corpus(n)][:3]
+    return [(n, n) for n in names] + [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:]]
+
+
+def paired_items(n_a: int, n_b: int, same: bool) -> list[tuple[int, int]]:
+    """The paper's pairing: item k with item k; within one dataset item k with item k + n/2."""
+    if same:
+        if n_a < 2:
+            raise UserError("a dataset paired with itself needs at least 2 samples")
+        return [(k, (k + n_a // 2) % n_a) for k in range(n_a)]
+    return [(k, k) for k in range(min(n_a, n_b))]
+
+
+def range_mean(per_layer, rng, n_layers: int) -> float:
+    a, b = rng.resolve(n_layers)
+    vals = list(per_layer)[a:b]
+    return float(sum(vals) / len(vals))
+
+
+def _load_fp(path: Path, rows: list[int] | None = None) -> torch.Tensor:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        t = f.get_tensor("fingerprints")
+    return t if rows is None else t[rows]
+
+
+def _check_matrix(model, tok, texts_by_name, fp_paths, cfg, total, names, n_layers) -> dict:
+    """Exact LLMDcos of a few items of every dataset, all in one batch (in-batch Gram = exact),
+    against the fingerprint estimate of the same pairs: per-pair errors and the subset matrix."""
+    k = max(2, total // len(names))
+    ks = {n: min(k, len(texts_by_name[n])) for n in names}
+    texts = [t for n in names for t in texts_by_name[n][:ks[n]]]
+    owner = [n for n in names for _ in range(ks[n])]
+    exact_cfg = ActivationConfig(target=cfg.target, batch_size=len(texts), max_length=cfg.max_length, sketch_dim=0)
+    (ids, exact), = analyze(model, tok, texts, exact_cfg, with_mean_map=False).batch_llmdcos  # [L, M, M]
+    exact = (exact.double() + exact.double().transpose(1, 2)) / 2  # symmetric up to float rounding
+    fp = torch.cat([_load_fp(fp_paths[n], list(range(ks[n]))) for n in names])  # [M, L, m]
+    est = torch.einsum("nlm,klm->lnk", fp.double(), fp.double())
+    err = (est - exact).abs()
+    iu = torch.triu_indices(len(texts), len(texts), 1)
+    pair_err = err[:, iu[0], iu[1]].flatten()
+    a, b = DEEP.resolve(n_layers)
+    deep_exact, deep_est = exact[a:b].mean(0), est[a:b].mean(0)  # [M, M]
+    idx = {n: [i for i, o in enumerate(owner) if o == n] for n in names}
+    sub_exact, sub_est = [], []
+    for x in names:
+        row_e, row_f = [], []
+        for y in names:
+            cells = [(i, j) for i in idx[x] for j in idx[y] if i != j]
+            row_e.append(float(sum(deep_exact[i, j] for i, j in cells) / len(cells)))
+            row_f.append(float(sum(deep_est[i, j] for i, j in cells) / len(cells)))
+        sub_exact.append(row_e)
+        sub_est.append(row_f)
+    diff = (torch.tensor(sub_exact) - torch.tensor(sub_est)).abs()
+    m = fp.shape[-1]
+    return {"samples_per_dataset": ks, "n_pairs": int(iu.shape[1]), "n_layers": n_layers, "sketch_dim": m,
+            "pair_error_mean": float(pair_err.mean()), "pair_error_p99": float(pair_err.quantile(0.99)),
+            "pair_error_max": float(pair_err.max()), "matrix_exact": sub_exact, "matrix_fingerprint": sub_est,
+            "matrix_error_max": float(diff.max()),
+            "standard_error_bound": math.sqrt(2 / m),
+            "note": "standard error of one fingerprint LLMDcos is sqrt((1 + cos^2) / m) <= sqrt(2 / m)"}
+
+
+def _pair_values(fp_paths, pairs, counts) -> dict:
+    out, cache = {}, {}
+    for a, b in pairs:
+        items = paired_items(counts[a], counts[b], a == b)
+        cache = {n: cache[n] if n in cache else _load_fp(fp_paths[n]) for n in {a, b}}  # at most two in memory
+        fa, fb = cache[a], cache[b]
+        ia, ib = [i for i, _ in items], [j for _, j in items]
+        vals = (fa[ia].double() * fb[ib].double()).sum(-1)  # [K, L]
+        out[f"{a}|{b}"] = {"n_pairs": len(items), "same_dataset": a == b,
+                           "pairing": "item k with item k + n/2" if a == b else "item k with item k",
+                           "per_layer": vals.T.float().tolist()}  # [L][K]
+    return out
+
+
+def subdir(name: str) -> str:
+    """A dataset's folder in the run directory (a file path given as dataset becomes one safe name)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "data"
+
+
+def _dataset_pass(out, name, texts, source, run, model, tok, n_layers, progress):
+    sub = prepare_out(out / subdir(name))
+    act = run.activation
+    meta = {"model": run.model, "target": act.target, "n_samples": str(len(texts)), "sketch_dim": act.sketch_dim,
+            "sketch_seed": act.seed, "normalized": "sketch / exact layer norm: f_i . f_j estimates LLMDcos(i, j)"}
+    stream = _FingerprintStream(sub / "fingerprints.safetensors", len(texts), n_layers, act.sketch_dim, meta)
+    try:
+        an = analyze(model, tok, texts, act, on_fingerprints=stream, with_mean_map=True, progress=progress)
+    finally:
+        stream.writer.close()
+    if run.save_maps:
+        write_tensors(sub / "mean_map.safetensors", an.mean_map, {"model": run.model})
+    write_tensors(sub / "samples.safetensors",
+                  {"norms": an.norms, "sums": an.sums, "target_values": an.target_values}, {"model": run.model})
+    res = {"kind": "corpus" if is_corpus(name) else "task", "source": source, "n_samples": len(texts),
+           "n_truncated": an.n_truncated, "max_length": an.meta["max_length"], "layer_index_base": 0,
+           "layers": an.layers, "sample_norm_mean": an.norms.mean(0).tolist()}
+    write_json(sub / "results.json", res)
+    return res, stream
+
+
+def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progress: bool = False) -> dict:
+    from ..anatomy import discover
+
+    names = list(run.datasets)
+    if not names or len(set(names)) != len(names) or len({subdir(n) for n in names}) != len(names):
+        raise UserError(f"datasets must be distinct and non-empty, got {', '.join(names) or 'none'}")
+    if not run.activation.sketch_dim:
+        raise UserError("findings needs fingerprints: the sketch dimension must not be 0")
+    if run.samples < 2:
+        raise UserError(f"findings needs at least 2 samples per dataset, got {run.samples}")
+    pairs = list(run.pairs) if run.pairs is not None else None
+    out = prepare_out(Path(out))
+    if model is None:
+        from ..models import load_model
+
+        model, tokenizer = load_model(run.model, run.dtype, run.device, run.trust_remote_code)
+    loaded = {}
+    for spec in names:
+        texts, source = load_texts(spec, run.samples, run.data_seed, tokenizer=tokenizer, data_dir=run.data_dir)
+        loaded[spec] = (texts, source)
+    pairs = pairs if pairs is not None else default_pairs(names)
+    for a, b in pairs:
+        if a not in loaded or b not in loaded:
+            raise UserError(f"pair {a}-{b} names a dataset that is not in --datasets ({', '.join(names)})")
+    n_layers = discover(model).n_layers
+    env = environment(model, run.activation.seed)
+    write_json(out / "config.json", {**asdict(run), "pairs": pairs, "sources": {n: s for n, (_, s) in loaded.items()}})
+    write_json(out / "env.json", env)
+    finding1, streams = {}, {}
+    for name in names:
+        log.info("%s: %d samples", name, len(loaded[name][0]))
+        finding1[name], streams[name] = _dataset_pass(out, name, *loaded[name], run, model, tokenizer, n_layers, progress)
+    fp_paths = {n: out / subdir(n) / "fingerprints.safetensors" for n in names}
+    mean_cos = {}
+    for i, a in enumerate(names):
+        for b in names[i:]:
+            mean_cos[f"{a}|{b}"] = mean_pair_llmdcos(streams[a], None if a == b else streams[b])
+    key = {(a, b): f"{a}|{b}" if f"{a}|{b}" in mean_cos else f"{b}|{a}" for a in names for b in names}
+    matrix = [[range_mean(mean_cos[key[a, b]], DEEP, n_layers) for b in names] for a in names]
+    summary = {k: {"shallow": range_mean(v, SHALLOW, n_layers), "deep": range_mean(v, DEEP, n_layers)}
+               for k, v in mean_cos.items()}
+    for v in summary.values():
+        v["drop"] = v["shallow"] - v["deep"]
+    counts = {n: len(loaded[n][0]) for n in names}
+    texts_by_name = {n: loaded[n][0] for n in names}
+    check = None
+    if run.check_samples:
+        check = _check_matrix(model, tokenizer, texts_by_name, fp_paths, run.activation, run.check_samples,
+                              names, n_layers)
+    result = {
+        "kind": "findings", "model": run.model, "n_layers": n_layers, "layer_index_base": 0,
+        "index_note": INDEX_NOTE, "datasets": names, "corpora": [n for n in names if is_corpus(n)],
+        "samples": counts, "gammas": [gamma_key(g) for g in run.activation.gammas],
+        "sketch_dim": run.activation.sketch_dim,
+        "ranges": {r.name: r.describe(n_layers) for r in (SHALLOW, DEEP)},
+        "finding1": finding1,
+        "mean_llmdcos": mean_cos,
+        "finding2": {"pairs": _pair_values(fp_paths, pairs, counts), "summary": summary},
+        "finding3": {"datasets": names, "layer_range": DEEP.describe(n_layers), "matrix": matrix,
+                     "method": "mean over all cross pairs (distinct items on the diagonal) of the fingerprint "
+                               "LLMDcos, averaged over the deep layers",
+                     "check": check},
+    }
+    write_json(out / "results.json", result)
+    return result

@@ -1,0 +1,148 @@
+"""report.html: one self-contained page per run directory (figures inlined as PNG data URIs,
+tables, the run's config and environment, and the paper's numbers beside ours where they exist).
+
+Reads the run directory only; no scripts, no external resources.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from ..errors import UserError
+from ..runs import atomic_path
+from . import paper
+from .plots import figures
+
+_CSS = """body{font-family:sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:.6em 0;font-size:13px}td,th{border:1px solid #ccc;padding:2px 7px;text-align:right}
+th{background:#f0f0f0}td.l,th.l{text-align:left}figure{margin:1.2em 0}img{max-width:100%;border:1px solid #ddd}
+figcaption{font-size:13px;color:#555}pre{background:#f7f7f7;padding:.6em;font-size:12px;overflow-x:auto}
+.paper{color:#a33}"""
+
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def _f(x, nd=3) -> str:
+    return "–" if x is None else f"{x:.{nd}f}" if isinstance(x, float) else _e(x)
+
+
+def table(head: list[str], rows: list[list], left: int = 1) -> str:
+    th = "".join(f"<th{' class=l' if i < left else ''}>{_e(h)}</th>" for i, h in enumerate(head))
+    body = "".join("<tr>" + "".join(f"<td{' class=l' if i < left else ''}>{c}</td>" for i, c in enumerate(r))
+                   + "</tr>" for r in rows)
+    return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def _p(x) -> str:
+    return "–" if x is None else f"{x:.2e}"
+
+
+def _paper(x, nd=2) -> str:
+    return f"<span class=paper>{_f(x, nd)}</span>" if x is not None else "–"
+
+
+def _findings(res: dict) -> str:
+    parts = [f"<p>{_e(res['index_note'])}. Ranges: "
+             + "; ".join(f"{n} {_e(r['label'])} (paper at 32 layers: {_e(r['paper_at_32_layers'])})"
+                         for n, r in res["ranges"].items()) + "</p>"]
+    names, g = res["datasets"], res["gammas"][0]
+    rows = []
+    L = res["n_layers"]
+    c4 = paper.c4_share_above()
+    for i in range(L):
+        row = [str(i)]
+        for n in names:
+            r = res["finding1"][n]["layers"][i]
+            row.append(f"{r['count_above'][g] / r['params']:.3f} / {r['mass_share_50']:.3f}")
+        j = round(i * 31 / max(L - 1, 1))  # the same relative depth in the paper's 32 layers
+        row.append(_paper(c4[j], 3) + f" (layer {j})")
+        rows.append(row)
+    parts.append("<h3>Finding 1: density per layer</h3><p>Each cell: share of the layer's weights with mean |A| "
+                 f"&gt; γ={_e(g)} / threshold-free mass_share_50. Red: the paper code's C4 share above γ=2e-6 "
+                 f"at the same relative depth ({_e(paper.C4_NOTE)}).</p>")
+    parts.append(table(["layer"] + names + ["paper C4 >2e-6"], rows))
+    rows = []
+    for k, v in res["finding2"]["summary"].items():
+        a, b = k.split("|")
+        pk = paper.pair_key(a, b, paper.FINDING2_LAYERS)
+        pl = paper.FINDING2_LAYERS[pk] if pk else None
+        ps, pd = (sum(pl[:16]) / 16, sum(pl[16:30]) / 14) if pl else (None, None)
+        rows.append([_e(k.replace("|", " – ")), _f(v["shallow"]), _f(v["deep"]), _f(v["drop"]), _paper(ps, 3),
+                     _paper(pd, 3)])
+    parts.append("<h3>Finding 2: shallow vs deep similarity per pair</h3><p>Mean fingerprint LLMDcos over all item "
+                 f"pairs. Red: {_e(paper.FINDING2_NOTE)}, shallow [0, 16) and deep [16, 30).</p>")
+    parts.append(table(["pair", "shallow", "deep", "shallow − deep", "paper shallow", "paper deep"], rows))
+    f3 = res["finding3"]
+    rows = [[_e(a)] + [f"{f3['matrix'][i][j]:.3f} " + _paper(paper.fig6(a, b)) for j, b in enumerate(f3["datasets"])]
+            for i, a in enumerate(f3["datasets"])]
+    parts.append(f"<h3>Finding 3: deep-layer LLMDcos matrix</h3><p>Layers {_e(f3['layer_range']['label'])}; "
+                 f"{_e(f3['method'])}. Red: {_e(paper.FIG6_NOTE)}.</p>")
+    parts.append(table([""] + f3["datasets"], rows))
+    ck = f3.get("check")
+    if ck:
+        parts.append("<p>Check against exact in-batch LLMDcos on "
+                     f"{sum(ck['samples_per_dataset'].values())} items ({ck['n_pairs']} pairs × {ck['n_layers']} "
+                     f"layers, sketch m={ck['sketch_dim']}): per-pair |error| mean {ck['pair_error_mean']:.4f}, "
+                     f"p99 {ck['pair_error_p99']:.4f}, max {ck['pair_error_max']:.4f}; subset matrix max |error| "
+                     f"{ck['matrix_error_max']:.4f} (standard error bound √(2/m) = {ck['standard_error_bound']:.4f}).</p>")
+    return "".join(parts)
+
+
+def _sts(res: dict) -> str:
+    sp = res["spearman"]
+    model_rows = [[_e(m), _paper(v)] for m, v in paper.TABLE3.get(res["dataset"], {}).items()]
+    rows = [[_e(r["name"]), _e(r["layer_range"]["label"]), _f(r["rho"]), _p(r["p"])] for r in res["ranges"]]
+    base = [[_e(n), _f(b.get("rho")), _p(b.get("p")), _e(b.get("note", ""))] for n, b in res["baselines"].items()]
+    return (f"<h3>Spearman ρ, {_e(res['dataset'])} {_e(res['split'])}</h3><p><b>ρ = {_f(sp['rho'])}</b> "
+            f"(p = {_p(sp['p'])}, {sp['n_pairs']} pairs, LLMDcos summed over {_e(sp['layer_range']['label'])}).</p>"
+            + table(["range", "layers", "ρ", "p"], rows) + "<h3>Baselines on the same pairs</h3>"
+            + table(["baseline", "ρ", "p", "note"], base, left=1)
+            + f"<h3 class=paper>The paper</h3><p>{_e(paper.TABLE3_NOTE)}</p>" + table(["model", "ρ"], model_rows))
+
+
+def _crosslingual(res: dict) -> str:
+    d = res["deep"]
+    return (f"<p>{res['n_pairs']} pairs; deep layers {_e(res['layer_range']['label'])}: translations "
+            f"{d['matched']:.3f}, mismatched {d['mismatched']:.3f}; translation above its mismatched pair in "
+            f"{100 * d['matched_higher_share']:.0f}% of pairs. The paper's code ran this experiment but recorded no "
+            "numbers.</p>")
+
+
+def render_report(run_dir: str | Path) -> Path:
+    """Write DIR/plots/*.png and DIR/report.html for a finished run directory; return the page's path."""
+    run_dir = Path(run_dir)
+    try:
+        res = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{run_dir} holds no results.json: not a finished run directory") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"cannot read {run_dir / 'results.json'}: {e}") from e
+    kind = res.get("kind")
+    if kind not in ("findings", "sts", "crosslingual"):
+        raise UserError(f"{run_dir}: no report for runs of kind {kind!r} (findings, sts and crosslingual have one)")
+    extra = {}
+    for name in ("config.json", "env.json"):
+        p = run_dir / name
+        extra[name] = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+    figs = figures(res, run_dir / "plots")
+    body = {"findings": _findings, "sts": _sts, "crosslingual": _crosslingual}[kind](res)
+    fig_html = ""
+    for f in figs:
+        data = base64.b64encode((run_dir / "plots" / f.file).read_bytes()).decode()
+        fig_html += (f"<figure><h3>{_e(f.title)}</h3><img alt=\"{_e(f.title)}\" src=\"data:image/png;base64,{data}\">"
+                     f"<figcaption>{_e(f.caption)}</figcaption></figure>")
+    title = f"paramact {kind}: {res.get('model', '')}"
+    page = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{_e(title)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"
+            f"<p>Run directory: {_e(run_dir.resolve())}</p>{body}<h2>Figures</h2>{fig_html}"
+            "<h2>Configuration</h2><pre>" + _e(json.dumps(extra["config.json"], indent=1)) + "</pre>"
+            "<h2>Environment</h2><pre>" + _e(json.dumps(extra["env.json"], indent=1)) + "</pre></body></html>")
+    out = run_dir / "report.html"
+    with atomic_path(out) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return out

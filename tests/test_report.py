@@ -1,0 +1,114 @@
+"""`paramact report`: the page's contents (our numbers beside the paper's), and a render in
+headless Chromium: a non-blank screenshot, every figure decoded, no console message."""
+
+import base64
+import html
+import json
+import re
+import subprocess
+
+import pytest
+
+from data_helpers import shared_dataset
+from experiment_helpers import chromium, cli, sts_data_dir
+from paramact.report import paper
+from tiny import save_tiny
+
+CHECK = ("<script>window.__errs=[];window.addEventListener('error',function(e){window.__errs.push("
+         "String(e.message||(e.target&&(e.target.src||'').slice(0,40))))},true);window.addEventListener('load',"
+         "function(){var im=Array.prototype.slice.call(document.images);document.body.setAttribute('data-check',"
+         "JSON.stringify({n:im.length,ok:im.filter(function(i){return i.complete&&i.naturalWidth>0}).length,"
+         "errs:window.__errs}))});</script>")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = shared_dataset("gsm8k")
+    model_dir = save_tiny(tmp_path_factory.mktemp("tiny") / "llama")
+    base = tmp_path_factory.mktemp("runs")
+    assert cli("findings", "--model", str(model_dir), "--datasets", "humaneval,gsm8k,pydoc", "--samples", "4",
+               "--data-dir", str(root), "--max-length", "32", "--sketch-dim", "4096", "--gammas", "1e-3,1e-2",
+               "--check-samples", "6", "--out", str(base / "findings")) == 0
+    data = sts_data_dir(tmp_path_factory.mktemp("data"))
+    assert cli("sts", "--model", str(model_dir), "--pairs", "10", "--data-dir", str(data), "--no-baselines",
+               "--out", str(base / "sts")) == 0
+    return base
+
+
+def _imgs(page: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
+
+
+def test_findings_report_contents(runs):
+    run = runs / "findings"
+    assert cli("report", str(run)) == 0  # re-rendering a finished run is allowed
+    page = (run / "report.html").read_text(encoding="utf-8")
+    res = json.loads((run / "results.json").read_text())
+    imgs = _imgs(page)
+    pngs = sorted(p.name for p in (run / "plots").glob("*.png"))
+    assert len(imgs) == len(pngs) == 6  # F1 tasks + corpora, F2 boxes + means, F3 ours + the paper's
+    assert all(i.startswith(b"\x89PNG") and len(i) > 3000 for i in imgs)
+    assert "finding3_paper.png" in pngs
+    assert "http://" not in page and "https://" not in page  # self-contained
+    # our matrix and the paper's Fig. 6 values for humaneval-gsm8k (0.19) and gsm8k-gsm8k (0.36) side by side
+    m = res["finding3"]["matrix"]
+    assert f"{m[0][1]:.3f} <span class=paper>0.19</span>" in page
+    assert f"{m[1][1]:.3f} <span class=paper>0.36</span>" in page
+    assert "0-based" in page and "1-based" in page
+    env = json.loads((run / "env.json").read_text())
+    assert html.escape(json.dumps(env["torch"])) in page
+    assert f"p99 {res['finding3']['check']['pair_error_p99']:.4f}" in page
+
+
+def test_sts_report_contents(runs):
+    page = (runs / "sts" / "report.html").read_text(encoding="utf-8")
+    res = json.loads((runs / "sts" / "results.json").read_text())
+    assert f"ρ = {res['spearman']['rho']:.3f}" in page
+    for model, rho in paper.TABLE3["stsb"].items():
+        assert f"<td class=l>{model}</td><td><span class=paper>{rho:.2f}</span>" in page
+    assert len(_imgs(page)) == 2
+
+
+def _render(path, tmp_path):
+    """Chromium on a copy of the page with a probe script: (probe JSON, screenshot path, stderr)."""
+    exe = chromium()
+    probe = tmp_path / "probe.html"
+    probe.write_text(path.read_text(encoding="utf-8").replace("<head>", "<head>" + CHECK, 1), encoding="utf-8")
+    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
+             "--v=0", "--virtual-time-budget=5000", "--window-size=1200,1600"]
+    dom = subprocess.run(flags + ["--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    shot = tmp_path / "shot.png"
+    r = subprocess.run(flags + [f"--screenshot={shot}", path.as_uri()], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and shot.is_file(), r.stderr[-2000:]
+    found = re.search(r'data-check="([^"]*)"', dom.stdout)
+    assert found, dom.stderr[-2000:]
+    return json.loads(html.unescape(found.group(1))), shot, dom.stderr + r.stderr
+
+
+@pytest.mark.parametrize("kind", ["findings", "sts"])
+def test_report_renders_in_chromium(runs, kind, tmp_path):
+    from PIL import Image, ImageStat
+
+    page = runs / kind / "report.html"
+    check, shot, log = _render(page, tmp_path)
+    n = len(_imgs(page.read_text(encoding="utf-8")))
+    assert check == {"n": n, "ok": n, "errs": []}, check
+    console = [l for l in log.splitlines() if ":CONSOLE" in l or "Uncaught" in l]
+    assert console == [], console
+    img = Image.open(shot).convert("L")
+    assert img.size == (1200, 1600)
+    stat = ImageStat.Stat(img)
+    assert stat.stddev[0] > 10  # text, tables and plots, not a blank page
+    dark = sum(img.histogram()[:128]) / (img.size[0] * img.size[1])
+    assert 0.005 < dark < 0.5, dark
+
+
+def test_probe_catches_a_broken_figure_and_console_output(tmp_path):
+    """The checks above can fail: a corrupt PNG and a console message are both seen."""
+    bad = tmp_path / "bad.html"
+    bad.write_text("<!DOCTYPE html><html><head><title>x</title></head><body><p>text</p>"
+                   "<img src=\"data:image/png;base64,iVBORw0KGgoAAAA=\"><script>console.log('hello')</script>"
+                   "</body></html>", encoding="utf-8")
+    check, _, log = _render(bad, tmp_path)
+    assert check["n"] == 1 and check["ok"] == 0 and len(check["errs"]) == 1
+    assert any(":CONSOLE" in line and "hello" in line for line in log.splitlines())
