@@ -1,12 +1,17 @@
 # Two commands for a fresh machine:
-#   make run    venv + install + provision SmolLM2 (PyPI) + the main job -> a run directory
+#   make run    venv + install + provision SmolLM2 (PyPI) + the main job (Findings 1-3, STS-B dev)
+#               -> a run directory ending in report.html
 #   make test   venv + install with test extras + provision SmolLM2 + the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 MODEL  ?= smollm2-135m
-SAMPLES ?= 64
+SAMPLES ?= 32
+PAIRS  ?= 256
+# the datasets' official files (../shared/data beside the checkout); without them the job falls back
+# to the embedded pydoc / pycode and HumanEval (from its PyPI package) and skips STS-B
+DATA_DIR ?= $(firstword $(wildcard ../shared/data))
 RUN_DIR ?= runs/main-$(shell date +%Y%m%d-%H%M%S)
 STAMP  := $(VENV)/.installed
 
@@ -25,8 +30,11 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/paramact models fetch $(MODEL)
-	$(BIN)/paramact activations --model $(MODEL) --data pydoc --data pycode \
-		--samples $(SAMPLES) --max-length 128 --out $(RUN_DIR)
+	$(BIN)/paramact findings --model $(MODEL) --samples $(SAMPLES) \
+		$(if $(DATA_DIR),--data-dir $(DATA_DIR),--datasets pydoc,pycode,humaneval) --out $(RUN_DIR)/findings
+	$(if $(DATA_DIR),$(BIN)/paramact sts --model $(MODEL) --dataset stsb --split dev --pairs $(PAIRS) \
+		--data-dir $(DATA_DIR) --out $(RUN_DIR)/sts,@echo "no ../shared/data: STS-B skipped")
+	$(BIN)/paramact report $(RUN_DIR)
 
 test: install
 	$(BIN)/paramact --quiet models fetch smollm2-135m

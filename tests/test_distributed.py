@@ -15,7 +15,8 @@ from oracle import rel_err
 from tiny import save_tiny
 
 
-def test_two_processes_equal_one(tmp_path):
+@pytest.mark.parametrize("order", [[], ["--sort-by-length"]], ids=["in-order", "length-sorted"])
+def test_two_processes_equal_one(tmp_path, order):
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         torchrun = shutil.which("torchrun")
@@ -23,12 +24,12 @@ def test_two_processes_equal_one(tmp_path):
     data = tmp_path / "data.txt"
     data.write_text("\n\n".join(f"Item {i}: " + "alpha beta gamma " * (1 + i % 4) for i in range(22)))
     args = ["--quiet", "activations", "--model", str(model), "--data", str(data), "--samples", "22",
-            "--batch-size", "3", "--sketch-dim", "256", "--checkpoint-every", "2"]  # 8 batches, uneven split
+            "--batch-size", "3", "--sketch-dim", "256", "--checkpoint-every", "2", *order]  # 8 batches, uneven split
     one, two = tmp_path / "one", tmp_path / "two"
     r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(one)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29533", "-m", "paramact", *args,
+    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", str(29533 + len(order)), "-m", "paramact", *args,
                         "--out", str(two)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())  # rank 0 wrote, no scratch

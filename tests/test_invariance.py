@@ -17,10 +17,19 @@ def runs():
     out = {}
     for bs in (1, 3, 8):
         out[bs] = analyze(model, tok, TEXTS, ActivationConfig(batch_size=bs, sketch_dim=256, seed=7))
+    out["sorted"] = analyze(model, tok, TEXTS, ActivationConfig(batch_size=3, sketch_dim=256, seed=7,
+                                                                sort_by_length=True))
     return out
 
 
-@pytest.mark.parametrize("bs", [3, 8])
+def test_length_sorted_batches_group_by_length_and_keep_sample_order(runs):
+    (ids0, _), *_ = runs["sorted"].batch_llmdcos
+    lengths = [len(t.encode()) for t in TEXTS]
+    assert sorted(lengths)[:3] == sorted(lengths[i] for i in ids0)  # the three shortest first
+    assert [i for ids, _ in runs[3].batch_llmdcos for i in ids] == list(range(len(TEXTS)))
+
+
+@pytest.mark.parametrize("bs", [3, 8, "sorted"])
 def test_batch_size_invariance(runs, bs):
     ref, got = runs[1], runs[bs]  # batch size 1: no padding at all
     for k in ref.mean_map:

@@ -69,6 +69,19 @@ def test_sts_report_contents(runs):
     assert len(_imgs(page)) == 2
 
 
+def test_combined_report_of_a_folder_of_runs(runs, tmp_path):
+    """`make run` leaves findings/ and sts/ in one folder: one page, a section each, every figure."""
+    assert cli("report", str(runs)) == 0
+    page = (runs / "report.html").read_text(encoding="utf-8")
+    assert len(_imgs(page)) == 6 + 2
+    assert page.index('<section id="findings">') < page.index('<section id="sts">')
+    assert 'href="#findings"' in page and 'href="#sts"' in page
+    sts = json.loads((runs / "sts" / "results.json").read_text())
+    assert f"ρ = {sts['spearman']['rho']:.3f}" in page and "Finding 3: deep-layer LLMDcos matrix" in page
+    (tmp_path / "empty").mkdir()
+    assert cli("report", str(tmp_path / "empty")) == 2  # nothing finished below it
+
+
 def _render(path, tmp_path):
     """Chromium on a copy of the page with a probe script: (probe JSON, screenshot path, stderr)."""
     exe = chromium()
@@ -85,10 +98,12 @@ def _render(path, tmp_path):
     return json.loads(html.unescape(found.group(1))), shot, dom.stderr + r.stderr
 
 
-@pytest.mark.parametrize("kind", ["findings", "sts"])
+@pytest.mark.parametrize("kind", ["findings", "sts", "."])
 def test_report_renders_in_chromium(runs, kind, tmp_path):
     from PIL import Image, ImageStat
 
+    if kind == ".":
+        assert cli("report", str(runs)) == 0
     page = runs / kind / "report.html"
     check, shot, log = _render(page, tmp_path)
     n = len(_imgs(page.read_text(encoding="utf-8")))

@@ -34,6 +34,9 @@ class ActivationConfig:
     sketch_dim: int = DEFAULT_SKETCH_DIM  # 0 disables fingerprints
     seed: int = 0
     stats_device: str | None = None  # where the mean map lives (None: beside each weight)
+    # batch texts of similar length together (less padding); in-batch LLMDcos then pairs
+    # neighbours in length instead of neighbours in order, every other statistic is unchanged
+    sort_by_length: bool = False
 
     def __post_init__(self) -> None:
         get_target(self.target)
@@ -104,7 +107,8 @@ def analyze(
         raise UserError(f"target {config.target} needs a continuation (answer) per text")
     anatomy = discover(model)
     max_len = config.max_length or context_length(model)
-    batches, n_trunc = make_batches(tokenizer, texts, config.batch_size, continuations, max_len)
+    batches, n_trunc = make_batches(tokenizer, texts, config.batch_size, continuations, max_len,
+                                     config.sort_by_length)
     mean = MeanMap(anatomy, config.stats_device) if with_mean_map else None
     stats = SampleStats(anatomy, config.sketch_dim, config.seed, on_fingerprints=on_fingerprints)
     parts = {"mean": mean, "stats": stats, **(extra_state or {})}
@@ -130,7 +134,7 @@ def analyze(
         batch_llmdcos=[(ids, llmdcos_from_gram(g).float()) for ids, g in stats.grams],
         target_values=stats.target_values(),
         n_truncated=n_trunc,
-        meta={"max_length": max_len, "n_samples": len(texts)},
+        meta={"max_length": max_len, "n_samples": len(texts), "batches": [b.index for b in batches]},
     )
 
 

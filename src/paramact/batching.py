@@ -101,9 +101,13 @@ def make_batches(
     batch_size: int,
     continuations: Sequence[str] | None = None,
     max_length: int | None = None,
-    start: int = 0,
+    sort_by_length: bool = False,
 ) -> tuple[list[Batch], int]:
-    """Encode and batch texts in order; returns (batches, number of truncated samples)."""
+    """Encode and batch texts; returns (batches, number of truncated samples).
+
+    Batches follow the texts' order, or, with sort_by_length, group texts of similar length
+    (stable sort) so that little compute goes to padding; each batch carries its samples'
+    original indices either way."""
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
     if continuations is not None and len(continuations) != len(texts):
@@ -116,8 +120,9 @@ def make_batches(
     if n_trunc:
         log.warning("%d of %d samples were longer than %s tokens and were truncated", n_trunc, len(enc), max_length)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    batches = [
-        collate(enc[i : i + batch_size], range(start + i, start + i + len(enc[i : i + batch_size])), pad, continuations is not None)
-        for i in range(0, len(enc), batch_size)
-    ]
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i].ids)) if sort_by_length else list(range(len(enc)))
+    batches = []
+    for k in range(0, len(order), batch_size):
+        idx = order[k : k + batch_size]
+        batches.append(collate([enc[i] for i in idx], idx, pad, continuations is not None))
     return batches, n_trunc

@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--gammas", type=_floats, default=DEFAULT_GAMMAS, help="activation thresholds γ, comma-separated")
     a.add_argument("--sketch-dim", type=int, default=DEFAULT_SKETCH_DIM, help="fingerprint buckets per layer (power of 2; 0 = off)")
     a.add_argument("--seed", type=int, default=0, help="fingerprint hash seed")
+    a.add_argument("--sort-by-length", action="store_true",
+                   help="batch texts of similar length together: less padding, same statistics (in-batch "
+                        "LLMDcos then pairs length neighbours)")
     a.add_argument("--dtype", default=None, help="model dtype: float32 (default), bfloat16, float16")
     a.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: where the model loads)")
     a.add_argument("--device-map", default=None, choices=["auto"],
@@ -159,7 +162,7 @@ def _cmd_activations(args) -> int:
         raise UserError(f"unknown target {args.target!r}; choose one of: {', '.join(sorted(TARGETS))}")
     cfg = ActivationConfig(target=args.target, batch_size=args.batch_size, max_length=args.max_length,
                            gammas=args.gammas, sketch_dim=args.sketch_dim, seed=args.seed,
-                           stats_device=args.stats_device)
+                           stats_device=args.stats_device, sort_by_length=args.sort_by_length)
     data = tuple(d for spec in args.data for d in spec.split(",") if d)
     run = ActivationsRun(model=args.model, data=data, samples=args.samples, data_seed=args.data_seed,
                          text_field=args.field, data_dir=args.data_dir, dtype=args.dtype, device=args.device,
@@ -192,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if args.quiet:
         os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+        os.environ.setdefault("TQDM_DISABLE", "1")  # bars of libraries that ignore their own switches
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()

@@ -29,9 +29,9 @@ def init() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def owned_samples(n: int, batch_size: int, rank: int, world: int) -> list[int]:
-    """Sample ids a rank reduces: those of batches k with k % world == rank."""
-    return [i for i in range(n) if (i // batch_size) % world == rank]
+def owned_samples(batches: list[list[int]], rank: int, world: int) -> list[int]:
+    """Sample ids a rank reduces: those of batches k (sample ids per batch) with k % world == rank."""
+    return [i for k, ids in enumerate(batches) if k % world == rank for i in ids]
 
 
 def device_for_rank() -> str | None:

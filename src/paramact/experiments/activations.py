@@ -115,11 +115,13 @@ def _finished(out: Path, n_layers: int, dim: int) -> tuple[dict, _FingerprintStr
     return res, stream
 
 
-def _gather_fingerprints(out: Path, stream: _FingerprintStream, n: int, shard: tuple[int, int], meta: dict):
+def _gather_fingerprints(out: Path, stream: _FingerprintStream, batches: list[list[int]], shard: tuple[int, int],
+                         meta: dict):
     """Rank 0 assembles DIR/fingerprints.safetensors from every rank's shard file."""
     from safetensors import safe_open
 
     rank, world = shard
+    n = sum(len(b) for b in batches)
     distributed.all_reduce_([stream.sum, stream.sq])
     stream.n = n
     distributed.barrier()  # every shard file is complete
@@ -130,7 +132,7 @@ def _gather_fingerprints(out: Path, stream: _FingerprintStream, n: int, shard: t
             path = out / ".shards" / f"fingerprints.rank{r}.safetensors"
             with safe_open(str(path), "pt") as f:
                 rows = f.get_tensor("fingerprints")
-            own = distributed.owned_samples(n, int(meta["batch_size"]), r, world)
+            own = distributed.owned_samples(batches, r, world)
             final.write(own, rows[own])
         final.close()
         shutil.rmtree(out / ".shards", ignore_errors=True)
@@ -168,16 +170,17 @@ def _run_one(out: Path, run: ActivationsRun, model, tokenizer, texts, source, en
     if run.checkpoint_every:
         name = "checkpoint.safetensors" if world == 1 else f"checkpoint.rank{rank}.safetensors"
         ckpt = Checkpoint(out / name, run.checkpoint_every, _config_key(run, source, shard), resume)
-    n_own = len(distributed.owned_samples(len(texts), run.activation.batch_size, rank, world))
+    an = None
     try:
         an = analyze(model, tokenizer, texts, run.activation, progress=progress and rank == 0,
                      on_fingerprints=stream, checkpoint=ckpt, extra_state={"fingerprints": stream} if stream else None,
                      shard=shard, merge=distributed.merge if world > 1 else None)
     finally:
         if stream is not None:
-            stream.writer.close(complete=stream.n == n_own)
+            own = distributed.owned_samples(an.meta["batches"], rank, world) if an is not None else None
+            stream.writer.close(complete=own is not None and stream.n == len(own))
     if world > 1 and stream is not None:
-        _gather_fingerprints(out, stream, len(texts), shard, fmeta)
+        _gather_fingerprints(out, stream, an.meta["batches"], shard, fmeta)
     if rank != 0:
         if ckpt is not None:
             ckpt.clear()

@@ -57,6 +57,9 @@ def add_parsers(sub) -> None:
     f.add_argument("--gammas", type=_floats, default=DEFAULT_GAMMAS, help="thresholds γ, comma-separated")
     f.add_argument("--sketch-dim", type=int, default=DEFAULT_SKETCH_DIM, help="fingerprint buckets per layer")
     f.add_argument("--seed", type=int, default=0, help="fingerprint hash seed")
+    f.add_argument("--keep-order", action="store_true",
+                   help="batch samples in their drawn order (default: texts of similar length together, less padding; "
+                        "the numbers are the same)")
 
     s = sub.add_parser("sts", help="Validation 3: Spearman ρ of summed LLMDcos with STS-B / SICK gold; ted_zh_en: "
                                    "cross-lingual pairs")
@@ -95,7 +98,8 @@ def _findings(args) -> int:
 
     names = [d.strip() for d in args.datasets.split(",") if d.strip()]
     cfg = ActivationConfig(target=args.target, batch_size=args.batch_size, max_length=args.max_length,
-                           gammas=args.gammas, sketch_dim=args.sketch_dim, seed=args.seed)
+                           gammas=args.gammas, sketch_dim=args.sketch_dim, seed=args.seed,
+                           sort_by_length=not args.keep_order)
     if args.check_samples < 0:
         raise UserError(f"--check-samples must be >= 0, got {args.check_samples}")
     run = FindingsRun(model=args.model, datasets=tuple(names), samples=args.samples, data_seed=args.data_seed,

@@ -113,35 +113,70 @@ def _crosslingual(res: dict) -> str:
             "numbers.</p>")
 
 
-def render_report(run_dir: str | Path) -> Path:
-    """Write DIR/plots/*.png and DIR/report.html for a finished run directory; return the page's path."""
-    run_dir = Path(run_dir)
+_BODIES = {"findings": _findings, "sts": _sts, "crosslingual": _crosslingual}
+_TITLES = {"findings": "Findings 1-3", "sts": "Validation 3: semantic similarity", "crosslingual": "Cross-lingual pairs"}
+
+
+def _read_json(path: Path) -> dict:
     try:
-        res = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{run_dir} holds no results.json: not a finished run directory") from None
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"cannot read {run_dir / 'results.json'}: {e}") from e
-    kind = res.get("kind")
-    if kind not in ("findings", "sts", "crosslingual"):
-        raise UserError(f"{run_dir}: no report for runs of kind {kind!r} (findings, sts and crosslingual have one)")
-    extra = {}
-    for name in ("config.json", "env.json"):
-        p = run_dir / name
-        extra[name] = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+        raise UserError(f"cannot read {path}: {e}") from e
+
+
+def _section(run_dir: Path, res: dict, level: int) -> str:
+    """One finished run: its tables, its figures inlined, its config and environment."""
     figs = figures(res, run_dir / "plots")
-    body = {"findings": _findings, "sts": _sts, "crosslingual": _crosslingual}[kind](res)
     fig_html = ""
     for f in figs:
         data = base64.b64encode((run_dir / "plots" / f.file).read_bytes()).decode()
         fig_html += (f"<figure><h3>{_e(f.title)}</h3><img alt=\"{_e(f.title)}\" src=\"data:image/png;base64,{data}\">"
                      f"<figcaption>{_e(f.caption)}</figcaption></figure>")
-    title = f"paramact {kind}: {res.get('model', '')}"
+    extra = {n: _read_json(run_dir / n) if (run_dir / n).is_file() else {} for n in ("config.json", "env.json")}
+    h = f"h{level}"
+    return (f"<p>Run directory: {_e(run_dir.resolve())}</p>{_BODIES[res['kind']](res)}<{h}>Figures</{h}>{fig_html}"
+            f"<details><summary>Configuration</summary><pre>{_e(json.dumps(extra['config.json'], indent=1))}</pre>"
+            f"</details><details><summary>Environment</summary><pre>{_e(json.dumps(extra['env.json'], indent=1))}"
+            "</pre></details>")
+
+
+def _runs_below(parent: Path) -> list[tuple[Path, dict]]:
+    """The finished runs of known kinds directly below a folder, by name."""
+    found = []
+    for d in sorted(p for p in parent.iterdir() if p.is_dir()):
+        if (d / "results.json").is_file():
+            res = _read_json(d / "results.json")
+            if res.get("kind") in _BODIES:
+                found.append((d, res))
+    return found
+
+
+def render_report(run_dir: str | Path) -> Path:
+    """Write plots and DIR/report.html for a finished run directory, or for a folder whose
+    subfolders are finished runs (one page, a section each, as `make run` leaves); return its path."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a directory")
+    if (run_dir / "results.json").is_file():
+        res = _read_json(run_dir / "results.json")
+        kind = res.get("kind")
+        if kind not in _BODIES:
+            raise UserError(f"{run_dir}: no report for runs of kind {kind!r} (findings, sts and crosslingual have one)")
+        title = f"paramact {kind}: {res.get('model', '')}"
+        body = _section(run_dir, res, 2)
+    else:
+        runs = _runs_below(run_dir)
+        if not runs:
+            raise UserError(f"{run_dir} holds no results.json, nor finished runs in its subfolders: not a finished "
+                            "run directory")
+        models = sorted({str(r.get("model", "")) for _, r in runs})
+        title = f"paramact: {', '.join(models)}"
+        toc = "".join(f"<li><a href=\"#{_e(d.name)}\">{_e(_TITLES[r['kind']])} ({_e(d.name)})</a></li>" for d, r in runs)
+        body = f"<ul>{toc}</ul>" + "".join(
+            f"<section id=\"{_e(d.name)}\"><h2>{_e(_TITLES[r['kind']])}</h2>{_section(d, r, 3)}</section>"
+            for d, r in runs)
     page = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{_e(title)}</title>"
-            f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"
-            f"<p>Run directory: {_e(run_dir.resolve())}</p>{body}<h2>Figures</h2>{fig_html}"
-            "<h2>Configuration</h2><pre>" + _e(json.dumps(extra["config.json"], indent=1)) + "</pre>"
-            "<h2>Environment</h2><pre>" + _e(json.dumps(extra["env.json"], indent=1)) + "</pre></body></html>")
+            f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>{body}</body></html>")
     out = run_dir / "report.html"
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
