@@ -47,3 +47,52 @@ def test_two_processes_equal_one(tmp_path, order):
         assert a["mean_abs"] == pytest.approx(b["mean_abs"], rel=1e-6)
     cfg = json.loads((two / "config.json").read_text())
     assert cfg["processes"] == 2
+
+
+def test_findings_two_processes_equal_one(tmp_path):
+    """findings under torchrun: each process takes its share of every dataset's batches; rank 0
+    alone writes, and the results equal a single process (fingerprints bit-identical)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    model = save_tiny(tmp_path / "model", "llama")
+    args = ["--quiet", "findings", "--model", str(model), "--datasets", "pydoc,pycode", "--samples", "7",
+            "--batch-size", "2", "--max-length", "24", "--sketch-dim", "256", "--check-samples", "4"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(one)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29541", "-m", "paramact", *args,
+                        "--out", str(two)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ra, rb = json.loads((one / "results.json").read_text()), json.loads((two / "results.json").read_text())
+    assert torch.allclose(torch.tensor(ra["finding3"]["matrix"]), torch.tensor(rb["finding3"]["matrix"]),
+                          rtol=1e-6, atol=1e-9)
+    for name in ("pydoc", "pycode"):
+        a, b = ra["finding1"][name]["layers"], rb["finding1"][name]["layers"]
+        assert [l["count_above"] for l in a] == [l["count_above"] for l in b]
+        ta = load_file(str(one / name / "fingerprints.safetensors"))["fingerprints"]
+        assert torch.equal(ta, load_file(str(two / name / "fingerprints.safetensors"))["fingerprints"])
+        assert not (two / name / ".shards").exists()
+    assert ra["finding2"]["pairs"] == rb["finding2"]["pairs"]
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+
+
+def test_sts_two_processes_equal_one(tmp_path):
+    """sts under torchrun: the pairs' batches are shared, rank 0 writes the same numbers."""
+    from experiment_helpers import sts_data_dir
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    model = save_tiny(tmp_path / "model", "llama")
+    data = sts_data_dir(tmp_path / "data")
+    args = ["--quiet", "sts", "--model", str(model), "--pairs", "10", "--data-dir", str(data), "--batch-size", "4",
+            "--no-baselines"]  # 5 batches of 2 pairs: an uneven split
+    one, two = tmp_path / "one", tmp_path / "two"
+    r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(one)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29547", "-m", "paramact", *args,
+                        "--out", str(two)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ta, tb = load_file(str(one / "pairs.safetensors")), load_file(str(two / "pairs.safetensors"))
+    assert torch.equal(ta["gold"], tb["gold"]) and torch.equal(ta["llmdcos"], tb["llmdcos"])
+    ra, rb = json.loads((one / "results.json").read_text()), json.loads((two / "results.json").read_text())
+    assert ra["spearman"] == rb["spearman"] and ra["per_layer_rho"] == rb["per_layer_rho"]

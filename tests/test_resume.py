@@ -105,3 +105,34 @@ def test_resume_refuses_a_different_configuration(setup, tmp_path):
     r = subprocess.run([sys.executable, "-m", "paramact", *other, "--out", str(out), "--resume"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "cannot resume a different run" in r.stderr
+
+
+def test_killed_findings_run_resumes_to_identical_results(setup, tmp_path):
+    """findings over two datasets (3 batches each, a checkpoint after every batch), killed in the
+    second dataset's second batch: the resumed run skips the finished dataset, runs the last two
+    batches and the exact check, and ends with the uninterrupted run's files."""
+    model = setup[0][setup[0].index("--model") + 1]
+    args = ["--quiet", "findings", "--model", model, "--datasets", "pydoc,pycode", "--samples", "6",
+            "--batch-size", "2", "--max-length", "24", "--sketch-dim", "256", "--check-samples", "4",
+            "--checkpoint-every", "1"]
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(ref)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "-c", KILLER, "batch", "5", *args, "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert not (out / "results.json").exists() and (out / "pydoc" / "results.json").exists()
+    r = subprocess.run([sys.executable, "-c", KILLER, "count", "0", *args, "--out", str(out), "--resume"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "BATCHES_RUN=3" in r.stderr
+    ra, rb = json.loads((ref / "results.json").read_text()), json.loads((out / "results.json").read_text())
+    assert ra == rb
+    for name in ("pydoc", "pycode"):
+        for f in ("samples.safetensors", "fingerprints.safetensors"):
+            ta, tb = load_file(str(ref / name / f)), load_file(str(out / name / f))
+            assert all(torch.equal(ta[k], tb[k]) for k in ta), (name, f)
+        assert not (out / name / "checkpoint.safetensors").exists()
+    r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(out), "--resume"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "nothing to resume" in r.stderr

@@ -139,8 +139,10 @@ def _gather_fingerprints(out: Path, stream: _FingerprintStream, batches: list[li
     distributed.barrier()
 
 
-def _run_one(out: Path, run: ActivationsRun, model, tokenizer, texts, source, env, progress, resume,
-             shard: tuple[int, int] = (0, 1)):
+def run_dataset(out: Path, run: ActivationsRun, model, tokenizer, texts, source, env, progress, resume,
+                shard: tuple[int, int] = (0, 1), save_map: bool = True):
+    """One dataset's pass into `out` (checkpointed, resumable, sharded over processes); rank 0
+    returns (results, fingerprint stream), other ranks (None, stream)."""
     rank, world = shard
     n_layers, dim = discover(model).n_layers, run.activation.sketch_dim
     out = Path(out)
@@ -185,7 +187,8 @@ def _run_one(out: Path, run: ActivationsRun, model, tokenizer, texts, source, en
         if ckpt is not None:
             ckpt.clear()
         return None, stream
-    write_tensors(out / "mean_map.safetensors", an.mean_map, meta)
+    if save_map:
+        write_tensors(out / "mean_map.safetensors", an.mean_map, meta)
     per_sample = {"norms": an.norms, "sums": an.sums, "target_values": an.target_values}
     if stream is not None:
         per_sample.update(fingerprint_sum=stream.sum, fingerprint_sq=stream.sq)
@@ -224,8 +227,8 @@ def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, 
         name = source["name"]
         log.info("%s: %d samples", name, len(texts))
         sub = out if len(loaded) == 1 else out / name
-        results[name], streams[name] = _run_one(sub, run, model, tokenizer, texts, source, env, progress, resume,
-                                                shard)
+        results[name], streams[name] = run_dataset(sub, run, model, tokenizer, texts, source, env, progress, resume,
+                                                   shard)
     if shard[0] != 0:
         return {}
     if len(loaded) == 1:

@@ -57,6 +57,8 @@ def add_parsers(sub) -> None:
     f.add_argument("--gammas", type=_floats, default=DEFAULT_GAMMAS, help="thresholds γ, comma-separated")
     f.add_argument("--sketch-dim", type=int, default=DEFAULT_SKETCH_DIM, help="fingerprint buckets per layer")
     f.add_argument("--seed", type=int, default=0, help="fingerprint hash seed")
+    f.add_argument("--checkpoint-every", type=int, default=20, help="batches between checkpoints (0: none)")
+    f.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoints")
     f.add_argument("--keep-order", action="store_true",
                    help="batch samples in their drawn order (default: texts of similar length together, less padding; "
                         "the numbers are the same)")
@@ -105,8 +107,11 @@ def _findings(args) -> int:
     run = FindingsRun(model=args.model, datasets=tuple(names), samples=args.samples, data_seed=args.data_seed,
                       data_dir=args.data_dir, pairs=parse_pairs(args.pairs, names), check_samples=args.check_samples,
                       save_maps=args.save_maps, dtype=args.dtype, device=args.device,
-                      trust_remote_code=args.trust_remote_code, activation=cfg)
-    res = run_findings(run, args.out, progress=not getattr(args, "quiet", False))
+                      trust_remote_code=args.trust_remote_code, checkpoint_every=args.checkpoint_every,
+                      activation=cfg)
+    res = run_findings(run, args.out, progress=not getattr(args, "quiet", False), resume=args.resume)
+    if not res:  # a torchrun process other than rank 0: rank 0 reports
+        return 0
     deep = res["ranges"]["deep"]["label"]
     print(f"shallow {res['ranges']['shallow']['label']} vs deep {deep}: mean LLMDcos over item pairs")
     for k, v in res["finding2"]["summary"].items():
@@ -129,7 +134,9 @@ def _sts(args) -> int:
                  order=args.order, data_dir=args.data_dir, layer_range=args.layer_range, target=args.target,
                  batch_size=args.batch_size, baselines=not args.no_baselines, dtype=args.dtype, device=args.device,
                  trust_remote_code=args.trust_remote_code)
-    res = run_sts(run, args.out)
+    res = run_sts(run, args.out, progress=not getattr(args, "quiet", False))
+    if not res:  # a torchrun process other than rank 0: rank 0 reports
+        return 0
     if res["kind"] == "crosslingual":
         d = res["deep"]
         print(f"{res['n_pairs']} zh-en pairs, deep layers {res['layer_range']['label']}: translations "

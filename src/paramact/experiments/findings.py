@@ -15,6 +15,7 @@ per-dataset results.json, then DIR/results.json last (kind "findings"). Layer in
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -23,12 +24,13 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
 from ..api import ActivationConfig, analyze
 from ..data import load_texts
 from ..density import gamma_key
 from ..errors import UserError
-from ..runs import environment, prepare_out, write_json, write_tensors
-from .activations import _FingerprintStream, mean_pair_llmdcos
+from ..runs import environment, prepare_out, write_json
+from .activations import ActivationsRun, mean_pair_llmdcos, run_dataset
 from .layers import DEEP, INDEX_NOTE, SHALLOW
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,8 @@ class FindingsRun:
     dtype: str | None = None
     device: str | None = None
     trust_remote_code: bool = False
-    activation: ActivationConfig = field(default_factory=ActivationConfig)
+    checkpoint_every: int = 20  # batches between checkpoints (0: none)
+    activation: ActivationConfig = field(default_factory=lambda: ActivationConfig(sort_by_length=True))
 
 
 def is_corpus(name: str) -> bool:
@@ -144,28 +147,35 @@ def subdir(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "data"
 
 
-def _dataset_pass(out, name, texts, source, run, model, tok, n_layers, progress):
-    sub = prepare_out(out / subdir(name))
-    act = run.activation
-    meta = {"model": run.model, "target": act.target, "n_samples": str(len(texts)), "sketch_dim": act.sketch_dim,
-            "sketch_seed": act.seed, "normalized": "sketch / exact layer norm: f_i . f_j estimates LLMDcos(i, j)"}
-    stream = _FingerprintStream(sub / "fingerprints.safetensors", len(texts), n_layers, act.sketch_dim, meta)
-    try:
-        an = analyze(model, tok, texts, act, on_fingerprints=stream, with_mean_map=True, progress=progress)
-    finally:
-        stream.writer.close()
-    if run.save_maps:
-        write_tensors(sub / "mean_map.safetensors", an.mean_map, {"model": run.model})
-    write_tensors(sub / "samples.safetensors",
-                  {"norms": an.norms, "sums": an.sums, "target_values": an.target_values}, {"model": run.model})
-    res = {"kind": "corpus" if is_corpus(name) else "task", "source": source, "n_samples": len(texts),
-           "n_truncated": an.n_truncated, "max_length": an.meta["max_length"], "layer_index_base": 0,
-           "layers": an.layers, "sample_norm_mean": an.norms.mean(0).tolist()}
-    write_json(sub / "results.json", res)
-    return res, stream
+def _dataset_run(run: FindingsRun, name: str) -> ActivationsRun:
+    return ActivationsRun(model=run.model, data=(name,), samples=run.samples, data_seed=run.data_seed,
+                          data_dir=run.data_dir, dtype=run.dtype, device=run.device,
+                          trust_remote_code=run.trust_remote_code, checkpoint_every=run.checkpoint_every,
+                          activation=run.activation)
 
 
-def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progress: bool = False) -> dict:
+def _start(run: FindingsRun, out: Path, resume: bool, rank: int) -> None:
+    """A fresh run directory, or, with resume, the same configuration as the one in `out`."""
+    if not resume:
+        if rank == 0:
+            prepare_out(out)
+        return
+    if (out / "results.json").is_file():
+        raise UserError(f"{out} already holds a finished run; nothing to resume")
+    cfg = out / "config.json"
+    if cfg.is_file():
+        old = json.loads(cfg.read_text(encoding="utf-8"))
+        mine = json.loads(json.dumps(asdict(run), default=str))
+        drop = ("pairs", "sources")
+        if {k: v for k, v in old.items() if k not in drop} != {k: v for k, v in mine.items() if k not in drop}:
+            raise UserError(f"{cfg} differs from this command: cannot resume a different run")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progress: bool = False,
+                 resume: bool = False) -> dict:
+    """Findings 1-3 into `out`; under torchrun every process takes its share of each dataset's
+    batches and rank 0 alone writes (the other ranks return {}); resume=True continues a killed run."""
     from ..anatomy import discover
 
     names = list(run.datasets)
@@ -176,11 +186,15 @@ def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progre
     if run.samples < 2:
         raise UserError(f"findings needs at least 2 samples per dataset, got {run.samples}")
     pairs = list(run.pairs) if run.pairs is not None else None
-    out = prepare_out(Path(out))
+    out = Path(out)
+    shard = distributed.init()
+    rank = shard[0]
+    _start(run, out, resume, rank)
     if model is None:
         from ..models import load_model
 
-        model, tokenizer = load_model(run.model, run.dtype, run.device, run.trust_remote_code)
+        model, tokenizer = load_model(run.model, run.dtype, run.device or distributed.device_for_rank(),
+                                      run.trust_remote_code)
     loaded = {}
     for spec in names:
         texts, source = load_texts(spec, run.samples, run.data_seed, tokenizer=tokenizer, data_dir=run.data_dir)
@@ -191,12 +205,20 @@ def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progre
             raise UserError(f"pair {a}-{b} names a dataset that is not in --datasets ({', '.join(names)})")
     n_layers = discover(model).n_layers
     env = environment(model, run.activation.seed)
-    write_json(out / "config.json", {**asdict(run), "pairs": pairs, "sources": {n: s for n, (_, s) in loaded.items()}})
-    write_json(out / "env.json", env)
+    if rank == 0:
+        write_json(out / "config.json", {**asdict(run), "pairs": pairs,
+                                         "sources": {n: s for n, (_, s) in loaded.items()}})
+        write_json(out / "env.json", env)
     finding1, streams = {}, {}
     for name in names:
         log.info("%s: %d samples", name, len(loaded[name][0]))
-        finding1[name], streams[name] = _dataset_pass(out, name, *loaded[name], run, model, tokenizer, n_layers, progress)
+        texts, source = loaded[name]
+        res, streams[name] = run_dataset(out / subdir(name), _dataset_run(run, name), model, tokenizer, texts, source,
+                                         env, progress, resume, shard, save_map=run.save_maps)
+        if rank == 0:
+            finding1[name] = {"kind": "corpus" if is_corpus(name) else "task", **res}
+    if rank != 0:
+        return {}
     fp_paths = {n: out / subdir(n) / "fingerprints.safetensors" for n in names}
     mean_cos = {}
     for i, a in enumerate(names):

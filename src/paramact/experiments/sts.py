@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
 from ..api import pair_similarity
 from ..batching import encode
 from ..errors import UserError
@@ -113,8 +114,27 @@ def _load(run: StsRun, model, tokenizer):
     if model is None:
         from ..models import load_model
 
-        model, tokenizer = load_model(run.model, run.dtype, run.device, run.trust_remote_code)
+        model, tokenizer = load_model(run.model, run.dtype, run.device or distributed.device_for_rank(),
+                                      run.trust_remote_code)
     return model, tokenizer
+
+
+def _start(run: StsRun, out: Path, source: dict, model, tokenizer):
+    """(shard, model, tokenizer); rank 0 prepares the run directory."""
+    shard = distributed.init()
+    if shard[0] == 0:
+        prepare_out(out)
+    model, tokenizer = _load(run, model, tokenizer)
+    if shard[0] == 0:
+        write_json(out / "config.json", {**asdict(run), "source": source})
+        write_json(out / "env.json", environment(model))
+    return shard, model, tokenizer
+
+
+def _similarity(run: StsRun, model, tokenizer, pairs, shard, progress):
+    """Exact per-layer LLMDcos of every pair; the pairs' batches are shared among the processes."""
+    return pair_similarity(model, tokenizer, pairs, run.batch_size, run.target, shard=shard,
+                           merge=distributed.merge if shard[1] > 1 else None, progress=progress)
 
 
 def range_rows(sims: torch.Tensor, gold: list[float], n_layers: int) -> list[dict]:
@@ -126,25 +146,27 @@ def range_rows(sims: torch.Tensor, gold: list[float], n_layers: int) -> list[dic
     return rows
 
 
-def run_sts(run: StsRun, out: Path, model=None, tokenizer=None) -> dict:
+def run_sts(run: StsRun, out: Path, model=None, tokenizer=None, progress: bool = False) -> dict:
+    """Validation 3 (or the cross-lingual comparison) into `out`; under torchrun the pairs are
+    shared among the processes and rank 0 alone writes (the other ranks return {})."""
     from ..data import parallel_pairs, sts_pairs
 
     if run.dataset == "ted_zh_en":
         pairs, source = parallel_pairs(run.dataset, run.pairs, run.seed, split=run.split, order=run.order,
                                        data_dir=run.data_dir)
-        return _crosslingual(run, out, pairs, source, model, tokenizer)
+        return _crosslingual(run, out, pairs, source, model, tokenizer, progress)
     rng = parse_range(run.layer_range)
     pairs, source = sts_pairs(run.dataset, run.pairs, run.seed, split=run.split, order=run.order,
                               data_dir=run.data_dir)
     if len(pairs) < 3:
         raise UserError(f"a Spearman correlation needs at least 3 pairs, got {len(pairs)}")
-    out = prepare_out(Path(out))
-    model, tokenizer = _load(run, model, tokenizer)
-    write_json(out / "config.json", {**asdict(run), "source": source})
-    write_json(out / "env.json", environment(model))
+    out = Path(out)
+    shard, model, tokenizer = _start(run, out, source, model, tokenizer)
     a, b = [p.a for p in pairs], [p.b for p in pairs]
     gold = [float(p.score) for p in pairs]
-    sims = pair_similarity(model, tokenizer, list(zip(a, b)), run.batch_size, run.target)  # [n, L]
+    sims = _similarity(run, model, tokenizer, list(zip(a, b)), shard, progress)  # [n, L]
+    if shard[0] != 0:
+        return {}
     L = sims.shape[1]
     lo, hi = rng.resolve(L)
     summed = sims[:, lo:hi].sum(1)
@@ -181,17 +203,17 @@ def run_sts(run: StsRun, out: Path, model=None, tokenizer=None) -> dict:
     return result
 
 
-def _crosslingual(run: StsRun, out, pairs, source, model, tokenizer) -> dict:
+def _crosslingual(run: StsRun, out, pairs, source, model, tokenizer, progress) -> dict:
     n = len(pairs)
     if n < 2:
         raise UserError(f"the cross-lingual comparison needs at least 2 pairs, got {n}")
-    out = prepare_out(Path(out))
-    model, tokenizer = _load(run, model, tokenizer)
-    write_json(out / "config.json", {**asdict(run), "source": source})
-    write_json(out / "env.json", environment(model))
+    out = Path(out)
+    shard, model, tokenizer = _start(run, out, source, model, tokenizer)
     matched = [(p.zh, p.en) for p in pairs]
     mismatched = [(pairs[k].zh, pairs[(k + n // 2) % n].en) for k in range(n)]
-    sims = pair_similarity(model, tokenizer, matched + mismatched, run.batch_size, run.target)
+    sims = _similarity(run, model, tokenizer, matched + mismatched, shard, progress)
+    if shard[0] != 0:
+        return {}
     mt, mm = sims[:n].double(), sims[n:].double()
     L = sims.shape[1]
     lo, hi = DEEP.resolve(L)
