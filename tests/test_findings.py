@@ -33,7 +33,10 @@ def test_layer_ranges_reproduce_the_paper_at_32_layers_and_scale():
     d = DEEP.describe(30)
     assert d["index_base"] == 0 and d["label"].startswith("[15, 28) 0-based = layers 16-28 1-based")
     assert parse_range("0.5:0.75").resolve(8) == (4, 6)
-    for bad in ("0.8:0.2", "x", "0.5", "0:1.5"):
+    assert parse_range("19:28").resolve(30) == (19, 28) and parse_range("0:1").resolve(30) == (0, 30)
+    with pytest.raises(UserError, match="outside the model: it has 30 layers"):
+        parse_range("20:32").resolve(30)
+    for bad in ("0.8:0.2", "x", "0.5", "0:1.5", "28:19"):
         with pytest.raises(UserError):
             parse_range(bad)
 

@@ -84,6 +84,8 @@ def test_sts_bad_input(tiny, tmp_path):
     assert cli(*base, "--pairs", "11", "--out", str(tmp_path / "a")) == 2  # only 10 pairs in the file
     assert cli(*base, "--pairs", "5", "--layer-range", "0.9:0.1", "--out", str(tmp_path / "b")) == 2
     assert cli(*base, "--pairs", "2", "--out", str(tmp_path / "c")) == 2
+    assert cli(*base, "--pairs", "5", "--layer-range", "2:9", "--out", str(tmp_path / "d")) == 2  # 3 layers
+    assert not any((tmp_path / x).exists() for x in "abcd")  # nothing half-written
 
 
 def test_crosslingual_tiny(tiny, tmp_path):

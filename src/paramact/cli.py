@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     from .experiments import commands as experiment_commands
 
     experiment_commands.add_parsers(sub)
+    from .prune import commands as prune_commands
+
+    prune_commands.add_parsers(sub)
     p.activations_parser = a  # for --config: the options it may set
     return p
 
@@ -214,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         from .experiments import commands as experiment_commands
 
         rc = experiment_commands.run(args)
+        if rc is not None:
+            return rc
+        from .prune import commands as prune_commands
+
+        rc = prune_commands.run(args)
         if rc is not None:
             return rc
     except UserError as e:

@@ -72,7 +72,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--seed", type=int, default=1, help="pair sampling seed (SICK, TED)")
     s.add_argument("--order", default=None, choices=["first", "random"], help="default: the paper's")
     s.add_argument("--layer-range", default="sts",
-                   help=f"summed range: one of {', '.join(RANGES)} or fractions 'start:stop' (default sts = the "
+                   help=f"summed range: one of {', '.join(RANGES)}, fractions 'start:stop', or 0-based indices '19:28' (default sts = the "
                         "paper's [20, L-2) at 32 layers)")
     s.add_argument("--no-baselines", action="store_true", help="skip the hidden-state and MiniLM baselines")
 

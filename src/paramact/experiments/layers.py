@@ -28,10 +28,17 @@ class LayerRange:
     start: float  # fraction of depth
     stop: float  # fraction of depth
     paper: str = ""  # the paper's range at 32 layers, 0-based
+    absolute: bool = False  # start/stop are 0-based layer indices, not fractions
 
     def resolve(self, n_layers: int) -> tuple[int, int]:
         if n_layers < 1:
             raise UserError(f"a model needs at least one layer, got {n_layers}")
+        if self.absolute:
+            start, stop = int(self.start), int(self.stop)
+            if stop > n_layers:
+                raise UserError(f"layer range [{start}, {stop}) is outside the model: it has {n_layers} layers "
+                                f"(0-based indices 0-{n_layers - 1})")
+            return start, stop
         start = min(max(math.floor(self.start * n_layers + 0.5), 0), n_layers - 1)
         stop = min(max(math.floor(self.stop * n_layers + 0.5), start + 1), n_layers)
         return start, stop
@@ -72,15 +79,20 @@ RANGES: dict[str, LayerRange] = {r.name: r for r in (SHALLOW, DEEP, STS, *STS_CO
 
 
 def parse_range(spec: str) -> LayerRange:
-    """A named range (shallow, deep, sts, 12-L-2, ...) or 'a:b' fractions of depth, e.g. 0.5:0.9375."""
+    """A named range (shallow, deep, sts, 12-L-2, ...), 'a:b' fractions of depth (0.5:0.9375), or
+    'a:b' whole numbers: 0-based layer indices [a, b), checked against the model when resolved."""
     if spec in RANGES:
         return RANGES[spec]
     a, sep, b = spec.partition(":")
+    if sep and a.strip().isdigit() and b.strip().isdigit() and (int(a) > 1 or int(b) > 1):
+        if int(a) >= int(b):
+            raise UserError(f"layer range {spec!r}: indices must satisfy start < stop")
+        return LayerRange(spec, int(a), int(b), absolute=True)
     try:
         start, stop = float(a), float(b)
     except ValueError:
-        raise UserError(f"layer range {spec!r}: give one of {', '.join(RANGES)} or fractions 'start:stop' "
-                        f"such as 0.5:0.9375") from None
+        raise UserError(f"layer range {spec!r}: give one of {', '.join(RANGES)}, fractions 'start:stop' "
+                        f"such as 0.5:0.9375, or 0-based layer indices such as 19:28") from None
     if not sep or not (0 <= start < stop <= 1):
         raise UserError(f"layer range {spec!r}: fractions must satisfy 0 <= start < stop <= 1")
     return LayerRange(spec, start, stop)

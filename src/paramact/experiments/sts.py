@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .. import distributed
+from ..anatomy import discover
 from ..api import pair_similarity
 from ..batching import encode
 from ..errors import UserError
@@ -119,12 +120,15 @@ def _load(run: StsRun, model, tokenizer):
     return model, tokenizer
 
 
-def _start(run: StsRun, out: Path, source: dict, model, tokenizer):
-    """(shard, model, tokenizer); rank 0 prepares the run directory."""
+def _start(run: StsRun, out: Path, source: dict, model, tokenizer, rng=None):
+    """(shard, model, tokenizer); rank 0 prepares the run directory. A layer range outside the
+    model is refused before anything is written."""
     shard = distributed.init()
+    model, tokenizer = _load(run, model, tokenizer)
+    if rng is not None:
+        rng.resolve(discover(model).n_layers)
     if shard[0] == 0:
         prepare_out(out)
-    model, tokenizer = _load(run, model, tokenizer)
     if shard[0] == 0:
         write_json(out / "config.json", {**asdict(run), "source": source})
         write_json(out / "env.json", environment(model))
@@ -161,7 +165,7 @@ def run_sts(run: StsRun, out: Path, model=None, tokenizer=None, progress: bool =
     if len(pairs) < 3:
         raise UserError(f"a Spearman correlation needs at least 3 pairs, got {len(pairs)}")
     out = Path(out)
-    shard, model, tokenizer = _start(run, out, source, model, tokenizer)
+    shard, model, tokenizer = _start(run, out, source, model, tokenizer, rng)
     a, b = [p.a for p in pairs], [p.b for p in pairs]
     gold = [float(p.score) for p in pairs]
     sims = _similarity(run, model, tokenizer, list(zip(a, b)), shard, progress)  # [n, L]
