@@ -1,0 +1,236 @@
+"""The one sequential layer-by-layer driver every pruning method goes through.
+
+1. Capture the inputs of block 0: a forward pre-hook (with kwargs) on block 0 records the hidden
+   states and whatever else the model passes to its blocks (attention mask, position ids,
+   rotary embeddings, ...) and raises a sentinel to stop the forward there.
+2. For each block: run it over the captured inputs with hooks on its matrices that accumulate
+   per-input-column statistics (collect.py), call `on_block` (score, mask, apply), and, if the
+   weights changed, run the block again: the outputs of the *pruned* block are the next block's
+   inputs.
+
+Methods that need no statistics (magnitude, activation) skip the forwards entirely. Devices come
+from the tensors: inputs follow each block to the device of its weights. Model state (use_cache,
+train/eval mode) is restored and every hook removed, also on errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..anatomy import Weight, discover, find_blocks, input_embeddings
+from .collect import Collector, InputStats
+from .masks import Pattern, pack_masks, unpack_masks
+from .scores import MatrixContext
+
+log = logging.getLogger(__name__)
+
+
+class _Stop(Exception):
+    """Raised by the block-0 pre-hook once its inputs are recorded."""
+
+
+@dataclass
+class BlockInputs:
+    hidden: list[torch.Tensor]  # one [B, T, d] tensor per calibration batch
+    args: list[tuple]  # further positional arguments of the block call, per batch
+    kwargs: list[dict]  # keyword arguments of the block call, per batch
+
+
+def _to(obj, device):
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, tuple):
+        return tuple(_to(o, device) for o in obj)
+    if isinstance(obj, list):
+        return [_to(o, device) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    return obj
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+@contextmanager
+def inference(model):
+    """no_grad, eval mode and use_cache=False for the duration; everything restored after."""
+    cfg = getattr(model, "config", None)
+    use_cache = getattr(cfg, "use_cache", None)
+    was_training = model.training
+    try:
+        if cfg is not None and use_cache is not None:
+            cfg.use_cache = False
+        model.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        if cfg is not None and use_cache is not None:
+            cfg.use_cache = use_cache
+        model.train(was_training)
+
+
+def capture_block_inputs(model, block0: torch.nn.Module, batches: Sequence[torch.Tensor]) -> BlockInputs:
+    """Hidden states and call arguments of block 0 for each batch of token ids [B, T]."""
+    got = BlockInputs([], [], [])
+
+    def pre(_module, args, kwargs):
+        kwargs = dict(kwargs)
+        if args:
+            hidden, rest = args[0], tuple(args[1:])
+        else:
+            hidden, rest = kwargs.pop("hidden_states"), ()
+        got.hidden.append(hidden.detach())
+        got.args.append(rest)
+        got.kwargs.append(kwargs)
+        raise _Stop
+
+    device = input_embeddings(model).weight.device
+    handle = block0.register_forward_pre_hook(pre, with_kwargs=True)
+    try:
+        for ids in batches:
+            try:
+                model(input_ids=ids.to(device), use_cache=False)
+            except _Stop:
+                pass
+    finally:
+        handle.remove()
+    return got
+
+
+def _call(block, hidden, args, kwargs) -> torch.Tensor:
+    out = block(hidden, *args, **kwargs)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+OnBlock = Callable[[int, tuple[Weight, ...], dict[str, InputStats]], bool]
+
+
+def sequential(model, batches: Sequence[torch.Tensor], on_block: OnBlock, stats: str | None,
+               progress: bool = False, on_outputs: Callable[[int, list[torch.Tensor]], None] | None = None,
+               desc: str = "blocks") -> None:
+    """Drive `on_block(i, weights, stats) -> changed` over the blocks in order (see module doc).
+
+    stats None: no forwards at all (on_block gets empty statistics) unless on_outputs is given.
+    """
+    anatomy = discover(model)
+    _, blocks = find_blocks(model)
+    with inference(model):
+        if stats is None and on_outputs is None:
+            for i in tqdm(range(len(blocks)), desc=desc, unit="block", disable=not progress):
+                on_block(i, anatomy.layers[i], {})
+            return
+        inp = capture_block_inputs(model, blocks[0], batches)
+        for i in tqdm(range(len(blocks)), desc=desc, unit="block", disable=not progress):
+            block = blocks[i]
+            dev = _device_of(block)
+            inp.hidden = [h.to(dev) for h in inp.hidden]
+            inp.args, inp.kwargs = _to(inp.args, dev), _to(inp.kwargs, dev)
+            outs: list[torch.Tensor] | None = None
+            collected: dict[str, InputStats] = {}
+            if stats is not None:
+                with Collector(anatomy.layers[i], stats) as col:
+                    outs = []
+                    for h, a, k in zip(inp.hidden, inp.args, inp.kwargs):
+                        outs.append(_call(block, h, a, k))
+                        col.end_batch()
+                collected = col.stats
+            changed = on_block(i, anatomy.layers[i], collected)
+            del collected
+            if changed or outs is None:
+                outs = [_call(block, h, a, k) for h, a, k in zip(inp.hidden, inp.args, inp.kwargs)]
+            if on_outputs is not None:
+                on_outputs(i, outs)
+            inp.hidden = outs
+
+
+# ---- pruning ------------------------------------------------------------------------------------
+
+
+@dataclass
+class PruneOutcome:
+    """What pruning did: bit-packed keep masks and the measured sparsity."""
+
+    packed: dict[str, torch.Tensor]  # name -> uint8 packed bits (pack_masks)
+    metadata: dict[str, str]
+    per_layer: list[float]  # pruned fraction of each layer's weights (from the masks)
+    zero_fraction: list[float]  # share of exact zeros in each layer's weights after pruning
+    layer_params: list[int]
+    seconds: float
+    per_matrix: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def overall(self) -> float:
+        return sum(s * n for s, n in zip(self.per_layer, self.layer_params)) / sum(self.layer_params)
+
+    def masks(self) -> dict[str, torch.Tensor]:
+        return unpack_masks(self.packed, self.metadata)
+
+
+def _oriented(w: Weight) -> torch.Tensor:
+    W = w.module.weight.detach()
+    return (W.t() if w.transposed else W).float()
+
+
+def prune_model(model, batches: Sequence[torch.Tensor], method, schedule: Sequence[float], pattern: Pattern,
+                activation_map: dict[str, torch.Tensor] | None = None, blocksize: int = 128, damp: float = 0.01,
+                progress: bool = False) -> PruneOutcome:
+    """Prune every decoder block of `model` in place: layer i at sparsity schedule[i]."""
+    t0 = time.perf_counter()
+    n_layers = discover(model).n_layers
+    if len(schedule) != n_layers:
+        raise ValueError(f"schedule has {len(schedule)} entries for {n_layers} layers")
+    packed: dict[str, torch.Tensor] = {}
+    shapes: dict[str, list[int]] = {}
+    per_layer, zeros, params, per_matrix = [0.0] * n_layers, [0.0] * n_layers, [0] * n_layers, {}
+
+    def on_block(i: int, weights: tuple[Weight, ...], stats: dict[str, InputStats]) -> bool:
+        s = float(schedule[i])
+        pruned = nz = total = 0
+        masks = {}
+        for w in weights:
+            W = _oriented(w)
+            if s > 0:
+                act = None
+                if activation_map is not None:
+                    a = activation_map[w.name]
+                    act = a.t() if w.transposed else a
+                ctx = MatrixContext(w.name, stats.get(w.name), act, blocksize, damp)
+                W_new, keep = method.prune(W, ctx, s, pattern)
+                stored = W_new.t() if w.transposed else W_new
+                w.module.weight.data.copy_(stored.to(w.module.weight.dtype))
+            else:
+                keep = torch.ones_like(W, dtype=torch.bool)
+            keep_stored = keep.t() if w.transposed else keep
+            masks[w.name] = keep_stored
+            k = int((~keep).sum())
+            per_matrix[w.name] = k / keep.numel()
+            pruned += k
+            nz += int((w.module.weight == 0).sum())
+            total += keep.numel()
+        t, meta = pack_masks(masks)  # 1 bit per weight from here on
+        packed.update(t)
+        shapes.update(json.loads(meta["shapes"]))
+        per_layer[i], zeros[i], params[i] = pruned / total, nz / total, total
+        return s > 0
+
+    sequential(model, batches, on_block, method.stats, progress, desc=f"prune {method.name}")
+    _, meta = pack_masks({})
+    meta["shapes"] = json.dumps(shapes)
+    return PruneOutcome(packed, meta, per_layer, zeros, params, time.perf_counter() - t0, per_matrix)
+
+
+def token_batches(windows: Sequence[Sequence[int]], batch_size: int) -> list[torch.Tensor]:
+    """Equal-length token windows -> [B, T] long tensors of at most batch_size rows."""
+    if not windows:
+        raise ValueError("no calibration windows")
+    ids = torch.tensor([list(w) for w in windows], dtype=torch.long)
+    return list(ids.split(batch_size))
