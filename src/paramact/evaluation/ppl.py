@@ -1,0 +1,96 @@
+"""Perplexity, Wanda's protocol: one token stream, non-overlapping windows of an explicit seqlen.
+
+The test text is joined into one string (WikiText-2 test rows with "\\n\\n", as Wanda/SparseGPT;
+C4 held-out documents with " "; pydoc paragraphs with "\\n\\n"), tokenized once (BOS first if the
+model expects it), cut into floor(tokens/seqlen) windows from the start, each window scored on its
+seqlen−1 next-token predictions; ppl = exp(total NLL / predictions) — the same number as Wanda's
+exp(mean of the per-window mean NLL). `windows` caps how many windows are scored (None: all).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..batching import encode
+from ..errors import UserError
+from .scoring import Request, target_logprobs
+
+CORPORA = ("wikitext2", "c4", "pydoc")
+JOIN = {"wikitext2": "\n\n", "c4": " ", "pydoc": "\n\n"}
+
+
+def protocol(seqlen: int, windows: int | None) -> str:
+    return f"ppl non-overlapping seqlen={seqlen} (Wanda)" + (f", first {windows} windows" if windows else "")
+
+
+@dataclass(frozen=True)
+class TokenStream:
+    name: str
+    ids: tuple[int, ...]
+    source: dict
+
+
+def _documents(name: str, data_dir=None, exclude: Sequence[str] = ()) -> tuple[list[str], dict]:
+    from ..data import load_split
+
+    if name == "wikitext2":
+        data = load_split("wikitext2", "test", data_dir=data_dir)
+        return [r["text"] for r in data.rows], dict(data.source)
+    if name == "pydoc":
+        data = load_split("pydoc", data_dir=data_dir)
+        return [r["text"] for r in data.rows], dict(data.source)
+    if name != "c4":
+        raise UserError(f"no perplexity corpus {name!r} (corpora: {', '.join(CORPORA)})")
+    try:
+        data = load_split("c4", "validation", data_dir=data_dir)
+        return [r["text"] for r in data.rows], {**data.source, "held_out": "C4 validation split"}
+    except UserError:
+        data = load_split("c4", "train", data_dir=data_dir)
+    # no validation shard: the train documents from the end of the file order, minus any document
+    # a calibration window came from (a snippet of every window is searched in each document)
+    docs = [r["text"] for r in reversed(data.rows)]
+    kept = [d for d in docs if not any(s in d for s in exclude)]
+    note = (f"C4 validation split unavailable: train documents in reverse file order, {len(docs) - len(kept)} "
+            f"documents holding a calibration window excluded ({len(exclude)} windows checked)")
+    return kept, {**data.source, "held_out": note}
+
+
+def token_stream(name: str, tokenizer, tokens_needed: int | None = None, data_dir=None,
+                 exclude: Sequence[str] = ()) -> TokenStream:
+    """The corpus as one token stream; with tokens_needed, only a long enough prefix is tokenized."""
+    docs, source = _documents(name, data_dir, exclude)
+    text = JOIN[name].join(docs)
+    if not text.strip():
+        raise UserError(f"{name}: the evaluation text is empty")
+    chars = len(text) if tokens_needed is None else min(len(text), 8 * tokens_needed + 1024)
+    while True:
+        ids = encode(tokenizer, text[:chars]).ids
+        if tokens_needed is None or chars >= len(text) or len(ids) > tokens_needed + 8:
+            break
+        chars = min(len(text), chars * 2)
+    if chars < len(text):
+        ids = ids[:tokens_needed]  # the prefix's last tokens may differ from the full text's: drop them
+    source.update(join=repr(JOIN[name]), tokens=len(ids), prefix_chars=chars)
+    return TokenStream(name, tuple(int(i) for i in ids), source)
+
+
+def perplexity(model, ids: Sequence[int], seqlen: int, windows: int | None = None, batch_size: int = 4,
+               progress=None) -> dict:
+    if seqlen < 2:
+        raise UserError(f"perplexity seqlen must be >= 2, got {seqlen}")
+    n = len(ids) // seqlen
+    if windows is not None:
+        n = min(n, windows)
+    if n < 1:
+        raise UserError(f"the text has {len(ids)} tokens, fewer than one window of seqlen={seqlen}")
+    reqs = []
+    for w in range(n):
+        win = tuple(ids[w * seqlen:(w + 1) * seqlen])
+        reqs.append(Request(win, tuple((p, win[p + 1]) for p in range(seqlen - 1))))
+    lps = target_logprobs(model, reqs, batch_size, progress=progress)
+    nll = -sum(float(lp.double().sum()) for lp in lps)
+    count = n * (seqlen - 1)
+    return {"ppl": math.exp(nll / count), "nll": nll / count, "windows": n, "seqlen": seqlen, "tokens": n * seqlen,
+            "protocol": protocol(seqlen, windows)}

@@ -1,0 +1,134 @@
+"""Evaluation tasks as a registry; prepare once (data, tokens), run on any number of models.
+
+Task names: wikitext2, c4, pydoc (perplexity); boolq, siqa, piqa, hellaswag, mmlu (the paper's
+letter scoring; MMLU 5-shot); boolq:loglik, ... (lm-eval-style log-likelihood); humaneval
+(canonical-solution NLL). Each result is {metric: value, ..., "protocol": "..."}; perplexity is
+under the metric name `ppl`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from ..errors import UserError
+from . import choice, ppl
+
+log = logging.getLogger(__name__)
+
+MC = ("boolq", "siqa", "piqa", "hellaswag", "mmlu")
+PAPER_TASKS = ("wikitext2",) + MC
+TASKS: dict[str, str] = {
+    **{c: "perplexity" for c in ppl.CORPORA},
+    **{t: "letter" for t in MC},
+    **{f"{t}:loglik": "loglik" for t in MC},
+    "humaneval": "code",
+}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    ppl_seqlen: int = 256
+    ppl_windows: int | None = 32  # None: every window of the test text (Wanda scores all)
+    items: int | None = 256  # per accuracy task (the paper: 256); None: the whole split
+    humaneval_items: int | None = None  # None: all 164 problems
+    seed: int = 0
+    batch_size: int = 8
+    max_length: int | None = 2048  # prompts longer than this keep their last tokens
+    mmlu_shots: int = 5
+    mmlu_demo_split: str = "dev"
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        for k in ("ppl_seqlen", "batch_size"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise UserError(f"{k.replace('_', ' ')} must be a positive integer, got {v!r}")
+        if self.ppl_seqlen < 2:
+            raise UserError(f"perplexity seqlen must be >= 2, got {self.ppl_seqlen}")
+        for k in ("ppl_windows", "items", "humaneval_items", "max_length"):
+            v = getattr(self, k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise UserError(f"{k.replace('_', ' ')} must be a positive integer, got {v!r}")
+
+
+def parse_tasks(spec: str | Sequence[str]) -> list[str]:
+    names = [t.strip() for t in (spec.split(",") if isinstance(spec, str) else spec) if t and t.strip()]
+    if not names:
+        raise UserError("no evaluation tasks given")
+    for t in names:
+        if t not in TASKS:
+            raise UserError(f"unknown evaluation task {t!r}; tasks: {', '.join(TASKS)}")
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class Prepared:
+    name: str
+    run: Callable  # (model, progress) -> result dict
+    source: dict = field(default_factory=dict)
+    size: int = 0  # items or windows, for the progress bar
+
+
+def _context_cap(cfg: EvalConfig, context: int | None) -> int | None:
+    caps = [c for c in (cfg.max_length, context) if c]
+    return min(caps) if caps else None
+
+
+def prepare(tokenizer, names: Sequence[str], cfg: EvalConfig = EvalConfig(), *, context: int | None = None,
+            exclude_c4: Sequence[str] = ()) -> list[Prepared]:
+    """Load and tokenize every task once. exclude_c4: text snippets of calibration windows."""
+    from ..data import load_split, mc_items
+
+    if context is not None and cfg.ppl_seqlen > context:
+        raise UserError(f"perplexity seqlen {cfg.ppl_seqlen} exceeds the model's context length {context}")
+    cap = _context_cap(cfg, context)
+    out = []
+    for name in parse_tasks(names):
+        kind = TASKS[name]
+        if kind == "perplexity":
+            need = None if cfg.ppl_windows is None else cfg.ppl_windows * cfg.ppl_seqlen
+            stream = ppl.token_stream(name, tokenizer, need, cfg.data_dir, exclude_c4 if name == "c4" else ())
+            run = (lambda s: lambda m, p=None: ppl.perplexity(m, s.ids, cfg.ppl_seqlen, cfg.ppl_windows,
+                                                                    max(1, cfg.batch_size // 2), p))(stream)
+            n = len(stream.ids) // cfg.ppl_seqlen
+            out.append(Prepared(name, run, stream.source, n if cfg.ppl_windows is None else min(n, cfg.ppl_windows)))
+        elif kind in ("letter", "loglik"):
+            task = name.split(":")[0]
+            shots = cfg.mmlu_shots if task == "mmlu" else None
+            items, source = mc_items(task, cfg.items, cfg.seed, shots=shots, demo_split=cfg.mmlu_demo_split,
+                                     data_dir=cfg.data_dir)
+            source.pop("indices", None)
+            fn = choice.letter_accuracy if kind == "letter" else choice.loglik_accuracy
+            run = (lambda f, its: lambda m, p=None: f(m, tokenizer, its, cfg.batch_size, cap, p))(fn, items)
+            size = len(items) if kind == "letter" else sum(len(i.continuations) for i in items)
+            out.append(Prepared(name, run, source, size))
+        else:
+            data = load_split("humaneval", "test", data_dir=cfg.data_dir)
+            rows = list(data.rows[:cfg.humaneval_items] if cfg.humaneval_items else data.rows)
+            run = (lambda rs: lambda m, p=None: choice.code_nll(m, tokenizer, rs, max(1, cfg.batch_size // 2), cap, p))(rows)
+            out.append(Prepared(name, run, dict(data.source), len(rows)))
+    return out
+
+
+def evaluate(model, prepared: Sequence[Prepared], progress: bool = False) -> dict[str, dict]:
+    """Run prepared tasks on a model: {task: {metric: value, ..., protocol, source}}."""
+    results = {}
+    for task in prepared:
+        with tqdm(total=task.size, desc=f"eval {task.name}", disable=not progress, leave=False) as bar:
+            res = task.run(model, bar)
+        res.pop("predictions", None)
+        res.pop("scores", None)
+        for k, v in res.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                log.warning("%s: %s is %s", task.name, k, v)
+        results[task.name] = {**res, "source": task.source}
+    return results
+
+
+def config_dict(cfg: EvalConfig) -> dict:
+    return asdict(cfg)
