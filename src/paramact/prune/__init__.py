@@ -1,0 +1,27 @@
+"""Pruning: one sequential layer driver, method and schedule registries, masks.
+
+- driver.py      capture block-0 inputs, then per block: statistics -> prune -> recompute outputs
+- collect.py     per-input-column statistics with hooks (Wanda norms, SparseGPT Hessian)
+- scores.py      METHODS: magnitude, wanda, activation, sparsegpt
+- sparsegpt.py   the OBS update with blocked Cholesky inverse
+- masks.py       row / matrix / N:M masks; bit-packed storage
+- schedules.py   SCHEDULES: uniform, activation (the paper's formula), paper, owl, file
+- paper_lists.py the paper's hard-coded lists and implied z-scores (data)
+- pipeline.py    typed configs; calibration -> schedule -> driver
+- study.py       Validation 1 and 2 on one model
+- commands.py    `paramact prune | schedule | eval | study prune`
+"""
+
+from .driver import PruneOutcome, prune_model, sequential, token_batches
+from .masks import keep_mask, pack_masks, parse_pattern, unpack_masks
+from .pipeline import (CalibrationConfig, PruneConfig, PruneReport, Schedule, ScheduleConfig, build_schedule,
+                       calibration_windows, run_prune)
+from .schedules import SCHEDULES, activation_from_z, activation_schedule, finalize, owl_schedule, paper_schedule
+from .scores import METHODS
+
+__all__ = [
+    "CalibrationConfig", "METHODS", "PruneConfig", "PruneOutcome", "PruneReport", "SCHEDULES", "Schedule",
+    "ScheduleConfig", "activation_from_z", "activation_schedule", "build_schedule", "calibration_windows",
+    "finalize", "keep_mask", "owl_schedule", "pack_masks", "paper_schedule", "parse_pattern", "prune_model",
+    "run_prune", "sequential", "token_batches", "unpack_masks",
+]

@@ -1,0 +1,98 @@
+"""Run directories of `paramact prune | schedule | eval | study prune`, and their tables.
+
+Files are written atomically; results.json comes last, so a directory holding it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..runs import atomic_path, write_json, write_tensors
+from .pipeline import PruneReport, Schedule
+
+METRIC_ORDER = ("ppl", "acc", "acc_norm", "nll")
+
+
+def main_metric(res: dict) -> tuple[str, float] | None:
+    for m in METRIC_ORDER:
+        if m in res:
+            return m, res[m]
+    return None
+
+
+def format_value(metric: str, v: float) -> str:
+    return f"{v:.2f}" if metric in ("ppl",) else f"{v:.3f}" if metric == "nll" else f"{100 * v:.2f}"
+
+
+def eval_table(rows: list[tuple[str, dict]], tasks: list[str] | None = None, extra: list[str] | None = None) -> str:
+    """Markdown table: one row per (label, {task: result} plus extra columns), one column per task."""
+    tasks = tasks or list(dict.fromkeys(t for _, ev in rows for t in ev.get("eval", {})))
+    extra = extra or []
+    heads = []
+    for t in tasks:
+        sample = next((ev["eval"][t] for _, ev in rows if t in ev.get("eval", {})), None)
+        mm = main_metric(sample) if sample else None
+        heads.append(f"{t} {mm[0] if mm else ''}{' ↓' if mm and mm[0] in ('ppl', 'nll') else ''}".strip())
+    lines = ["| run | " + " | ".join(extra + heads) + " |", "|---" * (1 + len(extra) + len(heads)) + "|"]
+    for label, ev in rows:
+        cells = [str(ev.get(e, "")) for e in extra]
+        for t in tasks:
+            res = ev.get("eval", {}).get(t)
+            mm = main_metric(res) if res else None
+            cells.append(format_value(*mm) if mm else "–")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def protocols(results: dict) -> str:
+    seen = {}
+    for t, r in results.items():
+        n = r.get("n", r.get("windows"))
+        seen[t] = f"{r.get('protocol', '')}" + (f", n={n}" if n is not None else "")
+    return "\n".join(f"- {t}: {p}" for t, p in seen.items())
+
+
+def schedule_table(s: Schedule, measured: list[float] | None = None) -> str:
+    lines = [f"schedule {s.name}: target {s.target:g}, mean {sum(s.values) / len(s.values):.6f}, "
+             f"{len(s.values)} layers (0-based)"]
+    for i, v in enumerate(s.values):
+        line = f"  layer {i:>3d}  {v:.4f}"
+        if measured is not None:
+            line += f"  measured {measured[i]:.4f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def write_prune_run(out: Path, report: PruneReport, evals: dict, meta: dict) -> dict:
+    """schedule.json, masks.safetensors, table.md, then results.json."""
+    write_json(out / "schedule.json", report.schedule.as_dict())
+    o = report.outcome
+    write_tensors(out / "masks.safetensors", o.packed, o.metadata)
+    results = {
+        **meta,
+        "method": report.config.method,
+        "pattern": report.config.pattern,
+        "sparsity": report.sparsity(),
+        "sparsity_per_matrix": o.per_matrix,
+        "schedule": report.schedule.as_dict(),
+        "calibration": report.calibration,
+        "eval": evals,
+        "seconds": report.seconds,
+        "files": ["config.json", "env.json", "schedule.json", "masks.safetensors", "table.md", "results.json"]
+        + (["model/"] if meta.get("saved_model") else []),
+    }
+    label = f"{report.config.method} {report.schedule.name} {report.schedule.target:g}"
+    table = eval_table([(label, {"eval": evals, "sparsity": f"{o.overall:.4f}"})], extra=["sparsity"]) if evals else ""
+    write_text(out / "table.md", table + ("\n\n" + protocols(evals) if evals else "") + "\n")
+    write_json(out / "results.json", results)
+    return results
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, indent=1)

@@ -1,0 +1,290 @@
+"""Typed configs and the library entry points: calibration -> schedule -> driver -> outcome.
+
+Nothing here prints or writes files; commands.py and study.py do.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import torch
+
+from ..anatomy import discover
+from ..api import ActivationConfig, analyze, context_length
+from ..errors import UserError
+from .driver import PruneOutcome, prune_model, sequential, token_batches
+from .masks import check_sparsity, parse_pattern
+from .schedules import (activation_schedule, density_gamma, density_measure, file_schedule, get_schedule,
+                        owl_schedule, paper_schedule, read_schedule_file, uniform_schedule, zscores)
+from .scores import get_method, wanda_score, MatrixContext
+
+log = logging.getLogger(__name__)
+
+
+def _positive_int(v, what: str) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise UserError(f"{what} must be a positive integer, got {v!r}")
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Calibration token windows. The paper used C4, 128 × 2048 tokens; the default fits a CPU."""
+
+    dataset: str = "c4"
+    nsamples: int = 32
+    seqlen: int = 256
+    seed: int = 0
+    split: str | None = None
+    batch_size: int = 8
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int(self.nsamples, "calibration samples")
+        _positive_int(self.seqlen, "calibration seqlen")
+        _positive_int(self.batch_size, "batch size")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: str = "uniform"
+    alpha: float = 2.0  # activation: N'_i = σ(z_i + α/i)
+    beta: float = 0.2  # activation: S_i = S + βS(1 − N'_i·L/ΣN')
+    density: str = "gamma:2e-06"  # activation: N_i (gamma:<γ>, mass50, mass90, above_mean)
+    data: str = "c4"  # activation: data whose activation counts give N_i
+    samples: int = 64
+    seqlen: int = 256
+    seed: int = 1
+    target: str = "max_logit"
+    owl_lambda: float = 0.08
+    owl_m: float = 5.0
+    paper_model: str | None = None
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        spec = get_schedule(self.name)
+        for k in ("alpha", "beta", "owl_lambda", "owl_m"):
+            v = getattr(self, k)
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise UserError(f"schedule option {k} must be a finite number, got {v!r}")
+        if self.beta < 0 or self.owl_lambda < 0 or self.owl_m <= 0:
+            raise UserError("β and λ must be >= 0 and M > 0")
+        if spec.name == "activation":
+            density_measure(self.density)
+            _positive_int(self.samples, "schedule samples")
+            _positive_int(self.seqlen, "schedule seqlen")
+        if spec.name == "paper" and not self.paper_model:
+            from .paper_lists import PAPER_LISTS
+
+            raise UserError(f"schedule 'paper' needs --paper-model, one of: {', '.join(PAPER_LISTS)}")
+        if spec.name == "file" and not self.file:
+            raise UserError("schedule 'file' needs --schedule-file PATH")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    method: str = "wanda"
+    sparsity: float | None = 0.5  # None: the schedule file's mean, or N/M for an N:M pattern
+    pattern: str = "row"
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    blocksize: int = 128  # sparsegpt
+    damp: float = 0.01  # sparsegpt: λ = damp · mean diag(H)
+
+    def __post_init__(self) -> None:
+        get_method(self.method)
+        pat = parse_pattern(self.pattern)
+        if self.sparsity is not None:
+            check_sparsity(self.sparsity)
+        if pat.kind == "nm":
+            if self.schedule.name != "uniform":
+                raise UserError(f"an {pat} pattern fixes every layer at {pat.n}/{pat.m}; use --schedule uniform")
+            if self.sparsity is not None and abs(self.sparsity - pat.n / pat.m) > 1e-9:
+                raise UserError(f"an {pat} pattern means sparsity {pat.n / pat.m:g}, not {self.sparsity}")
+        _positive_int(self.blocksize, "blocksize")
+        if not (self.damp > 0 and math.isfinite(self.damp)):
+            raise UserError(f"damp must be a positive number, got {self.damp}")
+
+    @property
+    def target(self) -> float | None:
+        pat = parse_pattern(self.pattern)
+        return pat.fixed_sparsity if pat.kind == "nm" else self.sparsity
+
+
+@dataclass
+class Schedule:
+    values: list[float]
+    name: str
+    target: float
+    meta: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"schedule": self.values, "name": self.name, "target": self.target,
+                "mean": sum(self.values) / len(self.values), "n_layers": len(self.values), **self.meta}
+
+
+# ---- calibration ---------------------------------------------------------------------------------
+
+
+def calibration_windows(model, tokenizer, cfg: CalibrationConfig) -> tuple[list[list[int]], dict]:
+    """cfg.nsamples windows of exactly cfg.seqlen token ids, and their recorded source."""
+    from ..data import calibration
+
+    ctx = context_length(model)
+    if ctx is not None and cfg.seqlen > ctx:
+        raise UserError(f"calibration seqlen {cfg.seqlen} exceeds the model's context length {ctx}")
+    windows, source = calibration(cfg.dataset, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed, split=cfg.split,
+                                  data_dir=cfg.data_dir)
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if getattr(tokenizer, "paramact_prepend_bos", False) and bos is not None:
+        windows = [[bos] + list(w[:-1]) for w in windows]  # the model expects BOS; keep seqlen
+        source["bos"] = "prepended (last token dropped)"
+    return [list(map(int, w)) for w in windows], {**source, "config": asdict(cfg)}
+
+
+def calibration_snippets(tokenizer, windows: Sequence[Sequence[int]]) -> list[str]:
+    """A piece of text from the middle of each window, to find the documents calibration used."""
+    out = []
+    for w in windows:
+        mid = len(w) // 2
+        text = tokenizer.decode(list(w[max(0, mid - 16):mid + 16])).strip()[3:-3]
+        if len(text) >= 20:
+            out.append(text)
+    return out
+
+
+# ---- statistics behind the schedules -------------------------------------------------------------
+
+
+def activation_counts(model, tokenizer, sc: ScheduleConfig, batch_size: int = 8, data_dir: str | None = None,
+                      progress: bool = False) -> dict:
+    """Per-layer activation statistics of sc.data measured by the engine, and N_i per sc.density."""
+    from ..data import analysis_prompts
+    from ..density import DEFAULT_GAMMAS
+
+    texts, source = analysis_prompts(sc.data, sc.samples, sc.seed, tokenizer=tokenizer, seqlen=sc.seqlen,
+                                     data_dir=data_dir)
+    g = density_gamma(sc.density)
+    gammas = tuple(sorted(set(DEFAULT_GAMMAS + ((g,) if g else ()))))
+    t0 = time.perf_counter()
+    cfg = ActivationConfig(target=sc.target, batch_size=batch_size, gammas=gammas, sketch_dim=0)
+    res = analyze(model, tokenizer, texts, cfg, progress=progress)
+    label, measure = density_measure(sc.density)
+    rows = res.layers
+    return {"counts": [measure(r) for r in rows], "density": sc.density, "density_label": label,
+            "layers": rows, "source": source, "seconds": time.perf_counter() - t0, "target": sc.target}
+
+
+def owl_ratios(model, batches: Sequence[torch.Tensor], m: float = 5.0, progress: bool = False) -> list[float]:
+    """Per layer: the share of Wanda scores |W|·‖X‖ above m × the layer's mean score (dense model)."""
+    ratios: list[float] = []
+
+    def on_block(i, weights, stats) -> bool:
+        scores = []
+        for w in weights:
+            W = w.module.weight.detach().float()
+            W = W.t() if w.transposed else W
+            scores.append(wanda_score(W, MatrixContext(w.name, stats[w.name])).flatten())
+        s = torch.cat(scores)
+        ratios.append(float((s > m * s.mean()).double().mean()))
+        return False
+
+    sequential(model, batches, on_block, "norms", progress, desc="OWL outlier ratios")
+    return ratios
+
+
+def build_schedule(model, tokenizer, sc: ScheduleConfig, target: float | None, *, batches=None,
+                   counts: dict | None = None, ratios: list[float] | None = None, batch_size: int = 8,
+                   data_dir: str | None = None, progress: bool = False) -> Schedule:
+    """The per-layer sparsities of schedule sc at `target`; statistics are measured unless given."""
+    L = discover(model).n_layers
+    if sc.name == "file":
+        values = read_schedule_file(sc.file)
+        vals = file_schedule(values, L, target, sc.file)
+        return Schedule(vals, "file", sum(vals) / L, {"file": str(sc.file)})
+    if target is None:
+        raise UserError("give --sparsity (the target mean sparsity)")
+    target = check_sparsity(target, "target sparsity")
+    if sc.name == "uniform":
+        return Schedule(uniform_schedule(L, target), "uniform", target)
+    if sc.name == "paper":
+        vals, meta = paper_schedule(sc.paper_model, L, target)
+        return Schedule(vals, "paper", target, meta)
+    if sc.name == "activation":
+        if counts is None:
+            counts = activation_counts(model, tokenizer, sc, batch_size, data_dir, progress)
+        n = counts["counts"]
+        vals = activation_schedule(n, target, sc.alpha, sc.beta)
+        meta = {"alpha": sc.alpha, "beta": sc.beta, "density": counts["density"],
+                "density_label": counts["density_label"], "N": n, "z": [float(x) for x in zscores(n)],
+                "data": counts["source"], "activation_target": counts.get("target"),
+                "samples": sc.samples, "seqlen": sc.seqlen, "seed": sc.seed}
+        if len(set(n)) == 1:
+            meta["warning"] = "every layer has the same N_i: z = 0, only the α/i term shapes the schedule"
+            log.warning("activation schedule: every layer has the same N (%s); try another --density", n[0])
+        return Schedule(vals, "activation", target, meta)
+    if sc.name == "owl":
+        if ratios is None:
+            if batches is None:
+                raise ValueError("owl schedule needs calibration batches or ratios")
+            ratios = owl_ratios(model, batches, sc.owl_m, progress)
+        vals = owl_schedule(ratios, target, sc.owl_lambda)
+        return Schedule(vals, "owl", target, {"lambda": sc.owl_lambda, "M": sc.owl_m, "outlier_ratio": ratios})
+    raise UserError(f"unknown schedule {sc.name!r}")  # pragma: no cover - guarded by ScheduleConfig
+
+
+def activation_map(model, tokenizer, windows: Sequence[Sequence[int]], batch_size: int = 8,
+                   target: str = "max_logit", progress: bool = False) -> dict[str, torch.Tensor]:
+    """The engine's mean |A| of the dense model over the calibration windows (decoded to text)."""
+    texts = [tokenizer.decode(w) for w in windows]
+    cfg = ActivationConfig(target=target, batch_size=batch_size, sketch_dim=0)
+    return analyze(model, tokenizer, texts, cfg, progress=progress).mean_map
+
+
+# ---- one pruning run -----------------------------------------------------------------------------
+
+
+@dataclass
+class PruneReport:
+    config: PruneConfig
+    schedule: Schedule
+    outcome: PruneOutcome
+    calibration: dict
+    seconds: dict
+
+    def sparsity(self) -> dict:
+        o = self.outcome
+        return {"overall": o.overall, "per_layer": o.per_layer, "zero_fraction_per_layer": o.zero_fraction,
+                "target": self.schedule.target, "schedule": self.schedule.values,
+                "max_abs_error_vs_schedule": max(abs(a - b) for a, b in zip(o.per_layer, self.schedule.values))}
+
+
+def run_prune(model, tokenizer, cfg: PruneConfig, *, schedule: Schedule | None = None,
+              windows: list[list[int]] | None = None, calibration_source: dict | None = None,
+              progress: bool = False) -> PruneReport:
+    """Prune `model` in place per cfg. A precomputed schedule or calibration windows may be given."""
+    method = get_method(cfg.method)
+    pattern = parse_pattern(cfg.pattern)
+    secs: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if windows is None:
+        windows, calibration_source = calibration_windows(model, tokenizer, cfg.calibration)
+    batches = token_batches(windows, cfg.calibration.batch_size)
+    secs["calibration"] = time.perf_counter() - t0
+    if schedule is None:
+        t0 = time.perf_counter()
+        schedule = build_schedule(model, tokenizer, cfg.schedule, cfg.target, batches=batches,
+                                  batch_size=cfg.calibration.batch_size, data_dir=cfg.calibration.data_dir,
+                                  progress=progress)
+        secs["schedule"] = time.perf_counter() - t0
+    amap = None
+    if method.needs_activation_map:
+        t0 = time.perf_counter()
+        amap = activation_map(model, tokenizer, windows, cfg.calibration.batch_size, cfg.schedule.target, progress)
+        secs["activation_map"] = time.perf_counter() - t0
+    outcome = prune_model(model, batches, method, schedule.values, pattern, amap, cfg.blocksize, cfg.damp, progress)
+    secs["prune"] = outcome.seconds
+    return PruneReport(cfg, schedule, outcome, calibration_source or {}, secs)
