@@ -99,3 +99,15 @@ def test_packed_masks_round_trip(tmp_path):
     assert sorted(back) == sorted(masks)
     for k in masks:
         assert torch.equal(back[k], masks[k])
+
+
+@pytest.mark.parametrize("k", [0, 1, 5, 17, 29, 30])
+def test_selection_equals_a_stable_sort_with_many_ties(k):
+    from paramact.prune.masks import _lowest
+
+    g = torch.Generator().manual_seed(k)
+    score = torch.randint(0, 4, (50, 30), generator=g).float()  # heavy ties
+    keep = torch.ones_like(score, dtype=torch.bool)
+    if k:
+        keep.scatter_(1, torch.sort(score, dim=1, stable=True).indices[:, :k], False)
+    assert torch.equal(_lowest(score, k), keep)

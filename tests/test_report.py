@@ -127,3 +127,14 @@ def test_probe_catches_a_broken_figure_and_console_output(tmp_path):
     check, _, log = _render(bad, tmp_path)
     assert check["n"] == 1 and check["ok"] == 0 and len(check["errs"]) == 1
     assert any(":CONSOLE" in line and "hello" in line for line in log.splitlines())
+
+
+def test_fig6_agreement_against_known_values():
+    names = ["boolq", "mmlu", "siqa", "pydoc"]
+    own = [[paper.fig6(a, b) or 0.0 for b in names] for a in names]
+    agree = paper.fig6_agreement(names, own)
+    assert agree["datasets"] == ["boolq", "mmlu", "siqa"] and agree["all"]["n_cells"] == 6
+    assert agree["all"]["rho"] == pytest.approx(1.0) and agree["off_diagonal"]["n_cells"] == 3
+    flipped = [[1 - x for x in row] for row in own]
+    assert paper.fig6_agreement(names, flipped)["all"]["rho"] == pytest.approx(-1.0)
+    assert paper.fig6_agreement(["boolq", "pydoc", "pycode"], own[:3]) is None  # one shared dataset

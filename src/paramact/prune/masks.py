@@ -59,12 +59,22 @@ def count_pruned(total: int, sparsity: float) -> int:
 
 
 def _lowest(score: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep mask of a [R, C] score with the k lowest entries of every row pruned (stable ties)."""
-    keep = torch.ones_like(score, dtype=torch.bool)
-    if k > 0:
-        idx = torch.sort(score, dim=1, stable=True).indices[:, :k]
-        keep.scatter_(1, idx, False)
-    return keep
+    """Keep mask of a [R, C] score with the k lowest entries of every row pruned.
+
+    Exactly what a stable sort would prune (ties go to the lower column index), in O(C) per row:
+    t = the k-th smallest value; prune every entry below t and the first k − #{< t} entries equal
+    to t, by position.
+    """
+    rows, cols = score.shape
+    if k <= 0:
+        return torch.ones_like(score, dtype=torch.bool)
+    if k >= cols:
+        return torch.zeros_like(score, dtype=torch.bool)
+    t = score.kthvalue(k, dim=1, keepdim=True).values
+    below = score < t
+    equal = score == t
+    need = k - below.sum(1, keepdim=True)
+    return ~(below | (equal & (equal.cumsum(1) <= need)))
 
 
 def keep_mask(score: torch.Tensor, sparsity: float, pattern: Pattern) -> torch.Tensor:

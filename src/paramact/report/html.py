@@ -83,6 +83,12 @@ def _findings(res: dict) -> str:
     parts.append(f"<h3>Finding 3: deep-layer LLMDcos matrix</h3><p>Layers {_e(f3['layer_range']['label'])}; "
                  f"{_e(f3['method'])}. Red: {_e(paper.FIG6_NOTE)}.</p>")
     parts.append(table([""] + f3["datasets"], rows))
+    agree = paper.fig6_agreement(f3["datasets"], f3["matrix"])
+    if agree:
+        a, o = agree["all"], agree["off_diagonal"]
+        parts.append(f"<p>Agreement with the paper's Fig. 6 on the {len(agree['datasets'])} shared datasets: "
+                     f"Spearman ρ = <b>{a['rho']:.2f}</b> over {a['n_cells']} cells (p = {_p(a['p'])}); "
+                     f"off the diagonal ρ = {o['rho']:.2f} over {o['n_cells']} cells (p = {_p(o['p'])}).</p>")
     ck = f3.get("check")
     if ck:
         parts.append("<p>Check against exact in-batch LLMDcos on "

@@ -34,6 +34,24 @@ def fig6(a: str, b: str) -> float | None:
     return None
 
 
+def fig6_agreement(names: list[str], matrix: list[list[float]]) -> dict | None:
+    """Spearman ρ between a run's dataset matrix and Fig. 6 over the cells (upper triangle with the
+    diagonal, and off the diagonal alone) of the datasets both share; None below 3 shared datasets."""
+    from scipy.stats import spearmanr
+
+    shared = [i for i, n in enumerate(names) if base(n) in FIG6_DATASETS]
+    if len(shared) < 3:
+        return None
+    cells = [(i, j) for k, i in enumerate(shared) for j in shared[k:]]
+    out = {"datasets": [names[i] for i in shared]}
+    for key, sel in (("all", cells), ("off_diagonal", [(i, j) for i, j in cells if i != j])):
+        ours = [matrix[i][j] for i, j in sel]
+        theirs = [fig6(names[i], names[j]) for i, j in sel]
+        r = spearmanr(ours, theirs)
+        out[key] = {"rho": float(r.statistic), "p": float(r.pvalue), "n_cells": len(sel)}
+    return out
+
+
 # Table 3 (§3.3): Spearman ρ between LLMDcos summed over [20, L-2) and gold scores, 256 pairs.
 TABLE3 = {
     "stsb": {"Llama-7B": 0.30, "Llama2-7B": 0.66, "Llama2-13B": 0.43},

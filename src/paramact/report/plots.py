@@ -71,6 +71,7 @@ def findings_figures(res: dict, folder: Path) -> list[Figure]:
             _layer_axis(ax)
             ax.set_ylabel(label)
         axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
         name = _save(fig, folder, f"finding1_{group}.png")
         out.append(Figure(name, f"Finding 1: activation density per layer ({group})",
                           "Number of each layer's weights whose mean |A| over the samples exceeds γ (the paper's "
