@@ -43,3 +43,21 @@ def test_bad_config_files(tmp_path, text, message):
     cfg.write_text(text)
     r = cli("--quiet", "activations", "--config", str(cfg), "--out", str(tmp_path / "r"))
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_findings_and_sts_read_config_files(tmp_path, model_dir):
+    """The same --config mechanism for the experiment commands: YAML lists for comma options."""
+    cfg = tmp_path / "findings.yaml"
+    cfg.write_text(f"model: {model_dir}\ndatasets: [pydoc, pycode]\nsamples: 3\nmax-length: 24\n"
+                   f"sketch_dim: 256\ncheck-samples: 0\ngammas: [0.001]\nout: {tmp_path / 'f'}\n")
+    r = cli("--quiet", "findings", "--config", str(cfg), "--batch-size", "3")
+    assert r.returncode == 0, r.stderr[-2000:]
+    saved = json.loads((tmp_path / "f" / "config.json").read_text())
+    assert saved["datasets"] == ["pydoc", "pycode"] and saved["samples"] == 3
+    assert saved["activation"]["batch_size"] == 3 and saved["activation"]["gammas"] == [0.001]
+    bad = tmp_path / "sts.json"
+    bad.write_text(json.dumps({"model": str(model_dir), "pairz": 5}))
+    r = cli("--quiet", "sts", "--config", str(bad), "--out", str(tmp_path / "s"))
+    assert r.returncode == 2 and "unknown config key 'pairz'" in r.stderr and not (tmp_path / "s").exists()
+    r = cli("--quiet", "sts", "--model", str(model_dir))
+    assert r.returncode == 2 and r.stderr.strip() == "paramact: error: sts needs --out (on the command line or in --config)"

@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     from .prune import commands as prune_commands
 
     prune_commands.add_parsers(sub)
-    p.activations_parser = a  # for --config: the options it may set
+    p.subcommands = sub.choices  # for --config: each command's options
     return p
 
 
@@ -149,6 +149,8 @@ def _apply_config(args, parser: argparse.ArgumentParser, argv: list[str]) -> Non
             value = [value]
         elif dest == "gammas":
             value = tuple(float(v) for v in (value if isinstance(value, list) else str(value).split(",")))
+        elif isinstance(value, list) and dest != "data":  # a YAML list for a comma-separated option
+            value = ",".join(str(v) for v in value)
         elif action.type is not None and value is not None and not isinstance(value, (list, bool)):
             value = action.type(value)
         setattr(args, dest, value)
@@ -206,9 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "models":
             return _cmd_models(args)
+        if getattr(args, "config", None) is not None:
+            _apply_config(args, parser.subcommands[args.command], argv)
         if args.command == "activations":
-            if args.config is not None:
-                _apply_config(args, parser.activations_parser, argv)
             return _cmd_activations(args)
         if args.command == "data":
             from .data import commands as data_commands

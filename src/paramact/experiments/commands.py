@@ -31,8 +31,12 @@ def _model_args(p) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--dtype", default=None, help="model dtype: float32 (default), bfloat16, float16")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda:0")
+    p.add_argument("--device-map", default=None, choices=["auto"],
+                   help="spread a model that does not fit one device over all devices (accelerate)")
     p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model")
-    p.add_argument("--out", type=Path, required=True, help="run directory (must not hold a finished run)")
+    p.add_argument("--out", type=Path, default=None, help="run directory (required; must not hold a finished run)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="YAML or JSON file of options (keys = long option names); command-line options win")
 
 
 def add_parsers(sub) -> None:
@@ -94,10 +98,16 @@ def parse_pairs(spec: str | None, names: list[str]) -> tuple[tuple[str, str], ..
     return tuple(out)
 
 
+def _need_out(args) -> None:
+    if args.out is None:
+        raise UserError(f"{args.command} needs --out (on the command line or in --config)")
+
+
 def _findings(args) -> int:
     from ..api import ActivationConfig
     from .findings import FindingsRun, run_findings
 
+    _need_out(args)
     names = [d.strip() for d in args.datasets.split(",") if d.strip()]
     cfg = ActivationConfig(target=args.target, batch_size=args.batch_size, max_length=args.max_length,
                            gammas=args.gammas, sketch_dim=args.sketch_dim, seed=args.seed,
@@ -106,7 +116,7 @@ def _findings(args) -> int:
         raise UserError(f"--check-samples must be >= 0, got {args.check_samples}")
     run = FindingsRun(model=args.model, datasets=tuple(names), samples=args.samples, data_seed=args.data_seed,
                       data_dir=args.data_dir, pairs=parse_pairs(args.pairs, names), check_samples=args.check_samples,
-                      save_maps=args.save_maps, dtype=args.dtype, device=args.device,
+                      save_maps=args.save_maps, dtype=args.dtype, device=args.device, device_map=args.device_map,
                       trust_remote_code=args.trust_remote_code, checkpoint_every=args.checkpoint_every,
                       activation=cfg)
     res = run_findings(run, args.out, progress=not getattr(args, "quiet", False), resume=args.resume)
@@ -130,9 +140,11 @@ def _findings(args) -> int:
 def _sts(args) -> int:
     from .sts import StsRun, run_sts
 
+    _need_out(args)
     run = StsRun(model=args.model, dataset=args.dataset, split=args.split, pairs=args.pairs, seed=args.seed,
                  order=args.order, data_dir=args.data_dir, layer_range=args.layer_range, target=args.target,
                  batch_size=args.batch_size, baselines=not args.no_baselines, dtype=args.dtype, device=args.device,
+                 device_map=args.device_map,
                  trust_remote_code=args.trust_remote_code)
     res = run_sts(run, args.out, progress=not getattr(args, "quiet", False))
     if not res:  # a torchrun process other than rank 0: rank 0 reports

@@ -52,6 +52,7 @@ class FindingsRun:
     save_maps: bool = False  # also write each dataset's mean map (4 bytes per weight)
     dtype: str | None = None
     device: str | None = None
+    device_map: str | None = None  # "auto": spread the model over every device (accelerate)
     trust_remote_code: bool = False
     checkpoint_every: int = 20  # batches between checkpoints (0: none)
     activation: ActivationConfig = field(default_factory=lambda: ActivationConfig(sort_by_length=True))
@@ -149,7 +150,7 @@ def subdir(name: str) -> str:
 
 def _dataset_run(run: FindingsRun, name: str) -> ActivationsRun:
     return ActivationsRun(model=run.model, data=(name,), samples=run.samples, data_seed=run.data_seed,
-                          data_dir=run.data_dir, dtype=run.dtype, device=run.device,
+                          data_dir=run.data_dir, dtype=run.dtype, device=run.device, device_map=run.device_map,
                           trust_remote_code=run.trust_remote_code, checkpoint_every=run.checkpoint_every,
                           activation=run.activation)
 
@@ -194,7 +195,7 @@ def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progre
         from ..models import load_model
 
         model, tokenizer = load_model(run.model, run.dtype, run.device or distributed.device_for_rank(),
-                                      run.trust_remote_code)
+                                      run.trust_remote_code, run.device_map)
     loaded = {}
     for spec in names:
         texts, source = load_texts(spec, run.samples, run.data_seed, tokenizer=tokenizer, data_dir=run.data_dir)

@@ -46,6 +46,7 @@ class StsRun:
     baselines: bool = True
     dtype: str | None = None
     device: str | None = None
+    device_map: str | None = None  # "auto": spread the model over every device (accelerate)
     trust_remote_code: bool = False
 
 
@@ -116,7 +117,7 @@ def _load(run: StsRun, model, tokenizer):
         from ..models import load_model
 
         model, tokenizer = load_model(run.model, run.dtype, run.device or distributed.device_for_rank(),
-                                      run.trust_remote_code)
+                                      run.trust_remote_code, run.device_map)
     return model, tokenizer
 
 
