@@ -15,23 +15,30 @@ from oracle import rel_err
 from tiny import save_tiny
 
 
-@pytest.mark.parametrize("order", [[], ["--sort-by-length"]], ids=["in-order", "length-sorted"])
-def test_two_processes_equal_one(tmp_path, order):
+def one_and_two(args: list[str], tmp_path: Path, port: int) -> tuple[Path, Path]:
+    """Run `paramact ARGS` in one process into tmp/one and under torchrun with 2 processes
+    (gloo, one thread each) into tmp/two; both must succeed."""
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         torchrun = shutil.which("torchrun")
+    one, two = tmp_path / "one", tmp_path / "two"
+    r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(one)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", str(port), "-m", "paramact", *args,
+                        "--out", str(two)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return one, two
+
+
+@pytest.mark.parametrize("order", [[], ["--sort-by-length"]], ids=["in-order", "length-sorted"])
+def test_two_processes_equal_one(tmp_path, order):
     model = save_tiny(tmp_path / "model", "qwen2")
     data = tmp_path / "data.txt"
     data.write_text("\n\n".join(f"Item {i}: " + "alpha beta gamma " * (1 + i % 4) for i in range(22)))
     args = ["--quiet", "activations", "--model", str(model), "--data", str(data), "--samples", "22",
             "--batch-size", "3", "--sketch-dim", "256", "--checkpoint-every", "2", *order]  # 8 batches, uneven split
-    one, two = tmp_path / "one", tmp_path / "two"
-    r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(one)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", str(29533 + len(order)), "-m", "paramact", *args,
-                        "--out", str(two)], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
+    one, two = one_and_two(args, tmp_path, 29533 + len(order))
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())  # rank 0 wrote, no scratch
     ma, mb = load_file(str(one / "mean_map.safetensors")), load_file(str(two / "mean_map.safetensors"))
     assert ma.keys() == mb.keys() and max(rel_err(mb[k], ma[k]) for k in ma) <= 1e-6
@@ -52,17 +59,10 @@ def test_two_processes_equal_one(tmp_path, order):
 def test_findings_two_processes_equal_one(tmp_path):
     """findings under torchrun: each process takes its share of every dataset's batches; rank 0
     alone writes, and the results equal a single process (fingerprints bit-identical)."""
-    torchrun = Path(sys.executable).with_name("torchrun")
     model = save_tiny(tmp_path / "model", "llama")
     args = ["--quiet", "findings", "--model", str(model), "--datasets", "pydoc,pycode", "--samples", "7",
             "--batch-size", "2", "--max-length", "24", "--sketch-dim", "256", "--check-samples", "4"]
-    one, two = tmp_path / "one", tmp_path / "two"
-    r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(one)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-2000:]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29541", "-m", "paramact", *args,
-                        "--out", str(two)], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
+    one, two = one_and_two(args, tmp_path, 29541)
     ra, rb = json.loads((one / "results.json").read_text()), json.loads((two / "results.json").read_text())
     assert torch.allclose(torch.tensor(ra["finding3"]["matrix"]), torch.tensor(rb["finding3"]["matrix"]),
                           rtol=1e-6, atol=1e-9)
@@ -80,18 +80,11 @@ def test_sts_two_processes_equal_one(tmp_path):
     """sts under torchrun: the pairs' batches are shared, rank 0 writes the same numbers."""
     from experiment_helpers import sts_data_dir
 
-    torchrun = Path(sys.executable).with_name("torchrun")
     model = save_tiny(tmp_path / "model", "llama")
     data = sts_data_dir(tmp_path / "data")
     args = ["--quiet", "sts", "--model", str(model), "--pairs", "10", "--data-dir", str(data), "--batch-size", "4",
             "--no-baselines"]  # 5 batches of 2 pairs: an uneven split
-    one, two = tmp_path / "one", tmp_path / "two"
-    r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(one)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-2000:]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29547", "-m", "paramact", *args,
-                        "--out", str(two)], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
+    one, two = one_and_two(args, tmp_path, 29547)
     ta, tb = load_file(str(one / "pairs.safetensors")), load_file(str(two / "pairs.safetensors"))
     assert torch.equal(ta["gold"], tb["gold"]) and torch.equal(ta["llmdcos"], tb["llmdcos"])
     ra, rb = json.loads((one / "results.json").read_text()), json.loads((two / "results.json").read_text())
