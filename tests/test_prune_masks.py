@@ -103,7 +103,7 @@ def test_packed_masks_round_trip(tmp_path):
 
 @pytest.mark.parametrize("k", [0, 1, 5, 17, 29, 30])
 def test_selection_equals_a_stable_sort_with_many_ties(k):
-    from paramact.prune.masks import _lowest
+    from paramact.prune.masks import lowest_keep as _lowest
 
     g = torch.Generator().manual_seed(k)
     score = torch.randint(0, 4, (50, 30), generator=g).float()  # heavy ties

@@ -25,6 +25,7 @@ class InputStats:
         self.n = 0  # tokens seen
         self.sq: torch.Tensor | None = None
         self.gram: torch.Tensor | None = None
+        self.cache: dict = {}  # derived quantities shared by the matrices reading this input (OBS factor)
 
     def add(self, x: torch.Tensor) -> None:
         x = x.detach().reshape(-1, x.shape[-1]).float()  # [tokens, in]

@@ -145,6 +145,8 @@ def sequential(model, batches: Sequence[torch.Tensor], on_block: OnBlock, stats:
                 collected = col.stats
             changed = on_block(i, anatomy.layers[i], collected)
             del collected
+            if i == len(blocks) - 1 and on_outputs is None:
+                break  # nothing reads the last block's outputs
             if changed or outs is None:
                 outs = [_call(block, h, a, k) for h, a, k in zip(inp.hidden, inp.args, inp.kwargs)]
             if on_outputs is not None:
@@ -205,11 +207,15 @@ def prune_model(model, batches: Sequence[torch.Tensor], method, schedule: Sequen
                     act = a.t() if w.transposed else a
                 ctx = MatrixContext(w.name, stats.get(w.name), act, blocksize, damp)
                 W_new, keep = method.prune(W, ctx, s, pattern)
-                stored = W_new.t() if w.transposed else W_new
-                w.module.weight.data.copy_(stored.to(w.module.weight.dtype))
+                keep_stored = keep.t() if w.transposed else keep
+                if W_new is None:
+                    w.module.weight.data.masked_fill_(~keep_stored.to(w.module.weight.device), 0)
+                else:
+                    stored = W_new.t() if w.transposed else W_new
+                    w.module.weight.data.copy_(stored.to(w.module.weight.dtype))
             else:
-                keep = torch.ones_like(W, dtype=torch.bool)
-            keep_stored = keep.t() if w.transposed else keep
+                keep_stored = torch.ones_like(w.module.weight, dtype=torch.bool)
+                keep = keep_stored.t() if w.transposed else keep_stored
             masks[w.name] = keep_stored
             k = int((~keep).sum())
             per_matrix[w.name] = k / keep.numel()

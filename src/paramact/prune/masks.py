@@ -58,7 +58,7 @@ def count_pruned(total: int, sparsity: float) -> int:
     return min(total, int(total * sparsity + 1e-9))
 
 
-def _lowest(score: torch.Tensor, k: int) -> torch.Tensor:
+def lowest_keep(score: torch.Tensor, k: int) -> torch.Tensor:
     """Keep mask of a [R, C] score with the k lowest entries of every row pruned.
 
     Exactly what a stable sort would prune (ties go to the lower column index), in O(C) per row:
@@ -83,13 +83,13 @@ def keep_mask(score: torch.Tensor, sparsity: float, pattern: Pattern) -> torch.T
         raise ValueError(f"score must be 2-D, got shape {tuple(score.shape)}")
     rows, cols = score.shape
     if pattern.kind == "row":
-        return _lowest(score, count_pruned(cols, sparsity))
+        return lowest_keep(score, count_pruned(cols, sparsity))
     if pattern.kind == "matrix":
-        return _lowest(score.reshape(1, -1), count_pruned(score.numel(), sparsity)).reshape(rows, cols)
+        return lowest_keep(score.reshape(1, -1), count_pruned(score.numel(), sparsity)).reshape(rows, cols)
     if cols % pattern.m:
         raise UserError(f"{pattern} pattern needs the input width ({cols}) to be a multiple of {pattern.m}")
     groups = score.reshape(-1, pattern.m)  # [rows·cols/M, M]: consecutive input columns
-    return _lowest(groups, pattern.n).reshape(rows, cols)
+    return lowest_keep(groups, pattern.n).reshape(rows, cols)
 
 
 def check_sparsity(s: float, what: str = "sparsity") -> float:

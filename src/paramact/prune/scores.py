@@ -5,7 +5,9 @@
 - activation  score = the engine's mean |A| map of the dense model (the paper's |w·∂D/∂w|)
 - sparsegpt   the OBS weight update with its adaptive mask (sparsegpt.py), not only a mask
 
-A score method keeps the weights it does not prune unchanged; sparsegpt also updates them.
+`prune(W, ctx, sparsity, pattern) -> (new W or None, keep mask)`: a score method returns None (the
+weights it keeps stay as they are, the driver zeroes the rest in place); sparsegpt returns the
+updated matrix.
 Adding a method is one entry in METHODS.
 """
 
@@ -19,7 +21,7 @@ import torch
 from ..errors import UserError
 from .collect import InputStats
 from .masks import Pattern, keep_mask
-from .sparsegpt import sparsegpt_prune
+from .sparsegpt import inverse_hessian_factor, sparsegpt_prune
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,8 @@ class ScoreMethod:
     needs_activation_map: bool = False
 
     def prune(self, W: torch.Tensor, ctx: MatrixContext, sparsity: float, pattern: Pattern):
-        keep = keep_mask(self.score(W, ctx), sparsity, pattern)
-        return W.masked_fill(~keep, 0.0), keep
+        """(None, keep): the caller zeroes the pruned weights in place; the others stay as they are."""
+        return None, keep_mask(self.score(W, ctx), sparsity, pattern)
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,10 @@ class ObsMethod:
     needs_activation_map: bool = False
 
     def prune(self, W: torch.Tensor, ctx: MatrixContext, sparsity: float, pattern: Pattern):
-        return sparsegpt_prune(W, ctx.stats.hessian(), sparsity, pattern, ctx.blocksize, ctx.damp)
+        key = ("obs_factor", ctx.damp)  # q/k/v (gate/up) share one input, one Hessian, one factor
+        if key not in ctx.stats.cache:
+            ctx.stats.cache[key] = inverse_hessian_factor(ctx.stats.hessian(), ctx.damp)[0]
+        return sparsegpt_prune(W, None, sparsity, pattern, ctx.blocksize, ctx.damp, ctx.stats.cache[key])
 
 
 METHODS: dict[str, ScoreMethod | ObsMethod] = {
