@@ -137,7 +137,8 @@ def add_parsers(sub) -> None:
     sp.add_argument("--nsamples", type=int, default=d.calibration.nsamples, help="calibration sequences")
     sp.add_argument("--seqlen", type=int, default=d.calibration.seqlen, help="calibration tokens per sequence")
     sp.add_argument("--density", default=d.schedule.density, help="activation schedule N_i measure")
-    sp.add_argument("--schedule-samples", type=int, default=d.schedule.samples)
+    sp.add_argument("--schedule-samples", type=int, default=d.schedule.samples, help="activation schedule: samples")
+    sp.add_argument("--schedule-seqlen", type=int, default=d.schedule.seqlen, help="activation schedule: window tokens")
     _eval_args(sp, items=d.eval.items, windows=d.eval.ppl_windows)
     sp.add_argument("--out", type=Path, required=True)
 
@@ -187,7 +188,7 @@ def _prune(args) -> int:
     from ..api import context_length
     from ..evaluation import evaluate, parse_tasks, prepare
     from ..runs import environment, prepare_out, write_json
-    from .outputs import eval_table, protocols, write_prune_run
+    from .outputs import eval_table, protocols, save_model, write_prune_run
     from .pipeline import PruneConfig, build_schedule, calibration_snippets, calibration_windows, run_prune
     from .driver import token_batches
 
@@ -218,7 +219,7 @@ def _prune(args) -> int:
     evals = evaluate(model, prepared, _progress(args)) if prepared else {}
     meta = {"model": args.model}
     if args.save_model:
-        _save_model(model, tok, out / "model", args.model)
+        save_model(model, tok, out / "model", args.model)
         meta["saved_model"] = str(out / "model")
     write_prune_run(out, report, evals, meta)
     sp = report.sparsity()
@@ -230,20 +231,6 @@ def _prune(args) -> int:
         print(protocols(evals))
     print(f"run directory: {out}")
     return 0
-
-
-def _save_model(model, tok, path: Path, name: str) -> None:
-    import json
-
-    from ..models import _MARKER
-
-    try:
-        model.save_pretrained(path)
-        tok.save_pretrained(path)
-        marker = {"name": f"pruned {name}", "prepend_bos": bool(getattr(tok, "paramact_prepend_bos", False))}
-        (path / _MARKER).write_text(json.dumps(marker, indent=1))
-    except OSError as e:
-        raise UserError(f"cannot save the pruned model to {path}: {e.strerror or e}") from e
 
 
 def _schedule(args) -> int:
@@ -302,15 +289,16 @@ def _study(args) -> int:
     from dataclasses import replace
 
     from ..runs import environment, prepare_out, write_json
-    from .outputs import eval_table, write_text
+    from .outputs import write_study_run
     from .pipeline import CalibrationConfig
-    from .study import StudyConfig, claims, label, run_study
+    from .study import StudyConfig, label, run_study
 
     base = StudyConfig()
     cfg = StudyConfig(methods=args.methods, schedules=args.schedules, sparsities=args.sparsities,
                       calibrations=args.calibrations, v1_tasks=args.v1_tasks, v2_tasks=args.v2_tasks,
                       calibration=CalibrationConfig(nsamples=args.nsamples, seqlen=args.seqlen, data_dir=args.data_dir),
-                      schedule=replace(base.schedule, density=args.density, samples=args.schedule_samples),
+                      schedule=replace(base.schedule, density=args.density, samples=args.schedule_samples,
+                                       seqlen=args.schedule_seqlen),
                       eval=_eval_config(args))
     out = prepare_out(args.out)
     model, tok = _load(args)
@@ -325,24 +313,12 @@ def _study(args) -> int:
         print(f"[{len(done)}] {label(r)} ({r['seconds']:.0f} s): {ev}", flush=True)
 
     res = run_study(model, tok, cfg, _progress(args), on_row)
-    tables = {}
-    for name, tasks in (("validation1", cfg.v1_tasks), ("validation2", cfg.v2_tasks)):
-        rows = [(label(r) + (f" [{r['calibration']}]" if name == "validation2" and r["calibration"] else ""),
-                 {**r, "measured": f"{r['sparsity_measured']['overall']:.4f}" if r.get("sparsity_measured") else "0"})
-                for r in res["rows"] if name in r["tables"]]
-        tables[name] = eval_table(rows, list(tasks), extra=["measured"])
-    text = {k: f"## {k}\n\n{v}" for k, v in tables.items()}
-    sizes = (f"calibration {cfg.calibration.nsamples} x {cfg.calibration.seqlen} tokens; perplexity "
-             f"{cfg.eval.ppl_windows or 'all'} windows x {cfg.eval.ppl_seqlen}; accuracy {cfg.eval.items or 'all'} items per task")
-    notes = claims(res, cfg)
-    for k, v in text.items():
-        write_text(out / f"{k}.md", v + f"\n\n{sizes}\n\n" + "\n".join(f"- {c}" for c in notes) + "\n")
-        print("\n" + v)
+    tables, notes, sizes = write_study_run(out, args.model, res, cfg)
+    for text in tables.values():
+        print("\n" + text)
     print("\n" + sizes)
     for c in notes:
         print("- " + c)
-    write_json(out / "results.json", {"model": args.model, **res, "tables": tables, "claims": notes, "sizes": sizes})
-    (out / "partial.json").unlink(missing_ok=True)
     print(f"run directory: {out}")
     return 0
 

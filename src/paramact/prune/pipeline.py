@@ -222,9 +222,14 @@ def build_schedule(model, tokenizer, sc: ScheduleConfig, target: float | None, *
                 "density_label": counts["density_label"], "N": n, "z": [float(x) for x in zscores(n)],
                 "data": counts["source"], "activation_target": counts.get("target"),
                 "samples": sc.samples, "seqlen": sc.seqlen, "seed": sc.seed}
+        shares = [x / r["params"] for x, r in zip(n, counts["layers"])]
         if len(set(n)) == 1:
             meta["warning"] = "every layer has the same N_i: z = 0, only the α/i term shapes the schedule"
             log.warning("activation schedule: every layer has the same N (%s); try another --density", n[0])
+        elif counts["density"].startswith("gamma:") and min(shares) > 0.95:
+            meta["warning"] = (f"γ saturates: {100 * min(shares):.1f}-{100 * max(shares):.1f}% of every layer's weights "
+                               "are above it, so z reflects tiny differences; a larger γ or mass50 may suit this model")
+            log.warning("activation schedule: %s", meta["warning"])
         return Schedule(vals, "activation", target, meta)
     if sc.name == "owl":
         if ratios is None:

@@ -1,0 +1,61 @@
+"""The driver on the real SmolLM2-135M (30 Llama blocks): Wanda block by block against an oracle.
+
+The oracle is teacher-forced: the inputs of block i come from a full forward of the model with the
+driver's masks on blocks < i, so each block is compared on its own (mask differences can only come
+from float near-ties, never compound through depth).
+"""
+
+import pytest
+import torch
+
+from paramact.anatomy import discover
+from paramact.prune.driver import prune_model, token_batches
+from paramact.prune.masks import parse_pattern
+from paramact.prune.scores import get_method
+
+pytestmark = pytest.mark.slow
+
+
+def oriented(w):
+    W = w.module.weight.detach()
+    return W.t() if w.transposed else W
+
+
+def test_smollm2_wanda_driver_equals_oracle_and_schedule(smollm2):
+    model, _ = smollm2
+    an = discover(model)
+    dense = {w.name: w.module.weight.detach().clone() for w in an.weights}
+    ids = torch.randint(100, 40000, (3, 48), generator=torch.Generator().manual_seed(0))
+    schedule = [0.3 + 0.4 * i / 29 for i in range(30)]
+    try:
+        out = prune_model(model, token_batches(ids.tolist(), 2), get_method("wanda"), schedule, parse_pattern("row"))
+        got = out.masks()
+        for w in an.weights:
+            w.module.weight.data.copy_(dense[w.name])
+        for i, layer in enumerate(an.layers):
+            xs = {}
+            hooks = [w.module.register_forward_pre_hook(
+                lambda m, a, n=w.name: xs.setdefault(n, []).append(a[0].detach().reshape(-1, a[0].shape[-1])))
+                for w in layer]
+            with torch.no_grad():
+                model(ids)
+            for h in hooks:
+                h.remove()
+            agree = total = 0
+            for w in layer:
+                X = torch.cat(xs[w.name]).double()
+                score = oriented(w).double().abs() * torch.sqrt((X * X).sum(0) / X.shape[0])[None, :]
+                k = int(score.shape[1] * schedule[i] + 1e-9)
+                ref = torch.ones_like(score, dtype=torch.bool)
+                ref.scatter_(1, torch.sort(score, dim=1, stable=True).indices[:, :k], False)
+                g = got[w.name]
+                assert ((~g).sum(1) == k).all()
+                agree += int((g == ref).sum())
+                total += g.numel()
+                with torch.no_grad():
+                    w.module.weight[~g] = 0  # the driver's mask: the next block sees the driver's inputs
+            assert agree / total >= 0.999, (i, agree / total)
+            assert abs(out.per_layer[i] - schedule[i]) < 1 / 576  # floor(cols·s) per row, cols >= 576
+    finally:
+        for w in an.weights:
+            w.module.weight.data.copy_(dense[w.name])
