@@ -109,7 +109,7 @@ def test_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, capsys, args, mes
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert message in err and len(err.splitlines()) == 1, err
-    assert not (out / "results.json").exists() and not (out / "config.json").exists()
+    assert not out.exists()  # no half-written run, not even an empty directory
 
 
 class _noop:

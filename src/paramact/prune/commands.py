@@ -325,12 +325,14 @@ def _study(args) -> int:
 
 def run(args) -> int | None:
     cmd = getattr(args, "command", None)
-    if cmd == "prune":
-        return _prune(args)
-    if cmd == "schedule":
-        return _schedule(args)
-    if cmd == "eval":
-        return _eval(args)
-    if cmd == "study":
-        return _study(args)
-    return None
+    handlers = {"prune": _prune, "schedule": _schedule, "eval": _eval, "study": _study}
+    if cmd not in handlers:
+        return None
+    out = getattr(args, "out", None)
+    fresh = out is not None and not Path(out).exists()
+    try:
+        return handlers[cmd](args)
+    except BaseException:
+        if fresh and Path(out).is_dir() and not any(Path(out).iterdir()):
+            Path(out).rmdir()  # an error before anything was written leaves no empty run directory
+        raise

@@ -15,14 +15,18 @@ from .pipeline import PruneReport, Schedule
 METRIC_ORDER = ("ppl", "acc", "acc_norm", "nll")
 
 
-def main_metric(res: dict) -> tuple[str, float] | None:
+def main_metric(res: dict) -> tuple[str, float | tuple[float, float]] | None:
+    if "acc" in res and "acc_norm" in res:
+        return "acc/acc_norm", (res["acc"], res["acc_norm"])
     for m in METRIC_ORDER:
         if m in res:
             return m, res[m]
     return None
 
 
-def format_value(metric: str, v: float) -> str:
+def format_value(metric: str, v) -> str:
+    if isinstance(v, tuple):
+        return "/".join(f"{100 * x:.2f}" for x in v)
     return f"{v:.2f}" if metric in ("ppl",) else f"{v:.3f}" if metric == "nll" else f"{100 * v:.2f}"
 
 
