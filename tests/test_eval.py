@@ -154,3 +154,26 @@ def test_task_names_and_config_are_checked():
         EvalConfig(ppl_seqlen=1)
     with pytest.raises(UserError):
         EvalConfig(items=0)
+
+
+def test_batches_respect_the_memory_budgets(monkeypatch):
+    from paramact.evaluation import scoring
+
+    model = tiny_model("llama", seed=2)
+    g = torch.Generator().manual_seed(3)
+    reqs = []
+    for n in (5, 40, 12, 90, 33, 7, 64):
+        ids = tuple(torch.randint(3, 90, (n,), generator=g).tolist())
+        reqs.append(scoring.Request(ids, tuple((p, ids[p + 1]) for p in range(0, n - 1, 3))))
+    free = scoring.target_logprobs(model, reqs, batch_size=8)
+    monkeypatch.setattr(scoring, "TOKEN_BUDGET", 100)
+    monkeypatch.setattr(scoring, "LOGIT_BUDGET", 40 * 97)
+    plan = scoring._plan(reqs, 8, 97)
+    assert sorted(i for b in plan for i in b) == list(range(len(reqs)))
+    for b in plan:
+        longest = max(len(reqs[i].ids) for i in b)
+        positions = {p for i in b for p, _ in reqs[i].targets}
+        assert len(b) == 1 or (len(b) * longest <= 100 and len(b) * len(positions) * 97 <= 40 * 97)
+    tight = scoring.target_logprobs(model, reqs, batch_size=8)
+    for a, b in zip(free, tight):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -15,6 +15,7 @@ import torch
 from ..anatomy import input_embeddings
 
 LOGIT_BUDGET = 1 << 26  # floats of [B, positions, vocab] per forward (256 MiB in float32)
+TOKEN_BUDGET = 8192  # B × longest sequence per forward: bounds the attention and activation memory
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,14 @@ def _vocab(model) -> int:
 
 
 def _plan(requests: Sequence[Request], batch_size: int, vocab: int) -> list[list[int]]:
-    """Batches of request indices, by length, within batch_size and the logit budget."""
+    """Batches of request indices, by length, within batch_size and the logit and token budgets."""
     order = sorted(range(len(requests)), key=lambda i: len(requests[i].ids))
     out, cur, cur_pos = [], [], set()
     for i in order:
         pos = cur_pos | {p for p, _ in requests[i].targets}
-        if cur and (len(cur) >= batch_size or (len(cur) + 1) * len(pos) * vocab > LOGIT_BUDGET):
+        n = len(cur) + 1
+        if cur and (len(cur) >= batch_size or n * len(pos) * vocab > LOGIT_BUDGET
+                    or n * len(requests[i].ids) > TOKEN_BUDGET):
             out.append(cur)
             cur, pos = [], {p for p, _ in requests[i].targets}
         cur.append(i)

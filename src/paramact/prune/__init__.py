@@ -9,6 +9,7 @@
 - paper_lists.py the paper's hard-coded lists and implied z-scores (data)
 - pipeline.py    typed configs; calibration -> schedule -> driver
 - study.py       Validation 1 and 2 on one model
+- outputs.py     run directories and tables
 - commands.py    `paramact prune | schedule | eval | study prune`
 """
 

@@ -1,6 +1,6 @@
 """Typed configs and the library entry points: calibration -> schedule -> driver -> outcome.
 
-Nothing here prints or writes files; commands.py and study.py do.
+Nothing here prints or writes files; commands.py and outputs.py do.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .driver import PruneOutcome, prune_model, sequential, token_batches
 from .masks import check_sparsity, parse_pattern
 from .schedules import (activation_schedule, density_gamma, density_measure, file_schedule, get_schedule,
                         owl_schedule, paper_schedule, read_schedule_file, uniform_schedule, zscores)
-from .scores import get_method, wanda_score, MatrixContext
+from .scores import MatrixContext, get_method, wanda_score
 
 log = logging.getLogger(__name__)
 
