@@ -32,30 +32,34 @@ def test_smollm2_wanda_driver_equals_oracle_and_schedule(smollm2):
         got = out.masks()
         for w in an.weights:
             w.module.weight.data.copy_(dense[w.name])
+        checked = (0, 1, 15, 29)  # the oracle's float64 sorts are the slow part: four blocks, teacher-forced
         for i, layer in enumerate(an.layers):
-            xs = {}
-            hooks = [w.module.register_forward_pre_hook(
-                lambda m, a, n=w.name: xs.setdefault(n, []).append(a[0].detach().reshape(-1, a[0].shape[-1])))
-                for w in layer]
-            with torch.no_grad():
-                model(ids)
-            for h in hooks:
-                h.remove()
-            agree = total = 0
-            for w in layer:
-                X = torch.cat(xs[w.name]).double()
-                score = oriented(w).double().abs() * torch.sqrt((X * X).sum(0) / X.shape[0])[None, :]
-                k = int(score.shape[1] * schedule[i] + 1e-9)
-                ref = torch.ones_like(score, dtype=torch.bool)
-                ref.scatter_(1, torch.sort(score, dim=1, stable=True).indices[:, :k], False)
-                g = got[w.name]
-                assert ((~g).sum(1) == k).all()
-                agree += int((g == ref).sum())
-                total += g.numel()
-                with torch.no_grad():
-                    w.module.weight[~g] = 0  # the driver's mask: the next block sees the driver's inputs
-            assert agree / total >= 0.999, (i, agree / total)
+            for w in layer:  # every block: exact per-row counts
+                k = int(w.shape_out_in[1] * schedule[i] + 1e-9)
+                assert ((~got[w.name]).sum(1) == k).all()
             assert abs(out.per_layer[i] - schedule[i]) < 1 / 576  # floor(cols·s) per row, cols >= 576
+            if i in checked:
+                xs = {}
+                hooks = [w.module.register_forward_pre_hook(
+                    lambda m, a, n=w.name: xs.setdefault(n, []).append(a[0].detach().reshape(-1, a[0].shape[-1])))
+                    for w in layer]
+                with torch.no_grad():
+                    model(ids)
+                for h in hooks:
+                    h.remove()
+                agree = total = 0
+                for w in layer:
+                    X = torch.cat(xs[w.name]).double()
+                    score = oriented(w).double().abs() * torch.sqrt((X * X).sum(0) / X.shape[0])[None, :]
+                    k = int(score.shape[1] * schedule[i] + 1e-9)
+                    ref = torch.ones_like(score, dtype=torch.bool)
+                    ref.scatter_(1, torch.sort(score, dim=1, stable=True).indices[:, :k], False)
+                    agree += int((got[w.name] == ref).sum())
+                    total += ref.numel()
+                assert agree / total >= 0.999, (i, agree / total)
+            with torch.no_grad():
+                for w in layer:  # the driver's mask: the next block sees the driver's inputs
+                    w.module.weight[~got[w.name]] = 0
     finally:
         for w in an.weights:
             w.module.weight.data.copy_(dense[w.name])
