@@ -7,6 +7,7 @@ from paramact.anatomy import discover
 from paramact.prune.driver import prune_model, sequential, token_batches
 from paramact.prune.masks import parse_pattern
 from paramact.prune.scores import get_method
+from prune_oracle import layer_inputs, oriented, wanda_score
 from test_prune_masks import brute_row
 from tiny import tiny_model
 
@@ -16,11 +17,6 @@ FAMILIES = ["llama", "gpt2", "qwen2", "opt"]
 def calib(n=6, T=20, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(3, 90, (n, T), generator=g)
-
-
-def oriented(w):
-    W = w.module.weight.detach()
-    return W.t() if w.transposed else W
 
 
 def hook_counts(model):
@@ -65,18 +61,9 @@ def oracle_wanda(model, ids, schedule):
     an = discover(model)
     masks = {}
     for i, layer in enumerate(an.layers):
-        xs = {}
-        hooks = [w.module.register_forward_pre_hook(
-            lambda m, a, n=w.name: xs.setdefault(n, []).append(a[0].detach().reshape(-1, a[0].shape[-1])))
-            for w in layer]
-        with torch.no_grad():
-            model(ids)
-        for h in hooks:
-            h.remove()
+        xs = layer_inputs(model, layer, ids)
         for w in layer:
-            X = torch.cat(xs[w.name]).double()
-            score = oriented(w).double().abs() * torch.sqrt((X * X).sum(0) / X.shape[0])[None, :]
-            keep = brute_row(score, schedule[i])
+            keep = brute_row(wanda_score(w, xs[w.name]), schedule[i])
             masks[w.name] = keep
             with torch.no_grad():
                 oriented(w)[~keep] = 0

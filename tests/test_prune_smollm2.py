@@ -12,13 +12,9 @@ from paramact.anatomy import discover
 from paramact.prune.driver import prune_model, token_batches
 from paramact.prune.masks import parse_pattern
 from paramact.prune.scores import get_method
+from prune_oracle import layer_inputs, wanda_score
 
 pytestmark = pytest.mark.slow
-
-
-def oriented(w):
-    W = w.module.weight.detach()
-    return W.t() if w.transposed else W
 
 
 def test_smollm2_wanda_driver_equals_oracle_and_schedule(smollm2):
@@ -39,18 +35,10 @@ def test_smollm2_wanda_driver_equals_oracle_and_schedule(smollm2):
                 assert ((~got[w.name]).sum(1) == k).all()
             assert abs(out.per_layer[i] - schedule[i]) < 1 / 576  # floor(cols·s) per row, cols >= 576
             if i in checked:
-                xs = {}
-                hooks = [w.module.register_forward_pre_hook(
-                    lambda m, a, n=w.name: xs.setdefault(n, []).append(a[0].detach().reshape(-1, a[0].shape[-1])))
-                    for w in layer]
-                with torch.no_grad():
-                    model(ids)
-                for h in hooks:
-                    h.remove()
+                xs = layer_inputs(model, layer, ids)
                 agree = total = 0
                 for w in layer:
-                    X = torch.cat(xs[w.name]).double()
-                    score = oriented(w).double().abs() * torch.sqrt((X * X).sum(0) / X.shape[0])[None, :]
+                    score = wanda_score(w, xs[w.name])
                     k = int(score.shape[1] * schedule[i] + 1e-9)
                     ref = torch.ones_like(score, dtype=torch.bool)
                     ref.scatter_(1, torch.sort(score, dim=1, stable=True).indices[:, :k], False)
