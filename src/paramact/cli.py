@@ -12,15 +12,10 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
+from .options import add_model_options, floats
 
 log = logging.getLogger("paramact")
 
-
-def _floats(s: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in s.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +28,6 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     from .api import DEFAULT_SKETCH_DIM
     from .density import DEFAULT_GAMMAS
-    from .models import DEFAULT_MODEL
     from .targets import TARGETS
 
     p = _Parser(prog="paramact", description="Which parameters of a language model does an input activate?")
@@ -48,32 +42,28 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("name")
 
     a = sub.add_parser("activations", help="mean activation map, density, LLMDcos and fingerprints of a dataset")
-    a.add_argument("--model", default=DEFAULT_MODEL, help=f"registry name, local path, .gguf file or hub id (default {DEFAULT_MODEL})")
+    add_model_options(a)
     a.add_argument("--config", type=Path, default=None,
                    help="YAML or JSON file of options (keys = long option names); command-line options win")
     a.add_argument("--data", action="append", default=None,
                    help="a registry dataset (boolq, mmlu, c4, ...; see `paramact data list`), an embedded "
                         "domain (pydoc, pycode), or a .txt (paragraphs) / .jsonl / .csv file; repeatable")
-    a.add_argument("--data-dir", default=None, help="folder with the datasets' official files (default $PARAMACT_DATA_DIR)")
     a.add_argument("--field", default="text", help="jsonl field / csv column holding the text")
     a.add_argument("--samples", type=int, default=64, help="samples per dataset, drawn with --data-seed (default 64)")
     a.add_argument("--data-seed", type=int, default=1)
     a.add_argument("--target", default="max_logit", choices=sorted(TARGETS))
     a.add_argument("--batch-size", type=int, default=8)
     a.add_argument("--max-length", type=int, default=None, help="truncate samples to this many tokens (default: context)")
-    a.add_argument("--gammas", type=_floats, default=DEFAULT_GAMMAS, help="activation thresholds γ, comma-separated")
+    a.add_argument("--gammas", type=floats, default=DEFAULT_GAMMAS, help="activation thresholds γ, comma-separated")
     a.add_argument("--sketch-dim", type=int, default=DEFAULT_SKETCH_DIM, help="fingerprint buckets per layer (power of 2; 0 = off)")
     a.add_argument("--seed", type=int, default=0, help="fingerprint hash seed")
     a.add_argument("--sort-by-length", action="store_true",
                    help="batch texts of similar length together: less padding, same statistics (in-batch "
                         "LLMDcos then pairs length neighbours)")
-    a.add_argument("--dtype", default=None, help="model dtype: float32 (default), bfloat16, float16")
-    a.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: where the model loads)")
     a.add_argument("--device-map", default=None, choices=["auto"],
                    help="spread a model that does not fit one device over all devices (accelerate)")
     a.add_argument("--stats-device", default=None,
                    help="where the mean map (4 bytes per weight) lives, e.g. cpu to spare GPU memory")
-    a.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model (off by default)")
     a.add_argument("--out", type=Path, default=None, help="run directory (required)")
     a.add_argument("--checkpoint-every", type=int, default=20, help="batches between checkpoints (0: none)")
     a.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoint")

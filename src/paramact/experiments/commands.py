@@ -6,34 +6,20 @@ code, or None when args.command is not one of them. Bad input raises UserError.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ..errors import UserError
-
-COMMANDS = ("findings", "sts", "report")
-
-
-def _floats(s: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in s.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+from ..options import add_model_options, floats
 
 
 def _model_args(p) -> None:
-    from ..models import DEFAULT_MODEL
     from ..targets import TARGETS
 
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"registry name, local path, .gguf or hub id (default {DEFAULT_MODEL})")
-    p.add_argument("--data-dir", default=None, help="folder with the datasets' official files (default $PARAMACT_DATA_DIR)")
+    add_model_options(p)
     p.add_argument("--target", default="max_logit", choices=sorted(TARGETS))
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--dtype", default=None, help="model dtype: float32 (default), bfloat16, float16")
-    p.add_argument("--device", default=None, help="e.g. cpu, cuda:0")
     p.add_argument("--device-map", default=None, choices=["auto"],
                    help="spread a model that does not fit one device over all devices (accelerate)")
-    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model")
     p.add_argument("--out", type=Path, default=None, help="run directory (required; must not hold a finished run)")
     p.add_argument("--config", type=Path, default=None,
                    help="YAML or JSON file of options (keys = long option names); command-line options win")
@@ -58,7 +44,7 @@ def add_parsers(sub) -> None:
                    help="items (all datasets together, one batch) whose exact LLMDcos checks the matrix; 0 = no check")
     f.add_argument("--save-maps", action="store_true", help="also save each dataset's mean map (4 bytes per weight)")
     f.add_argument("--max-length", type=int, default=None, help="truncate samples to this many tokens")
-    f.add_argument("--gammas", type=_floats, default=DEFAULT_GAMMAS, help="thresholds γ, comma-separated")
+    f.add_argument("--gammas", type=floats, default=DEFAULT_GAMMAS, help="thresholds γ, comma-separated")
     f.add_argument("--sketch-dim", type=int, default=DEFAULT_SKETCH_DIM, help="fingerprint buckets per layer")
     f.add_argument("--seed", type=int, default=0, help="fingerprint hash seed")
     f.add_argument("--checkpoint-every", type=int, default=20, help="batches between checkpoints (0: none)")

@@ -29,7 +29,7 @@ from ..api import ActivationConfig, analyze
 from ..data import load_texts
 from ..density import gamma_key
 from ..errors import UserError
-from ..runs import environment, prepare_out, write_json
+from ..runs import environment, prepare_out, read_tensors, write_json
 from .activations import ActivationsRun, mean_pair_llmdcos, run_dataset
 from .layers import DEEP, INDEX_NOTE, SHALLOW
 
@@ -85,10 +85,7 @@ def range_mean(per_layer, rng, n_layers: int) -> float:
 
 
 def _load_fp(path: Path, rows: list[int] | None = None) -> torch.Tensor:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        t = f.get_tensor("fingerprints")
+    t = read_tensors(path)["fingerprints"]
     return t if rows is None else t[rows]
 
 

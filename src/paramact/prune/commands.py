@@ -12,9 +12,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import UserError
+from ..options import add_model_options, floats
 
 log = logging.getLogger(__name__)
-COMMANDS = ("prune", "schedule", "eval", "study")
 
 
 def _opt_int(s: str) -> int | None:
@@ -28,25 +28,12 @@ def _opt_int(s: str) -> int | None:
     return v or None
 
 
-def _floats(s: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in s.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
-
-
 def _names(s: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in s.split(",") if x.strip())
 
 
 def _model_args(p) -> None:
-    from ..models import DEFAULT_MODEL
-
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"registry name, local path, .gguf or hub id (default {DEFAULT_MODEL})")
-    p.add_argument("--dtype", default=None, help="model dtype: float32 (default), bfloat16, float16")
-    p.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: where the model loads)")
-    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model (off by default)")
-    p.add_argument("--data-dir", default=None, help="folder with the datasets' official files (default $PARAMACT_DATA_DIR)")
+    add_model_options(p)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
@@ -130,7 +117,7 @@ def add_parsers(sub) -> None:
     _model_args(sp)
     sp.add_argument("--methods", type=_names, default=d.methods)
     sp.add_argument("--schedules", type=_names, default=d.schedules)
-    sp.add_argument("--sparsities", type=_floats, default=d.sparsities)
+    sp.add_argument("--sparsities", type=floats, default=d.sparsities)
     sp.add_argument("--calibrations", type=_names, default=d.calibrations, help="Validation 2 calibration sets")
     sp.add_argument("--v1-tasks", type=_names, default=d.v1_tasks, help=f"Validation 1 tasks (default {','.join(d.v1_tasks)})")
     sp.add_argument("--v2-tasks", type=_names, default=d.v2_tasks, help=f"Validation 2 tasks (default {','.join(d.v2_tasks)})")

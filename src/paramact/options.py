@@ -1,0 +1,25 @@
+"""Command-line options shared by every command that loads a model (one definition, one help text)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def floats(s: str) -> tuple[float, ...]:
+    """argparse type: '2e-6,5e-6' -> (2e-06, 5e-06)."""
+    try:
+        return tuple(float(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """--model, --data-dir, --dtype, --device, --trust-remote-code."""
+    from .models import DEFAULT_MODEL
+
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"registry name, local path, .gguf file or hub id (default {DEFAULT_MODEL})")
+    p.add_argument("--data-dir", default=None, help="folder with the datasets' official files (default $PARAMACT_DATA_DIR)")
+    p.add_argument("--dtype", default=None, help="model dtype: float32 (default), bfloat16, float16")
+    p.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: where the model loads)")
+    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model (off by default)")
