@@ -208,6 +208,17 @@ def environment(model=None, seed: int | None = None) -> dict:
     return env
 
 
+def check_resumable(out: Path, config: dict, ignore: tuple[str, ...] = ()) -> None:
+    """With --resume: the run in `out` (its config.json, if written) must be this configuration."""
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text(encoding="utf-8"))
+    mine = json.loads(json.dumps(config, default=_json_default))
+    if {k: v for k, v in old.items() if k not in ignore} != {k: v for k, v in mine.items() if k not in ignore}:
+        raise UserError(f"{path} differs from this command: cannot resume a different run")
+
+
 def prepare_out(out: Path) -> Path:
     """Create the run directory; refuse to mix a new run into a finished one."""
     out = Path(out)

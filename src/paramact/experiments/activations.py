@@ -22,7 +22,7 @@ from ..api import ActivationConfig, Analysis, analyze
 from ..data import load_texts
 from ..density import gamma_key
 from ..errors import UserError
-from ..runs import Checkpoint, TensorFileWriter, environment, prepare_out, read_tensors, write_json, write_tensors
+from ..runs import Checkpoint, check_resumable, TensorFileWriter, environment, prepare_out, read_tensors, write_json, write_tensors
 from .. import distributed
 from ..anatomy import discover
 
@@ -151,9 +151,8 @@ def run_dataset(out: Path, run: ActivationsRun, model, tokenizer, texts, source,
     config = {**asdict(run), "data": source["name"], "source": source, "processes": world}
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True) if resume else prepare_out(out)
-        if resume and (out / "config.json").is_file():
-            if json.loads((out / "config.json").read_text()) != json.loads(json.dumps(config, default=str)):
-                raise UserError(f"{out}/config.json differs from this command: cannot resume a different run")
+        if resume:
+            check_resumable(out, config)
         write_json(out / "config.json", config)
         write_json(out / "env.json", env)
     if world > 1:

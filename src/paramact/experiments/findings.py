@@ -15,7 +15,6 @@ per-dataset results.json, then DIR/results.json last (kind "findings"). Layer in
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -29,7 +28,7 @@ from ..api import ActivationConfig, analyze
 from ..data import load_texts
 from ..density import gamma_key
 from ..errors import UserError
-from ..runs import environment, prepare_out, read_tensors, write_json
+from ..runs import check_resumable, environment, prepare_out, read_tensors, write_json
 from .activations import ActivationsRun, mean_pair_llmdcos, run_dataset
 from .layers import DEEP, INDEX_NOTE, SHALLOW
 
@@ -160,13 +159,7 @@ def _start(run: FindingsRun, out: Path, resume: bool, rank: int) -> None:
         return
     if (out / "results.json").is_file():
         raise UserError(f"{out} already holds a finished run; nothing to resume")
-    cfg = out / "config.json"
-    if cfg.is_file():
-        old = json.loads(cfg.read_text(encoding="utf-8"))
-        mine = json.loads(json.dumps(asdict(run), default=str))
-        drop = ("pairs", "sources")
-        if {k: v for k, v in old.items() if k not in drop} != {k: v for k, v in mine.items() if k not in drop}:
-            raise UserError(f"{cfg} differs from this command: cannot resume a different run")
+    check_resumable(out, asdict(run), ignore=("pairs", "sources"))  # both resolved after loading the data
     out.mkdir(parents=True, exist_ok=True)
 
 
