@@ -23,7 +23,6 @@ import torch
 from .. import distributed
 from ..anatomy import discover
 from ..api import pair_similarity
-from ..batching import encode
 from ..errors import UserError
 from ..runs import environment, prepare_out, write_json, write_tensors
 from .layers import DEEP, INDEX_NOTE, RANGES, SHALLOW, STS, STS_CODE, parse_range
@@ -68,16 +67,13 @@ def hidden_cosines(model, tokenizer, a: list[str], b: list[str], batch_size: int
 
     Texts are right-padded in batches; a causal model's states at real tokens ignore the padding,
     and the mean runs over real tokens only."""
-    from ..batching import collate
+    from ..batching import make_batches
 
     dev = next(model.parameters()).device
-    pad = getattr(tokenizer, "pad_token_id", None) or 0
 
     def pooled(texts):
         out = []
-        for i in range(0, len(texts), batch_size):
-            enc = [encode(tokenizer, t) for t in texts[i:i + batch_size]]
-            batch = collate(enc, list(range(len(enc))), pad)
+        for batch in make_batches(tokenizer, texts, batch_size)[0]:
             ids, mask = batch.input_ids.to(dev), batch.attention_mask.to(dev)
             hs = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False).hidden_states[1:]
             w = mask.unsqueeze(-1).double()
