@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from ..anatomy import input_embeddings
+from ..batching import Encoded, collate
 
 LOGIT_BUDGET = 1 << 26  # floats of [B, positions, vocab] per forward (256 MiB in float32)
 TOKEN_BUDGET = 8192  # B × longest sequence per forward: bounds the attention and activation memory
@@ -68,13 +69,8 @@ def target_logprobs(model, requests: Sequence[Request], batch_size: int = 8, pad
     result: list[torch.Tensor | None] = [None] * len(requests)
     with torch.no_grad():
         for batch in _plan(requests, batch_size, _vocab(model)):
-            T = max(len(requests[i].ids) for i in batch)
-            ids = torch.full((len(batch), T), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), T), dtype=torch.long)
-            for b, i in enumerate(batch):
-                r = requests[i].ids
-                ids[b, :len(r)] = torch.tensor(r, dtype=torch.long)
-                mask[b, :len(r)] = 1
+            padded = collate([Encoded(list(requests[i].ids), len(requests[i].ids), False) for i in batch], batch, pad_id)
+            ids, mask = padded.input_ids, padded.attention_mask
             positions = sorted({p for i in batch for p, _ in requests[i].targets})
             where = {p: k for k, p in enumerate(positions)}
             logits = _forward_at(model, ids.to(device), mask.to(device), torch.tensor(positions, device=device))
