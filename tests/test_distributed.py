@@ -89,3 +89,52 @@ def test_sts_two_processes_equal_one(tmp_path):
     assert torch.equal(ta["gold"], tb["gold"]) and torch.equal(ta["llmdcos"], tb["llmdcos"])
     ra, rb = json.loads((one / "results.json").read_text()), json.loads((two / "results.json").read_text())
     assert ra["spearman"] == rb["spearman"] and ra["per_layer_rho"] == rb["per_layer_rho"]
+
+
+PRUNE_SMALL = ["--nsamples", "6", "--seqlen", "32", "--batch-size", "2"]  # 3 calibration batches: 2 + 1
+
+
+@pytest.mark.parametrize("method, schedule", [
+    ("wanda", ["--schedule", "activation", "--density", "mass50", "--schedule-samples", "5", "--schedule-seqlen", "32"]),
+    ("sparsegpt", ["--schedule", "owl", "--pattern", "matrix"]),
+], ids=["wanda-activation", "sparsegpt-owl"])
+def test_prune_two_processes_equal_one(tmp_path, method, schedule):
+    """prune under torchrun: each process collects its share of the calibration batches (and of the
+    schedule's engine samples); the summed statistics give the single-process schedule and masks."""
+    from data_helpers import shared_dataset
+    from paramact.prune.masks import unpack_masks
+    from safetensors import safe_open
+
+    model = save_tiny(tmp_path / "model", "llama")
+    args = ["--quiet", "prune", "--model", str(model), "--data-dir", str(shared_dataset("c4")), "--method", method,
+            "--sparsity", "0.6", *schedule, *PRUNE_SMALL, "--save-model"]
+    one, two = one_and_two(args, tmp_path, 29551 + len(method))
+    sa, sb = json.loads((one / "schedule.json").read_text()), json.loads((two / "schedule.json").read_text())
+    assert sa["schedule"] == pytest.approx(sb["schedule"], rel=1e-6, abs=1e-9)
+    assert sa["schedule"] != pytest.approx([0.6] * 3, abs=1e-4)  # the statistics shaped it
+    masks = []
+    for run in (one, two):
+        with safe_open(str(run / "masks.safetensors"), "pt") as f:
+            masks.append(unpack_masks({k: f.get_tensor(k) for k in f.keys()}, f.metadata()))
+    assert masks[0].keys() == masks[1].keys()
+    for k in masks[0]:
+        assert torch.equal(masks[0][k], masks[1][k]), k
+    wa, wb = load_file(str(one / "model" / "model.safetensors")), load_file(str(two / "model" / "model.safetensors"))
+    assert max(rel_err(wb[k], wa[k]) for k in wa) <= 1e-5  # SparseGPT's updates: sums in another order
+    assert json.loads((two / "config.json").read_text())["processes"] == 2
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+
+
+def test_prune_too_few_batches_for_the_processes(tmp_path):
+    model = save_tiny(tmp_path / "model", "llama")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    from data_helpers import shared_dataset
+
+    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29561", "-m", "paramact", "--quiet",
+                        "prune", "--model", str(model), "--data-dir", str(shared_dataset("c4")), "--nsamples", "2",
+                        "--seqlen", "32", "--batch-size", "2", "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode != 0  # torchrun prints its own summary of the failed workers; paramact's is one line
+    assert "paramact: error: 1 calibration batches cannot be shared by 2 processes" in r.stderr
+    assert "exitcode  : 2" in r.stderr and "paramact/prune" not in r.stderr
+    assert not (tmp_path / "out" / "results.json").exists()

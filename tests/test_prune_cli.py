@@ -118,3 +118,16 @@ class _noop:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_out_required_and_single_process_commands(model_dir, tmp_path, capsys, monkeypatch):
+    """--out may come from --config, so its absence is checked by the command; eval and study hold
+    one model and refuse to be split over torchrun processes."""
+    assert main(["prune", "--model", str(model_dir)]) == 2
+    assert capsys.readouterr().err.strip() == "paramact: error: prune needs --out (on the command line or in --config)"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for args in (["eval", "--tasks", "wikitext2"], ["study", "prune"]):
+        assert main([*args, "--model", str(model_dir), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "runs in one process; under torchrun use `paramact prune`" in err and len(err.splitlines()) == 1
+        assert not (tmp_path / "o").exists()

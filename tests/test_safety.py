@@ -37,6 +37,8 @@ def test_config_file_yaml_and_overrides(tmp_path, model_dir, data_file):
     ("model: x\nsamplez: 3\n", "unknown config key 'samplez'"),
     ("!!python/object/apply:os.system ['echo hacked']\n", "not valid YAML"),
     ("- just\n- a list\n", "must hold a mapping"),
+    ("samples: many\n", "config key 'samples' in"),
+    ("device-map: everywhere\n", "'everywhere' is not one of auto"),
 ])
 def test_bad_config_files(tmp_path, text, message):
     cfg = tmp_path / "bad.yaml"

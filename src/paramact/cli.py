@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
-from .options import add_model_options, floats
+from .options import add_config_option, add_device_map_option, add_model_options, add_resume_options, floats
 
 log = logging.getLogger("paramact")
 
@@ -43,8 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("activations", help="mean activation map, density, LLMDcos and fingerprints of a dataset")
     add_model_options(a)
-    a.add_argument("--config", type=Path, default=None,
-                   help="YAML or JSON file of options (keys = long option names); command-line options win")
+    add_config_option(a)
     a.add_argument("--data", action="append", default=None,
                    help="a registry dataset (boolq, mmlu, c4, ...; see `paramact data list`), an embedded "
                         "domain (pydoc, pycode), or a .txt (paragraphs) / .jsonl / .csv file; repeatable")
@@ -60,13 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--sort-by-length", action="store_true",
                    help="batch texts of similar length together: less padding, same statistics (in-batch "
                         "LLMDcos then pairs length neighbours)")
-    a.add_argument("--device-map", default=None, choices=["auto"],
-                   help="spread a model that does not fit one device over all devices (accelerate)")
+    add_device_map_option(a)
     a.add_argument("--stats-device", default=None,
                    help="where the mean map (4 bytes per weight) lives, e.g. cpu to spare GPU memory")
     a.add_argument("--out", type=Path, default=None, help="run directory (required)")
-    a.add_argument("--checkpoint-every", type=int, default=20, help="batches between checkpoints (0: none)")
-    a.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoint")
+    add_resume_options(a)
     from .data import commands as data_commands
 
     data_commands.add_parser(sub)
@@ -110,6 +107,15 @@ def _table(results: dict, gammas) -> str:
     return "\n".join(lines)
 
 
+def _leaf_parser(p: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
+    """The parser of the (sub-)subcommand that was run, e.g. `study prune`."""
+    while True:
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return p
+        p = subs[0].choices[getattr(args, subs[0].dest)]
+
+
 def _apply_config(args, parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """Fill options from --config FILE: YAML (safe_load) or JSON; unknown keys are errors."""
     import json
@@ -135,14 +141,17 @@ def _apply_config(args, parser: argparse.ArgumentParser, argv: list[str]) -> Non
         if dest in given:
             continue
         action = known[dest]
-        if dest == "data" and isinstance(value, str):
-            value = [value]
-        elif dest == "gammas":
-            value = tuple(float(v) for v in (value if isinstance(value, list) else str(value).split(",")))
-        elif isinstance(value, list) and dest != "data":  # a YAML list for a comma-separated option
-            value = ",".join(str(v) for v in value)
-        elif action.type is not None and value is not None and not isinstance(value, (list, bool)):
-            value = action.type(value)
+        if dest == "data":  # a repeatable option: one name or a list
+            value = [value] if isinstance(value, str) else value
+        elif value is not None and not isinstance(value, bool):
+            if isinstance(value, list):  # a YAML list for a comma-separated option
+                value = ",".join(str(v) for v in value)
+            try:
+                value = action.type(str(value)) if action.type is not None else value
+            except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
+                raise UserError(f"config key {key!r} in {path}: {e}") from e
+            if action.choices is not None and value not in action.choices:
+                raise UserError(f"config key {key!r} in {path}: {value!r} is not one of {', '.join(map(str, action.choices))}")
         setattr(args, dest, value)
 
 
@@ -199,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "models":
             return _cmd_models(args)
         if getattr(args, "config", None) is not None:
-            _apply_config(args, parser.subcommands[args.command], argv)
+            _apply_config(args, _leaf_parser(parser.subcommands[args.command], args), argv)
         if args.command == "activations":
             return _cmd_activations(args)
         if args.command == "data":

@@ -71,3 +71,20 @@ def merge(mean: MeanMap | None, stats: SampleStats) -> None:
             other = SampleStats(stats.anatomy, 0, keep_grams=stats.keep_grams)
             other.load_state_dict(state)
             stats.merge(other)
+
+
+def reduce_input_stats(stats) -> None:
+    """Sum pruning statistics (prune.collect.InputStats: Σx², Σxᵀx, token count) over every process.
+
+    Every process passes its accumulators in the same order (prune.driver.unique_stats)."""
+    import torch.distributed as dist
+
+    for st in stats:
+        if st.sq is None:
+            raise RuntimeError("a process saw no calibration batch")
+        dist.all_reduce(st.sq)
+        if st.gram is not None:
+            dist.all_reduce(st.gram)
+        n = torch.tensor([st.n], dtype=torch.long, device=st.sq.device)
+        dist.all_reduce(n)
+        st.n = int(n.item())

@@ -218,5 +218,21 @@ def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_r
     tok.paramact_prepend_bos = prepend_bos
     if device and not device_map:
         model.to(device)
+    check_resident(model)
     model.eval()
     return model, tok
+
+
+def check_resident(model) -> None:
+    """Every decoder-block weight must live on a real device: the statistics read and multiply them.
+
+    accelerate's CPU/disk offload (a device_map with "cpu" beside GPUs, or "disk") leaves weights
+    on the meta device and streams them in per forward; paramact refuses that with one line."""
+    from .anatomy import discover
+
+    off = [w.name for w in discover(model).weights if w.module.weight.device.type == "meta"]
+    if off:
+        where = sorted({str(v) for v in (getattr(model, "hf_device_map", None) or {}).values()})
+        raise UserError(f"{len(off)} weights (first {off[0]}) are offloaded by the device map ({', '.join(where)}): "
+                        "paramact needs every weight on a device; use more or larger accelerators, a smaller "
+                        "--dtype, or torchrun with one replica per device")

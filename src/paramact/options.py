@@ -23,3 +23,21 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None, help="model dtype: float32 (default), bfloat16, float16")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: where the model loads)")
     p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model (off by default)")
+
+
+def add_config_option(p: argparse.ArgumentParser) -> None:
+    from pathlib import Path
+
+    p.add_argument("--config", type=Path, default=None,
+                   help="YAML or JSON file of options (keys = long option names); command-line options win")
+
+
+def add_device_map_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device-map", default=None, choices=["auto"],
+                   help="spread a model that does not fit one device over all devices (accelerate); every "
+                        "weight must stay on an accelerator (no CPU/disk offload)")
+
+
+def add_resume_options(p: argparse.ArgumentParser, unit: str = "batches") -> None:
+    p.add_argument("--checkpoint-every", type=int, default=20, help=f"{unit} between checkpoints (0: none)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoint")

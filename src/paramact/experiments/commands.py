@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from ..options import add_model_options, floats
+from ..options import add_config_option, add_device_map_option, add_model_options, add_resume_options, floats
 
 
 def _model_args(p) -> None:
@@ -18,11 +18,9 @@ def _model_args(p) -> None:
     add_model_options(p)
     p.add_argument("--target", default="max_logit", choices=sorted(TARGETS))
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device-map", default=None, choices=["auto"],
-                   help="spread a model that does not fit one device over all devices (accelerate)")
+    add_device_map_option(p)
     p.add_argument("--out", type=Path, default=None, help="run directory (required; must not hold a finished run)")
-    p.add_argument("--config", type=Path, default=None,
-                   help="YAML or JSON file of options (keys = long option names); command-line options win")
+    add_config_option(p)
 
 
 def add_parsers(sub) -> None:
@@ -47,8 +45,7 @@ def add_parsers(sub) -> None:
     f.add_argument("--gammas", type=floats, default=DEFAULT_GAMMAS, help="thresholds γ, comma-separated")
     f.add_argument("--sketch-dim", type=int, default=DEFAULT_SKETCH_DIM, help="fingerprint buckets per layer")
     f.add_argument("--seed", type=int, default=0, help="fingerprint hash seed")
-    f.add_argument("--checkpoint-every", type=int, default=20, help="batches between checkpoints (0: none)")
-    f.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoints")
+    add_resume_options(f)
     f.add_argument("--keep-order", action="store_true",
                    help="batch samples in their drawn order (default: texts of similar length together, less padding; "
                         "the numbers are the same)")

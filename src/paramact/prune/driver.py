@@ -112,14 +112,28 @@ def _call(block, hidden, args, kwargs) -> torch.Tensor:
 
 
 OnBlock = Callable[[int, tuple[Weight, ...], dict[str, InputStats]], bool]
+ReduceStats = Callable[[list[InputStats]], None]
+
+
+def unique_stats(weights: tuple[Weight, ...], stats: dict[str, InputStats]) -> list[InputStats]:
+    """The distinct accumulators of a block, in the (deterministic) order of its matrices."""
+    seen: dict[int, InputStats] = {}
+    for w in weights:
+        st = stats.get(w.name)
+        if st is not None and id(st) not in seen:
+            seen[id(st)] = st
+    return list(seen.values())
 
 
 def sequential(model, batches: Sequence[torch.Tensor], on_block: OnBlock, stats: str | None,
                progress: bool = False, on_outputs: Callable[[int, list[torch.Tensor]], None] | None = None,
-               desc: str = "blocks") -> None:
+               desc: str = "blocks", reduce_stats: ReduceStats | None = None) -> None:
     """Drive `on_block(i, weights, stats) -> changed` over the blocks in order (see module doc).
 
     stats None: no forwards at all (on_block gets empty statistics) unless on_outputs is given.
+    reduce_stats: called with each block's statistics before on_block sees them; under torchrun
+    (distributed.reduce_input_stats) every process holds its own share of the batches and the
+    sums are all-reduced, so every process scores, masks and propagates identically.
     """
     anatomy = discover(model)
     _, blocks = find_blocks(model)
@@ -143,6 +157,8 @@ def sequential(model, batches: Sequence[torch.Tensor], on_block: OnBlock, stats:
                         outs.append(_call(block, h, a, k))
                         col.end_batch()
                 collected = col.stats
+                if reduce_stats is not None:
+                    reduce_stats(unique_stats(anatomy.layers[i], collected))
             changed = on_block(i, anatomy.layers[i], collected)
             del collected
             if i == len(blocks) - 1 and on_outputs is None:
@@ -184,8 +200,10 @@ def _oriented(w: Weight) -> torch.Tensor:
 
 def prune_model(model, batches: Sequence[torch.Tensor], method, schedule: Sequence[float], pattern: Pattern,
                 activation_map: dict[str, torch.Tensor] | None = None, blocksize: int = 128, damp: float = 0.01,
-                progress: bool = False) -> PruneOutcome:
-    """Prune every decoder block of `model` in place: layer i at sparsity schedule[i]."""
+                progress: bool = False, reduce_stats: ReduceStats | None = None) -> PruneOutcome:
+    """Prune every decoder block of `model` in place: layer i at sparsity schedule[i].
+
+    reduce_stats: see `sequential` (torchrun: `batches` are this process's share)."""
     t0 = time.perf_counter()
     n_layers = discover(model).n_layers
     if len(schedule) != n_layers:
@@ -228,7 +246,7 @@ def prune_model(model, batches: Sequence[torch.Tensor], method, schedule: Sequen
         per_layer[i], zeros[i], params[i] = pruned / total, nz / total, total
         return s > 0
 
-    sequential(model, batches, on_block, method.stats, progress, desc=f"prune {method.name}")
+    sequential(model, batches, on_block, method.stats, progress, desc=f"prune {method.name}", reduce_stats=reduce_stats)
     _, meta = pack_masks({})
     meta["shapes"] = json.dumps(shapes)
     return PruneOutcome(packed, meta, per_layer, zeros, params, time.perf_counter() - t0, per_matrix)

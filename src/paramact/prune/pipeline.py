@@ -13,6 +13,7 @@ from typing import Sequence
 
 import torch
 
+from .. import distributed
 from ..anatomy import discover
 from ..api import ActivationConfig, analyze, context_length
 from ..errors import UserError
@@ -157,10 +158,32 @@ def calibration_snippets(tokenizer, windows: Sequence[Sequence[int]]) -> list[st
 
 
 # ---- statistics behind the schedules -------------------------------------------------------------
+# shard = (rank, world): under torchrun every process measures its own share of the batches
+# and the sums are merged, so every process ends with the statistics of one process.
+
+Shard = tuple[int, int]
+
+
+def own_batches(batches: Sequence[torch.Tensor], shard: Shard) -> list[torch.Tensor]:
+    """This process's calibration batches (batch k goes to rank k % world)."""
+    rank, world = shard
+    if len(batches) < world:
+        raise UserError(f"{len(batches)} calibration batches cannot be shared by {world} processes; "
+                        "use a smaller --batch-size or more --nsamples")
+    return list(batches[rank::world])
+
+
+def _merge(shard: Shard):
+    return distributed.merge if shard[1] > 1 else None
+
+
+def _reduce(shard: Shard):
+    return distributed.reduce_input_stats if shard[1] > 1 else None
+
 
 
 def activation_counts(model, tokenizer, sc: ScheduleConfig, batch_size: int = 8, data_dir: str | None = None,
-                      progress: bool = False) -> dict:
+                      progress: bool = False, shard: Shard = (0, 1)) -> dict:
     """Per-layer activation statistics of sc.data measured by the engine, and N_i per sc.density."""
     from ..data import analysis_prompts
     from ..density import DEFAULT_GAMMAS
@@ -171,15 +194,18 @@ def activation_counts(model, tokenizer, sc: ScheduleConfig, batch_size: int = 8,
     gammas = tuple(sorted(set(DEFAULT_GAMMAS + ((g,) if g else ()))))
     t0 = time.perf_counter()
     cfg = ActivationConfig(target=sc.target, batch_size=batch_size, gammas=gammas, sketch_dim=0)
-    res = analyze(model, tokenizer, texts, cfg, progress=progress)
+    res = analyze(model, tokenizer, texts, cfg, progress=progress, shard=shard, merge=_merge(shard))
     label, measure = density_measure(sc.density)
     rows = res.layers
     return {"counts": [measure(r) for r in rows], "density": sc.density, "density_label": label,
             "layers": rows, "source": source, "seconds": time.perf_counter() - t0, "target": sc.target}
 
 
-def owl_ratios(model, batches: Sequence[torch.Tensor], m: float = 5.0, progress: bool = False) -> list[float]:
-    """Per layer: the share of Wanda scores |W|·‖X‖ above m × the layer's mean score (dense model)."""
+def owl_ratios(model, batches: Sequence[torch.Tensor], m: float = 5.0, progress: bool = False,
+               shard: Shard = (0, 1)) -> list[float]:
+    """Per layer: the share of Wanda scores |W|·‖X‖ above m × the layer's mean score (dense model).
+
+    Under torchrun `batches` are every batch; each process collects its own share."""
     ratios: list[float] = []
 
     def on_block(i, weights, stats) -> bool:
@@ -192,13 +218,14 @@ def owl_ratios(model, batches: Sequence[torch.Tensor], m: float = 5.0, progress:
         ratios.append(float((s > m * s.mean()).double().mean()))
         return False
 
-    sequential(model, batches, on_block, "norms", progress, desc="OWL outlier ratios")
+    sequential(model, own_batches(batches, shard), on_block, "norms", progress, desc="OWL outlier ratios",
+               reduce_stats=_reduce(shard))
     return ratios
 
 
 def build_schedule(model, tokenizer, sc: ScheduleConfig, target: float | None, *, batches=None,
                    counts: dict | None = None, ratios: list[float] | None = None, batch_size: int = 8,
-                   data_dir: str | None = None, progress: bool = False) -> Schedule:
+                   data_dir: str | None = None, progress: bool = False, shard: Shard = (0, 1)) -> Schedule:
     """The per-layer sparsities of schedule sc at `target`; statistics are measured unless given."""
     L = discover(model).n_layers
     if sc.name == "file":
@@ -215,7 +242,7 @@ def build_schedule(model, tokenizer, sc: ScheduleConfig, target: float | None, *
         return Schedule(vals, "paper", target, meta)
     if sc.name == "activation":
         if counts is None:
-            counts = activation_counts(model, tokenizer, sc, batch_size, data_dir, progress)
+            counts = activation_counts(model, tokenizer, sc, batch_size, data_dir, progress, shard)
         n = counts["counts"]
         vals = activation_schedule(n, target, sc.alpha, sc.beta)
         meta = {"alpha": sc.alpha, "beta": sc.beta, "density": counts["density"],
@@ -235,18 +262,18 @@ def build_schedule(model, tokenizer, sc: ScheduleConfig, target: float | None, *
         if ratios is None:
             if batches is None:
                 raise ValueError("owl schedule needs calibration batches or ratios")
-            ratios = owl_ratios(model, batches, sc.owl_m, progress)
+            ratios = owl_ratios(model, batches, sc.owl_m, progress, shard)
         vals = owl_schedule(ratios, target, sc.owl_lambda)
         return Schedule(vals, "owl", target, {"lambda": sc.owl_lambda, "M": sc.owl_m, "outlier_ratio": ratios})
     raise UserError(f"unknown schedule {sc.name!r}")  # pragma: no cover - guarded by ScheduleConfig
 
 
 def activation_map(model, tokenizer, windows: Sequence[Sequence[int]], batch_size: int = 8,
-                   target: str = "max_logit", progress: bool = False) -> dict[str, torch.Tensor]:
+                   target: str = "max_logit", progress: bool = False, shard: Shard = (0, 1)) -> dict[str, torch.Tensor]:
     """The engine's mean |A| of the dense model over the calibration windows (decoded to text)."""
     texts = [tokenizer.decode(w) for w in windows]
     cfg = ActivationConfig(target=target, batch_size=batch_size, sketch_dim=0)
-    return analyze(model, tokenizer, texts, cfg, progress=progress).mean_map
+    return analyze(model, tokenizer, texts, cfg, progress=progress, shard=shard, merge=_merge(shard)).mean_map
 
 
 # ---- one pruning run -----------------------------------------------------------------------------
@@ -269,8 +296,11 @@ class PruneReport:
 
 def run_prune(model, tokenizer, cfg: PruneConfig, *, schedule: Schedule | None = None,
               windows: list[list[int]] | None = None, calibration_source: dict | None = None,
-              progress: bool = False) -> PruneReport:
-    """Prune `model` in place per cfg. A precomputed schedule or calibration windows may be given."""
+              progress: bool = False, shard: Shard = (0, 1)) -> PruneReport:
+    """Prune `model` in place per cfg. A precomputed schedule or calibration windows may be given.
+
+    shard = (rank, world) under torchrun: every process holds a replica and its share of the
+    calibration batches; statistics are summed over processes, so every replica is pruned alike."""
     method = get_method(cfg.method)
     pattern = parse_pattern(cfg.pattern)
     secs: dict[str, float] = {}
@@ -283,13 +313,16 @@ def run_prune(model, tokenizer, cfg: PruneConfig, *, schedule: Schedule | None =
         t0 = time.perf_counter()
         schedule = build_schedule(model, tokenizer, cfg.schedule, cfg.target, batches=batches,
                                   batch_size=cfg.calibration.batch_size, data_dir=cfg.calibration.data_dir,
-                                  progress=progress)
+                                  progress=progress, shard=shard)
         secs["schedule"] = time.perf_counter() - t0
     amap = None
     if method.needs_activation_map:
         t0 = time.perf_counter()
-        amap = activation_map(model, tokenizer, windows, cfg.calibration.batch_size, cfg.schedule.target, progress)
+        amap = activation_map(model, tokenizer, windows, cfg.calibration.batch_size, cfg.schedule.target, progress,
+                              shard)
         secs["activation_map"] = time.perf_counter() - t0
-    outcome = prune_model(model, batches, method, schedule.values, pattern, amap, cfg.blocksize, cfg.damp, progress)
+    mine = own_batches(batches, shard) if method.stats else batches  # magnitude/activation: no forwards
+    outcome = prune_model(model, mine, method, schedule.values, pattern, amap, cfg.blocksize,
+                          cfg.damp, progress, _reduce(shard))
     secs["prune"] = outcome.seconds
     return PruneReport(cfg, schedule, outcome, calibration_source or {}, secs)

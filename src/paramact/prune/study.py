@@ -101,7 +101,9 @@ def _calibration(model, tok, cfg: StudyConfig, name: str) -> tuple[list[list[int
 
 
 def run_study(model, tok, cfg: StudyConfig, progress: bool = False,
-              on_row: Callable[[dict], None] | None = None) -> dict:
+              on_row: Callable[[dict], None] | None = None, finished: dict[str, dict] | None = None) -> dict:
+    """Every cell of plan(cfg); on_row(row) after each. finished: cells of an interrupted run
+    (key -> row, as on_row got them), kept instead of pruned and evaluated again."""
     anatomy = discover(model)
     dense = {w.name: w.module.weight.detach().clone() for w in anatomy.weights}
     rows = plan(cfg)
@@ -125,17 +127,24 @@ def run_study(model, tok, cfg: StudyConfig, progress: bool = False,
     snippets = calibration_snippets(tok, calib["c4"][0]) if "c4" in calib else ()
     prepared = {p.name: p for p in prepare(tok, tasks, cfg.eval, context=context_length(model), exclude_c4=snippets)}
     schedules: dict[str, dict] = {}
+    finished = finished or {}
     for r in rows:
         t = time.perf_counter()
-        for w in anatomy.weights:
-            w.module.weight.data.copy_(dense[w.name])
         if r["method"] is not None:
             sc = replace(cfg.schedule, name=r["schedule"])
-            pcfg = PruneConfig(method=r["method"], sparsity=r["sparsity"], schedule=sc, pattern=cfg.pattern(r["method"]),
-                               calibration=replace(cfg.calibration, dataset=r["calibration"]))
             sched = build_schedule(model, tok, sc, r["sparsity"], counts=stats.get("activation"),
                                    ratios=stats.get("owl"))
             schedules[f"{r['schedule']}/{r['sparsity']:g}"] = sched.as_dict()
+        if r["key"] in finished:
+            r.update({k: v for k, v in finished[r["key"]].items() if k not in r})
+            if on_row is not None:
+                on_row(r)
+            continue
+        for w in anatomy.weights:
+            w.module.weight.data.copy_(dense[w.name])
+        if r["method"] is not None:
+            pcfg = PruneConfig(method=r["method"], sparsity=r["sparsity"], schedule=sc, pattern=cfg.pattern(r["method"]),
+                               calibration=replace(cfg.calibration, dataset=r["calibration"]))
             windows, source = calib[r["calibration"]]
             rep = run_prune(model, tok, pcfg, schedule=sched, windows=windows, calibration_source=source,
                             progress=progress)
@@ -157,6 +166,7 @@ def run_study(model, tok, cfg: StudyConfig, progress: bool = False,
         "owl_ratios": stats.get("owl"),
         "calibration": {k: v[1] for k, v in calib.items()},
         "seconds": {**stats["seconds"], "total": time.perf_counter() - t0},
+        "resumed_cells": [k for k in (r["key"] for r in rows) if k in finished],
     }
 
 
