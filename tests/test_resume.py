@@ -13,7 +13,7 @@ from tiny import save_tiny
 
 KILLER = r"""
 import os, signal, sys
-import paramact.engine as E, paramact.runs as R, paramact.experiments.activations as A
+import paramact.engine as E, paramact.runs as R, paramact.experiments.activations as A, paramact.experiments.sts as S
 mode, arg = sys.argv[1], int(sys.argv[2])
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
 if mode == "batch":            # in the middle of the job, before any checkpoint
@@ -39,13 +39,13 @@ elif mode == "count":          # no kill: report how many batches this process r
         return orig_run(self, *a, **k)
     E.Engine.run = run
     atexit.register(lambda: sys.stderr.write(f"BATCHES_RUN={calls[0]}\n"))
-elif mode == "final":          # while the final files are written (mean map done, rest not)
-    orig_write = A.write_tensors
-    def write(path, *a, **k):
-        if path.name == "samples.safetensors":
-            die()
-        return orig_write(path, *a, **k)
-    A.write_tensors = write
+elif mode == "final":          # while the final files are written (activations: mean map done, rest not)
+    for module, name in ((A, "samples.safetensors"), (S, "pairs.safetensors")):
+        def write(path, *a, _orig=module.write_tensors, _name=name, **k):
+            if path.name == _name:
+                die()
+            return _orig(path, *a, **k)
+        module.write_tensors = write
 from paramact.cli import main
 sys.exit(main(sys.argv[3:]))
 """
@@ -136,3 +136,30 @@ def test_killed_findings_run_resumes_to_identical_results(setup, tmp_path):
     r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(out), "--resume"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "nothing to resume" in r.stderr
+
+
+@pytest.mark.parametrize("mode, arg, rerun", [("batch", 2, 5), ("checkpoint", 4, 1), ("final", 0, 1)])
+def test_killed_sts_run_resumes_to_identical_results(setup, tmp_path, mode, arg, rerun):
+    """sts over 10 pairs in 5 batches, a checkpoint after batches 2 and 4: killed before the first
+    checkpoint, right after the second, and while pairs.safetensors is written."""
+    from experiment_helpers import sts_data_dir
+
+    model = setup[0][setup[0].index("--model") + 1]
+    data = sts_data_dir(tmp_path / "data")
+    args = ["--quiet", "sts", "--model", model, "--pairs", "10", "--data-dir", str(data), "--batch-size", "4",
+            "--no-baselines", "--checkpoint-every", "2"]
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(ref)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "-c", KILLER, mode, str(arg), *args, "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert not (out / "results.json").exists()
+    r = subprocess.run([sys.executable, "-c", KILLER, "count", "0", *args, "--out", str(out), "--resume"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"BATCHES_RUN={rerun}" in r.stderr
+    assert json.loads((ref / "results.json").read_text()) == json.loads((out / "results.json").read_text())
+    ta, tb = load_file(str(ref / "pairs.safetensors")), load_file(str(out / "pairs.safetensors"))
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+    assert not (out / "checkpoint.safetensors").exists()

@@ -148,7 +148,7 @@ def activation_map(
 
 def pair_similarity(
     model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 8, target: str = "max_logit",
-    shard: tuple[int, int] = (0, 1), merge=None, progress: bool = False,
+    shard: tuple[int, int] = (0, 1), merge=None, progress: bool = False, checkpoint=None,
 ) -> torch.Tensor:
     """Exact LLMDcos of each text pair, per layer: [n_pairs, n_layers].
 
@@ -156,13 +156,15 @@ def pair_similarity(
     LLMDcos exactly; batch_size counts texts (rounded down to an even number, min 2).
     shard/merge: this process's (rank, world) and the merge of every process's reducers
     (distributed.merge) under torchrun; every process returns the full result.
+    checkpoint: a runs.Checkpoint that saves (and, resuming, restores) the reducer state.
     """
     if not pairs:
         raise UserError("no pairs given")
     texts = [t for p in pairs for t in p]
     per_batch = max(2, batch_size - batch_size % 2)
     cfg = ActivationConfig(target=target, batch_size=per_batch, sketch_dim=0)
-    res = analyze(model, tokenizer, texts, cfg, with_mean_map=False, shard=shard, merge=merge, progress=progress)
+    res = analyze(model, tokenizer, texts, cfg, with_mean_map=False, shard=shard, merge=merge, progress=progress,
+                  checkpoint=checkpoint)
     out = torch.empty(len(pairs), res.anatomy.n_layers)
     for ids, cos in res.batch_llmdcos:
         for j in range(0, len(ids), 2):

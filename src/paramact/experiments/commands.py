@@ -62,6 +62,7 @@ def add_parsers(sub) -> None:
                    help=f"summed range: one of {', '.join(RANGES)}, fractions 'start:stop', or 0-based indices '19:28' (default sts = the "
                         "paper's [20, L-2) at 32 layers)")
     s.add_argument("--no-baselines", action="store_true", help="skip the hidden-state and MiniLM baselines")
+    add_resume_options(s)
 
     r = sub.add_parser("report", help="render DIR/report.html (figures, tables, config, the paper's numbers)")
     r.add_argument("dir", type=Path)
@@ -127,9 +128,9 @@ def _sts(args) -> int:
     run = StsRun(model=args.model, dataset=args.dataset, split=args.split, pairs=args.pairs, seed=args.seed,
                  order=args.order, data_dir=args.data_dir, layer_range=args.layer_range, target=args.target,
                  batch_size=args.batch_size, baselines=not args.no_baselines, dtype=args.dtype, device=args.device,
-                 device_map=args.device_map,
-                 trust_remote_code=args.trust_remote_code)
-    res = run_sts(run, args.out, progress=not getattr(args, "quiet", False))
+                 device_map=args.device_map, trust_remote_code=args.trust_remote_code,
+                 checkpoint_every=args.checkpoint_every)
+    res = run_sts(run, args.out, progress=not getattr(args, "quiet", False), resume=args.resume)
     if not res:  # a torchrun process other than rank 0: rank 0 reports
         return 0
     if res["kind"] == "crosslingual":

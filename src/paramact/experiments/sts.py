@@ -14,6 +14,8 @@ Run directory: config.json, env.json, pairs.safetensors (per-pair, per-layer LLM
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ from .. import distributed
 from ..anatomy import discover
 from ..api import pair_similarity
 from ..errors import UserError
-from ..runs import environment, prepare_out, write_json, write_tensors
+from ..runs import Checkpoint, check_resumable, environment, prepare_out, write_json, write_tensors
 from .layers import DEEP, INDEX_NOTE, RANGES, SHALLOW, STS, STS_CODE, parse_range
 
 MINILM = "all-MiniLM-L6-v2"
@@ -47,6 +49,7 @@ class StsRun:
     device: str | None = None
     device_map: str | None = None  # "auto": spread the model over every device (accelerate)
     trust_remote_code: bool = False
+    checkpoint_every: int = 20  # batches between checkpoints (0: none)
 
 
 def spearman(x, y) -> tuple[float | None, float | None]:
@@ -117,25 +120,40 @@ def _load(run: StsRun, model, tokenizer):
     return model, tokenizer
 
 
-def _start(run: StsRun, out: Path, source: dict, model, tokenizer, rng=None):
-    """(shard, model, tokenizer); rank 0 prepares the run directory. A layer range outside the
-    model is refused before anything is written."""
+def _start(run: StsRun, out: Path, source: dict, model, tokenizer, rng=None, resume: bool = False):
+    """(shard, model, tokenizer); rank 0 prepares the run directory (resume: checks it holds this
+    configuration). A layer range outside the model is refused before anything is written."""
     shard = distributed.init()
+    config = {**asdict(run), "source": source}
+    if resume:
+        if (out / "results.json").is_file():
+            raise UserError(f"{out} already holds a finished run; nothing to resume")
+        check_resumable(out, config, ignore=("checkpoint_every",))
     model, tokenizer = _load(run, model, tokenizer)
     if rng is not None:
         rng.resolve(discover(model).n_layers)
     if shard[0] == 0:
-        prepare_out(out)
-    if shard[0] == 0:
-        write_json(out / "config.json", {**asdict(run), "source": source})
+        if resume:
+            out.mkdir(parents=True, exist_ok=True)
+        else:
+            prepare_out(out)
+        write_json(out / "config.json", config)
         write_json(out / "env.json", environment(model))
     return shard, model, tokenizer
 
 
-def _similarity(run: StsRun, model, tokenizer, pairs, shard, progress):
-    """Exact per-layer LLMDcos of every pair; the pairs' batches are shared among the processes."""
-    return pair_similarity(model, tokenizer, pairs, run.batch_size, run.target, shard=shard,
-                           merge=distributed.merge if shard[1] > 1 else None, progress=progress)
+def _similarity(run: StsRun, out: Path, model, tokenizer, pairs, shard, progress, resume: bool):
+    """Exact per-layer LLMDcos of every pair; the pairs' batches are shared among the processes,
+    and every process checkpoints its own reducer state every run.checkpoint_every batches."""
+    ckpt = None
+    if run.checkpoint_every:
+        name = "checkpoint.safetensors" if shard[1] == 1 else f"checkpoint.rank{shard[0]}.safetensors"
+        blob = json.dumps({"run": {**asdict(run), "checkpoint_every": None}, "pairs": pairs, "shard": list(shard)},
+                          sort_keys=True, default=str)
+        ckpt = Checkpoint(out / name, run.checkpoint_every, hashlib.sha256(blob.encode()).hexdigest(), resume)
+    sims = pair_similarity(model, tokenizer, pairs, run.batch_size, run.target, shard=shard,
+                           merge=distributed.merge if shard[1] > 1 else None, progress=progress, checkpoint=ckpt)
+    return sims, ckpt
 
 
 def range_rows(sims: torch.Tensor, gold: list[float], n_layers: int) -> list[dict]:
@@ -147,26 +165,28 @@ def range_rows(sims: torch.Tensor, gold: list[float], n_layers: int) -> list[dic
     return rows
 
 
-def run_sts(run: StsRun, out: Path, model=None, tokenizer=None, progress: bool = False) -> dict:
+def run_sts(run: StsRun, out: Path, model=None, tokenizer=None, progress: bool = False, resume: bool = False) -> dict:
     """Validation 3 (or the cross-lingual comparison) into `out`; under torchrun the pairs are
-    shared among the processes and rank 0 alone writes (the other ranks return {})."""
+    shared among the processes and rank 0 alone writes (the other ranks return {}).
+    resume=True continues a killed run from its checkpoints."""
     from ..data import parallel_pairs, sts_pairs
 
     if run.dataset == "ted_zh_en":
         pairs, source = parallel_pairs(run.dataset, run.pairs, run.seed, split=run.split, order=run.order,
                                        data_dir=run.data_dir)
-        return _crosslingual(run, out, pairs, source, model, tokenizer, progress)
+        return _crosslingual(run, Path(out), pairs, source, model, tokenizer, progress, resume)
     rng = parse_range(run.layer_range)
     pairs, source = sts_pairs(run.dataset, run.pairs, run.seed, split=run.split, order=run.order,
                               data_dir=run.data_dir)
     if len(pairs) < 3:
         raise UserError(f"a Spearman correlation needs at least 3 pairs, got {len(pairs)}")
     out = Path(out)
-    shard, model, tokenizer = _start(run, out, source, model, tokenizer, rng)
+    shard, model, tokenizer = _start(run, out, source, model, tokenizer, rng, resume)
     a, b = [p.a for p in pairs], [p.b for p in pairs]
     gold = [float(p.score) for p in pairs]
-    sims = _similarity(run, model, tokenizer, list(zip(a, b)), shard, progress)  # [n, L]
+    sims, ckpt = _similarity(run, out, model, tokenizer, list(zip(a, b)), shard, progress, resume)  # [n, L]
     if shard[0] != 0:
+        _done(ckpt)
         return {}
     L = sims.shape[1]
     lo, hi = rng.resolve(L)
@@ -201,19 +221,27 @@ def run_sts(run: StsRun, out: Path, model=None, tokenizer=None, progress: bool =
         "scores": {"index": [pr.index for pr in pairs], "gold": gold, "llmdcos_sum": summed.tolist()},
     }
     write_json(out / "results.json", result)
+    _done(ckpt)
     return result
 
 
-def _crosslingual(run: StsRun, out, pairs, source, model, tokenizer, progress) -> dict:
+def _done(ckpt: Checkpoint | None) -> None:
+    """A process's checkpoint goes once its share is merged (rank 0: once results.json is written);
+    a process that finds no checkpoint on --resume simply recomputes its share."""
+    if ckpt is not None:
+        ckpt.clear()
+
+
+def _crosslingual(run: StsRun, out, pairs, source, model, tokenizer, progress, resume: bool) -> dict:
     n = len(pairs)
     if n < 2:
         raise UserError(f"the cross-lingual comparison needs at least 2 pairs, got {n}")
-    out = Path(out)
-    shard, model, tokenizer = _start(run, out, source, model, tokenizer)
+    shard, model, tokenizer = _start(run, out, source, model, tokenizer, resume=resume)
     matched = [(p.zh, p.en) for p in pairs]
     mismatched = [(pairs[k].zh, pairs[(k + n // 2) % n].en) for k in range(n)]
-    sims = _similarity(run, model, tokenizer, matched + mismatched, shard, progress)
+    sims, ckpt = _similarity(run, out, model, tokenizer, matched + mismatched, shard, progress, resume)
     if shard[0] != 0:
+        _done(ckpt)
         return {}
     mt, mm = sims[:n].double(), sims[n:].double()
     L = sims.shape[1]
@@ -236,6 +264,7 @@ def _crosslingual(run: StsRun, out, pairs, source, model, tokenizer, progress) -
                  "matched_higher_share": float((dm > dx).double().mean())},
     }
     write_json(out / "results.json", result)
+    _done(ckpt)
     return result
 
 
