@@ -163,3 +163,96 @@ def test_killed_sts_run_resumes_to_identical_results(setup, tmp_path, mode, arg,
     ta, tb = load_file(str(ref / "pairs.safetensors")), load_file(str(out / "pairs.safetensors"))
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
     assert not (out / "checkpoint.safetensors").exists()
+
+
+PRUNE_KILLER = r"""
+import atexit, os, signal, sys
+import paramact.prune.resume as P, paramact.prune.outputs as O, paramact.prune.scores as SC
+mode, arg = sys.argv[1], int(sys.argv[2])
+die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+orig_save, saves = P.BlockCheckpoint.save, [0]
+def save(self, i, *a, **k):
+    orig_save(self, i, *a, **k)
+    saves[0] += 1
+    if mode == "block" and i == arg:   # right after block `arg` was checkpointed
+        die()
+P.BlockCheckpoint.save = save
+if mode == "first":                    # inside the first block's pruning, before any checkpoint
+    SC.ObsMethod.prune = lambda self, *a, **k: die()
+if mode == "final":                    # while the run's files are written (schedule.json done)
+    orig_write = O.write_tensors
+    def write(path, *a, **k):
+        if path.name == "masks.safetensors":
+            die()
+        return orig_write(path, *a, **k)
+    O.write_tensors = write
+atexit.register(lambda: sys.stderr.write(f"BLOCKS_PRUNED={saves[0]}\n"))
+from paramact.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _stable_prune(path):
+    res = json.loads((path / "results.json").read_text())
+    res.pop("seconds"), res.pop("resumed_blocks")
+    assert res.pop("saved_model") == str(path / "model")
+    return res
+
+
+@pytest.mark.parametrize("mode, arg, restored", [("first", 0, 0), ("block", 1, 2), ("final", 0, 3)])
+def test_killed_prune_resumes_to_identical_results(setup, tmp_path, mode, arg, restored):
+    """SparseGPT (it rewrites weights) with an OWL schedule on 3 blocks, killed inside the first
+    block, right after block 1 was checkpointed, and while masks.safetensors is written: the
+    resumed run restores the checkpointed blocks, prunes the rest and ends with the masks,
+    weights and numbers of an uninterrupted run."""
+    from data_helpers import shared_dataset
+
+    model = setup[0][setup[0].index("--model") + 1]
+    args = ["--quiet", "prune", "--model", model, "--data-dir", str(shared_dataset("c4")), "--method", "sparsegpt",
+            "--schedule", "owl", "--sparsity", "0.6", "--nsamples", "4", "--seqlen", "32", "--batch-size", "2",
+            "--save-model"]
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(ref)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not (ref / "checkpoint").exists()
+    r = subprocess.run([sys.executable, "-c", PRUNE_KILLER, mode, str(arg), *args, "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert not (out / "results.json").exists()
+    again = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(out)], capture_output=True, text=True)
+    assert again.returncode == 2 and "add --resume" in again.stderr
+    r = subprocess.run([sys.executable, "-c", PRUNE_KILLER, "count", "0", *args, "--out", str(out), "--resume"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"BLOCKS_PRUNED={3 - restored}" in r.stderr
+    assert json.loads((out / "results.json").read_text())["resumed_blocks"] == restored
+    assert _stable_prune(out) == _stable_prune(ref)
+    for f in ("masks.safetensors", "model/model.safetensors"):
+        ta, tb = load_file(str(ref / f)), load_file(str(out / f))
+        assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta), f
+    assert not (out / "checkpoint").exists()
+
+
+def test_block_checkpoint_round_trip_and_refusals(tmp_path):
+    from paramact.errors import UserError
+    from paramact.prune.resume import BlockCheckpoint
+
+    masks = {"a": torch.rand(3, 10) > 0.5}
+    weights = {"a": torch.randn(3, 10)}
+    ck = BlockCheckpoint(tmp_path / "ck", "key1", resume=True)
+    assert ck.n_done(3) == 0 and ck.load_schedule() is None
+    ck.save(0, masks, weights, {"pruned": 0.5})
+    ck.save_schedule({"schedule": [0.1, 0.2, 0.3]})
+    assert ck.n_done(3) == 1 and ck.load_schedule() == {"schedule": [0.1, 0.2, 0.3]}
+    m, w, numbers = ck.load(0)
+    assert torch.equal(m["a"], masks["a"]) and torch.equal(w["a"], weights["a"]) and numbers == {"pruned": 0.5}
+    assert BlockCheckpoint(tmp_path / "ck", "key1", resume=False).n_done(3) == 0  # without --resume: nothing restored
+    with pytest.raises(UserError, match="different pruning configuration"):
+        BlockCheckpoint(tmp_path / "ck", "key2", resume=True).load(0)
+    (tmp_path / "ck" / "block0000.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(UserError, match="corrupt pruning checkpoint"):
+        ck.load(0)
+    BlockCheckpoint(tmp_path / "ck", "key1", resume=True, writer=False).clear()  # a reader never deletes
+    assert (tmp_path / "ck").is_dir()
+    ck.clear()
+    assert not (tmp_path / "ck").exists()

@@ -32,6 +32,11 @@ def add_parsers(sub) -> None:
     o.eval_args(p)
     p.add_argument("--save-model", action="store_true", help="also save the pruned model to OUT/model (save_pretrained)")
     p.add_argument("--out", type=Path, default=None, help="run directory (required; must not hold a finished run)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed run in --out: the blocks it pruned are restored from OUT/checkpoint")
+    p.add_argument("--no-checkpoint", action="store_true",
+                   help="do not save each pruned block to OUT/checkpoint (masks, and SparseGPT's rewritten weights); "
+                        "a killed run then starts over")
 
     s = sub.add_parser("schedule", help="print (and save) a layer-wise sparsity schedule without pruning")
     o.model_args(s)
@@ -57,10 +62,11 @@ def _prune(args) -> int:
     from ..api import context_length
     from ..errors import UserError
     from ..evaluation import evaluate, parse_tasks, prepare
-    from ..runs import environment, prepare_out, write_json
+    from ..runs import check_resumable, environment, prepare_out, write_json
     from .driver import token_batches
     from .outputs import eval_table, protocols, save_model, write_prune_run
-    from .pipeline import PruneConfig, build_schedule, calibration_snippets, calibration_windows, run_prune
+    from .pipeline import PruneConfig, Schedule, build_schedule, calibration_snippets, calibration_windows, run_prune
+    from .resume import BlockCheckpoint, config_key
 
     if args.out is None:
         raise UserError("prune needs --out (on the command line or in --config)")
@@ -75,7 +81,15 @@ def _prune(args) -> int:
     rank = shard[0]
     if args.device_map and shard[1] > 1:
         raise UserError("--device-map spreads one replica over every device; under torchrun each process holds its own")
-    out = prepare_out(args.out) if rank == 0 else Path(args.out)
+    config = {"model": args.model, "prune": asdict(cfg), "eval": asdict(ecfg) if tasks else None, "tasks": tasks,
+              "processes": shard[1]}
+    out = Path(args.out)
+    if args.resume:
+        if (out / "results.json").is_file():
+            raise UserError(f"{out} already holds a finished run; nothing to resume")
+        check_resumable(out, config, ignore=("processes",))
+    elif rank == 0:
+        prepare_out(out)
     model, tok = o.load_for(args)
     progress = o.progress(args) and rank == 0
 
@@ -83,7 +97,12 @@ def _prune(args) -> int:
         return build_schedule(model, tok, cfg.schedule, cfg.target, batches=batches, batch_size=cfg.calibration.batch_size,
                               data_dir=args.data_dir, progress=progress, shard=shard)
 
-    schedule = build() if cfg.schedule.name != "owl" else None  # bad schedule input fails before any data is read
+    ckpt = None
+    if not args.no_checkpoint:
+        ckpt = BlockCheckpoint(out / "checkpoint", config_key(args.model, cfg), args.resume, writer=rank == 0)
+    kept = ckpt.load_schedule() if ckpt is not None else None
+    # bad schedule input fails before any data is read; a resumed run keeps the schedule it pruned with
+    schedule = Schedule.from_dict(kept) if kept else build() if cfg.schedule.name != "owl" else None
     windows, source = calibration_windows(model, tok, cfg.calibration)
     if schedule is None:
         schedule = build(token_batches(windows, cfg.calibration.batch_size))
@@ -92,11 +111,13 @@ def _prune(args) -> int:
         prepared = prepare(tok, tasks, ecfg, context=context_length(model),
                            exclude_c4=calibration_snippets(tok, windows) if cfg.calibration.dataset == "c4" else ())
     if rank == 0:
-        write_json(out / "config.json", {"model": args.model, "prune": asdict(cfg), "eval": asdict(ecfg) if tasks else None,
-                                         "tasks": tasks, "processes": shard[1]})
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", config)
         write_json(out / "env.json", environment(model, cfg.calibration.seed))
+    if ckpt is not None:
+        ckpt.save_schedule(schedule.as_dict())
     report = run_prune(model, tok, cfg, schedule=schedule, windows=windows, calibration_source=source,
-                       progress=progress, shard=shard)
+                       progress=progress, shard=shard, checkpoint=ckpt)
     if rank != 0:
         return 0  # every replica is pruned alike; rank 0 evaluates and writes
     evals = evaluate(model, prepared, o.progress(args)) if prepared else {}
@@ -105,6 +126,8 @@ def _prune(args) -> int:
         save_model(model, tok, out / "model", args.model)
         meta["saved_model"] = str(out / "model")
     write_prune_run(out, report, evals, meta)
+    if ckpt is not None:
+        ckpt.clear()  # results.json is written: the run is complete
     sp = report.sparsity()
     print(f"{cfg.method} {report.schedule.name} target {report.schedule.target:g}: measured overall "
           f"{sp['overall']:.4f}, max |layer - schedule| {sp['max_abs_error_vs_schedule']:.4f}, "

@@ -127,20 +127,23 @@ def unique_stats(weights: tuple[Weight, ...], stats: dict[str, InputStats]) -> l
 
 def sequential(model, batches: Sequence[torch.Tensor], on_block: OnBlock, stats: str | None,
                progress: bool = False, on_outputs: Callable[[int, list[torch.Tensor]], None] | None = None,
-               desc: str = "blocks", reduce_stats: ReduceStats | None = None) -> None:
+               desc: str = "blocks", reduce_stats: ReduceStats | None = None,
+               restored: Callable[[int], bool] | None = None) -> None:
     """Drive `on_block(i, weights, stats) -> changed` over the blocks in order (see module doc).
 
     stats None: no forwards at all (on_block gets empty statistics) unless on_outputs is given.
     reduce_stats: called with each block's statistics before on_block sees them; under torchrun
     (distributed.reduce_input_stats) every process holds its own share of the batches and the
     sums are all-reduced, so every process scores, masks and propagates identically.
+    restored(i) -> True: block i was restored from a checkpoint; it is only run forward.
     """
     anatomy = discover(model)
     _, blocks = find_blocks(model)
     with inference(model):
         if stats is None and on_outputs is None:
             for i in tqdm(range(len(blocks)), desc=desc, unit="block", disable=not progress):
-                on_block(i, anatomy.layers[i], {})
+                if restored is None or not restored(i):
+                    on_block(i, anatomy.layers[i], {})
             return
         inp = capture_block_inputs(model, blocks[0], batches)
         for i in tqdm(range(len(blocks)), desc=desc, unit="block", disable=not progress):
@@ -150,7 +153,9 @@ def sequential(model, batches: Sequence[torch.Tensor], on_block: OnBlock, stats:
             inp.args, inp.kwargs = _to(inp.args, dev), _to(inp.kwargs, dev)
             outs: list[torch.Tensor] | None = None
             collected: dict[str, InputStats] = {}
-            if stats is not None:
+            if restored is not None and restored(i):
+                changed = True  # outputs below come from the restored (pruned) weights
+            elif stats is not None:
                 with Collector(anatomy.layers[i], stats) as col:
                     outs = []
                     for h, a, k in zip(inp.hidden, inp.args, inp.kwargs):
@@ -159,7 +164,9 @@ def sequential(model, batches: Sequence[torch.Tensor], on_block: OnBlock, stats:
                 collected = col.stats
                 if reduce_stats is not None:
                     reduce_stats(unique_stats(anatomy.layers[i], collected))
-            changed = on_block(i, anatomy.layers[i], collected)
+                changed = on_block(i, anatomy.layers[i], collected)
+            else:
+                changed = on_block(i, anatomy.layers[i], collected)
             del collected
             if i == len(blocks) - 1 and on_outputs is None:
                 break  # nothing reads the last block's outputs
@@ -184,6 +191,7 @@ class PruneOutcome:
     layer_params: list[int]
     seconds: float
     per_matrix: dict[str, float] = field(default_factory=dict)
+    restored_blocks: int = 0  # blocks a resumed run took from its checkpoint
 
     @property
     def overall(self) -> float:
@@ -200,22 +208,35 @@ def _oriented(w: Weight) -> torch.Tensor:
 
 def prune_model(model, batches: Sequence[torch.Tensor], method, schedule: Sequence[float], pattern: Pattern,
                 activation_map: dict[str, torch.Tensor] | None = None, blocksize: int = 128, damp: float = 0.01,
-                progress: bool = False, reduce_stats: ReduceStats | None = None) -> PruneOutcome:
+                progress: bool = False, reduce_stats: ReduceStats | None = None, checkpoint=None) -> PruneOutcome:
     """Prune every decoder block of `model` in place: layer i at sparsity schedule[i].
 
-    reduce_stats: see `sequential` (torchrun: `batches` are this process's share)."""
+    reduce_stats: see `sequential` (torchrun: `batches` are this process's share).
+    checkpoint: a prune.resume.BlockCheckpoint; each pruned block is saved there, and the blocks
+    it already holds (a resumed run) are restored instead of pruned again."""
     t0 = time.perf_counter()
-    n_layers = discover(model).n_layers
+    anatomy = discover(model)
+    n_layers = anatomy.n_layers
     if len(schedule) != n_layers:
         raise ValueError(f"schedule has {len(schedule)} entries for {n_layers} layers")
     packed: dict[str, torch.Tensor] = {}
     shapes: dict[str, list[int]] = {}
     per_layer, zeros, params, per_matrix = [0.0] * n_layers, [0.0] * n_layers, [0] * n_layers, {}
+    n_done = checkpoint.n_done(n_layers) if checkpoint is not None else 0
+    if n_done:
+        log.info("resuming: blocks 0-%d restored from %s", n_done - 1, checkpoint.folder)
+
+    def record(i: int, masks: dict[str, torch.Tensor], numbers: dict) -> None:
+        t, meta = pack_masks(masks)  # 1 bit per weight from here on
+        packed.update(t)
+        shapes.update(json.loads(meta["shapes"]))
+        per_layer[i], zeros[i], params[i] = numbers["pruned"], numbers["zeros"], numbers["params"]
+        per_matrix.update(numbers["per_matrix"])
 
     def on_block(i: int, weights: tuple[Weight, ...], stats: dict[str, InputStats]) -> bool:
         s = float(schedule[i])
         pruned = nz = total = 0
-        masks = {}
+        masks, rewritten, matrix = {}, {}, {}
         for w in weights:
             W = _oriented(w)
             if s > 0:
@@ -231,25 +252,40 @@ def prune_model(model, batches: Sequence[torch.Tensor], method, schedule: Sequen
                 else:
                     stored = W_new.t() if w.transposed else W_new
                     w.module.weight.data.copy_(stored.to(w.module.weight.dtype))
+                    rewritten[w.name] = w.module.weight.data
             else:
                 keep_stored = torch.ones_like(w.module.weight, dtype=torch.bool)
                 keep = keep_stored.t() if w.transposed else keep_stored
             masks[w.name] = keep_stored
             k = int((~keep).sum())
-            per_matrix[w.name] = k / keep.numel()
+            matrix[w.name] = k / keep.numel()
             pruned += k
             nz += int((w.module.weight == 0).sum())
             total += keep.numel()
-        t, meta = pack_masks(masks)  # 1 bit per weight from here on
-        packed.update(t)
-        shapes.update(json.loads(meta["shapes"]))
-        per_layer[i], zeros[i], params[i] = pruned / total, nz / total, total
+        numbers = {"pruned": pruned / total, "zeros": nz / total, "params": total, "per_matrix": matrix}
+        record(i, masks, numbers)
+        if checkpoint is not None:
+            checkpoint.save(i, masks, rewritten, numbers)
         return s > 0
 
-    sequential(model, batches, on_block, method.stats, progress, desc=f"prune {method.name}", reduce_stats=reduce_stats)
+    def restored(i: int) -> bool:
+        if i >= n_done:
+            return False
+        masks, rewritten, numbers = checkpoint.load(i)
+        for w in anatomy.layers[i]:
+            weight = w.module.weight.data
+            if w.name in rewritten:
+                weight.copy_(rewritten[w.name].to(weight.device, weight.dtype))
+            else:
+                weight.masked_fill_(~masks[w.name].to(weight.device), 0)
+        record(i, masks, numbers)
+        return True
+
+    sequential(model, batches, on_block, method.stats, progress, desc=f"prune {method.name}", reduce_stats=reduce_stats,
+               restored=restored)
     _, meta = pack_masks({})
     meta["shapes"] = json.dumps(shapes)
-    return PruneOutcome(packed, meta, per_layer, zeros, params, time.perf_counter() - t0, per_matrix)
+    return PruneOutcome(packed, meta, per_layer, zeros, params, time.perf_counter() - t0, per_matrix, n_done)
 
 
 def token_batches(windows: Sequence[Sequence[int]], batch_size: int) -> list[torch.Tensor]:

@@ -84,6 +84,7 @@ def write_prune_run(out: Path, report: PruneReport, evals: dict, meta: dict) -> 
         "calibration": report.calibration,
         "eval": evals,
         "seconds": report.seconds,
+        "resumed_blocks": o.restored_blocks,
         "files": ["config.json", "env.json", "schedule.json", "masks.safetensors", "table.md", "results.json"]
         + (["model/"] if meta.get("saved_model") else []),
     }

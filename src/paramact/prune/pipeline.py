@@ -126,6 +126,11 @@ class Schedule:
         return {"schedule": self.values, "name": self.name, "target": self.target,
                 "mean": sum(self.values) / len(self.values), "n_layers": len(self.values), **self.meta}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Schedule":
+        meta = {k: v for k, v in d.items() if k not in ("schedule", "name", "target", "mean", "n_layers")}
+        return cls(list(d["schedule"]), d["name"], d["target"], meta)
+
 
 # ---- calibration ---------------------------------------------------------------------------------
 
@@ -296,11 +301,12 @@ class PruneReport:
 
 def run_prune(model, tokenizer, cfg: PruneConfig, *, schedule: Schedule | None = None,
               windows: list[list[int]] | None = None, calibration_source: dict | None = None,
-              progress: bool = False, shard: Shard = (0, 1)) -> PruneReport:
+              progress: bool = False, shard: Shard = (0, 1), checkpoint=None) -> PruneReport:
     """Prune `model` in place per cfg. A precomputed schedule or calibration windows may be given.
 
     shard = (rank, world) under torchrun: every process holds a replica and its share of the
-    calibration batches; statistics are summed over processes, so every replica is pruned alike."""
+    calibration batches; statistics are summed over processes, so every replica is pruned alike.
+    checkpoint: a prune.resume.BlockCheckpoint (save each pruned block; restore them on resume)."""
     method = get_method(cfg.method)
     pattern = parse_pattern(cfg.pattern)
     secs: dict[str, float] = {}
@@ -323,6 +329,6 @@ def run_prune(model, tokenizer, cfg: PruneConfig, *, schedule: Schedule | None =
         secs["activation_map"] = time.perf_counter() - t0
     mine = own_batches(batches, shard) if method.stats else batches  # magnitude/activation: no forwards
     outcome = prune_model(model, mine, method, schedule.values, pattern, amap, cfg.blocksize,
-                          cfg.damp, progress, _reduce(shard))
+                          cfg.damp, progress, _reduce(shard), checkpoint)
     secs["prune"] = outcome.seconds
     return PruneReport(cfg, schedule, outcome, calibration_source or {}, secs)
