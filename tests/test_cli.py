@@ -61,7 +61,9 @@ def test_activations_run_directory(model_dir, data_file, tmp_path):
         (["--samples", "999"], "only 10"),
         (["--sketch-dim", "1000"], "power of two"),
         (["--batch-size", "0"], "batch size"),
-    ],
+        (["--device", "gpu0"], "--device 'gpu0' is not a device name"),
+        (["--stats-device", "meta"], "--stats-device meta holds no data"),
+    ] + ([] if torch.cuda.is_available() else [(["--device", "cuda:0"], "has no CUDA device")]),
 )
 def test_bad_input_is_one_line_and_exit_2(model_dir, data_file, tmp_path, args, message):
     base = {"--model": str(model_dir), "--data": str(data_file), "--samples": "4", "--out": str(tmp_path / "r")}

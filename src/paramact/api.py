@@ -48,6 +48,9 @@ class ActivationConfig:
             raise UserError(f"sketch dimension must be 0 (off) or a power of two >= 2, got {d}")
         if self.max_length is not None and self.max_length < 2:
             raise UserError(f"max length must be >= 2 tokens, got {self.max_length}")
+        from .models import check_device
+
+        check_device(self.stats_device, "--stats-device")
 
 
 @dataclass

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
-from .options import add_config_option, add_device_map_option, add_model_options, add_resume_options, floats
+from .options import (add_config_option, add_device_map_option, add_model_options, add_resume_options,
+                      add_stats_device_option, floats)
 
 log = logging.getLogger("paramact")
 
@@ -60,8 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="batch texts of similar length together: less padding, same statistics (in-batch "
                         "LLMDcos then pairs length neighbours)")
     add_device_map_option(a)
-    a.add_argument("--stats-device", default=None,
-                   help="where the mean map (4 bytes per weight) lives, e.g. cpu to spare GPU memory")
+    add_stats_device_option(a)
     a.add_argument("--out", type=Path, default=None, help="run directory (required)")
     add_resume_options(a)
     from .data import commands as data_commands

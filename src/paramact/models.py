@@ -164,6 +164,27 @@ def _resolve_dtype(dtype) -> torch.dtype:
     return table[dtype]
 
 
+def check_device(spec, what: str = "--device") -> torch.device | None:
+    """A device the user named, or one line saying why it is not one this machine has."""
+    if spec is None:
+        return None
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise UserError(f"{what} {spec!r} is not a device name (e.g. cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise UserError(f"{what} {spec}: this machine (or this torch build) has no CUDA device")
+        if dev.index is not None and dev.index >= n:
+            raise UserError(f"{what} {spec}: only {n} CUDA device(s) here (cuda:0-cuda:{n - 1})")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"{what} {spec}: MPS is not available on this machine")
+    elif dev.type == "meta":
+        raise UserError(f"{what} meta holds no data; name a real device")
+    return dev
+
+
 def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_remote_code: bool = False,
                device_map: str | None = None):
     """(model, tokenizer) for a registry name, a local directory, a .gguf file or a hub id.
@@ -174,6 +195,7 @@ def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_r
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     dt = _resolve_dtype(dtype)
+    check_device(device)
     src = str(name_or_path)
     prepend_bos = False
     if src in REGISTRY:

@@ -41,3 +41,9 @@ def add_device_map_option(p: argparse.ArgumentParser) -> None:
 def add_resume_options(p: argparse.ArgumentParser, unit: str = "batches") -> None:
     p.add_argument("--checkpoint-every", type=int, default=20, help=f"{unit} between checkpoints (0: none)")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoint")
+
+
+def add_stats_device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stats-device", default=None,
+                   help="where the mean map (4 bytes per weight) lives, e.g. cpu to spare accelerator memory "
+                        "(default: beside each weight)")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from ..options import add_config_option, add_device_map_option, add_model_options, add_resume_options, floats
+from ..options import (add_config_option, add_device_map_option, add_model_options, add_resume_options,
+                       add_stats_device_option, floats)
 
 
 def _model_args(p) -> None:
@@ -46,6 +47,7 @@ def add_parsers(sub) -> None:
     f.add_argument("--sketch-dim", type=int, default=DEFAULT_SKETCH_DIM, help="fingerprint buckets per layer")
     f.add_argument("--seed", type=int, default=0, help="fingerprint hash seed")
     add_resume_options(f)
+    add_stats_device_option(f)
     f.add_argument("--keep-order", action="store_true",
                    help="batch samples in their drawn order (default: texts of similar length together, less padding; "
                         "the numbers are the same)")
@@ -95,7 +97,7 @@ def _findings(args) -> int:
     names = [d.strip() for d in args.datasets.split(",") if d.strip()]
     cfg = ActivationConfig(target=args.target, batch_size=args.batch_size, max_length=args.max_length,
                            gammas=args.gammas, sketch_dim=args.sketch_dim, seed=args.seed,
-                           sort_by_length=not args.keep_order)
+                           sort_by_length=not args.keep_order, stats_device=args.stats_device)
     if args.check_samples < 0:
         raise UserError(f"--check-samples must be >= 0, got {args.check_samples}")
     run = FindingsRun(model=args.model, datasets=tuple(names), samples=args.samples, data_seed=args.data_seed,
