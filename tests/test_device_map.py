@@ -44,3 +44,12 @@ def test_device_map_auto_gives_the_same_statistics(tmp_path, data_file):
     assert runs["plain"].keys() == runs["auto"].keys()
     assert max(rel_err(runs["auto"][k], runs["plain"][k]) for k in runs["plain"]) <= 1e-6
     assert json.loads((tmp_path / "auto" / "config.json").read_text())["device_map"] == "auto"
+
+
+def test_device_map_and_torchrun_exclude_each_other(model_dir, monkeypatch):
+    from paramact.errors import UserError
+    from paramact.models import load_model
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="under torchrun each process holds its own replica"):
+        load_model(str(model_dir), device_map="auto")

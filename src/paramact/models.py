@@ -196,6 +196,9 @@ def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_r
 
     dt = _resolve_dtype(dtype)
     check_device(device)
+    if device_map and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("--device-map spreads one replica over every device; under torchrun each process "
+                        "holds its own replica on its own device: use one or the other")
     src = str(name_or_path)
     prepend_bos = False
     if src in REGISTRY:

@@ -79,8 +79,6 @@ def _prune(args) -> int:
     ecfg = o.eval_config(args)
     shard = distributed.init()
     rank = shard[0]
-    if args.device_map and shard[1] > 1:
-        raise UserError("--device-map spreads one replica over every device; under torchrun each process holds its own")
     config = {"model": args.model, "prune": asdict(cfg), "eval": asdict(ecfg) if tasks else None, "tasks": tasks,
               "processes": shard[1]}
     out = Path(args.out)
