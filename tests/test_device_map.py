@@ -53,3 +53,45 @@ def test_device_map_and_torchrun_exclude_each_other(model_dir, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(UserError, match="under torchrun each process holds its own replica"):
         load_model(str(model_dir), device_map="auto")
+
+
+def test_statistics_through_accelerate_hooks_equal_plain(tmp_path):
+    """What dispatch over several GPUs installs, on one CPU: accelerate's AlignDevicesHook around
+    every block, the embeddings and the head (inputs moved to each module's execution device,
+    outputs back). The engine's mean map and LLMDcos and Wanda's masks must not change."""
+    from accelerate.hooks import AlignDevicesHook, add_hook_to_module, remove_hook_from_module
+
+    import paramact
+    from paramact.anatomy import find_blocks
+    from paramact.api import ActivationConfig, analyze
+    from paramact.prune.driver import prune_model, token_batches
+    from paramact.prune.masks import parse_pattern
+    from paramact.prune.scores import get_method
+
+    path = save_tiny(tmp_path / "model", "llama")
+    model, tok = paramact.load_model(str(path))
+    texts = [f"Sample {i}: " + "the cat sat on the mat " * (1 + i % 3) for i in range(6)]
+    cfg = ActivationConfig(batch_size=3, sketch_dim=0)
+    plain = analyze(model, tok, texts, cfg)
+    _, blocks = find_blocks(model)
+    hooked = [*blocks, model.model.embed_tokens, model.lm_head]
+    for m in hooked:
+        add_hook_to_module(m, AlignDevicesHook(execution_device=torch.device("cpu"), io_same_device=True))
+    try:
+        wrapped = analyze(model, tok, texts, cfg)
+        assert all(hasattr(b, "_hf_hook") for b in blocks)
+        assert max(rel_err(wrapped.mean_map[k], plain.mean_map[k]) for k in plain.mean_map) <= 1e-6
+        for (ia, ca), (ib, cb) in zip(plain.batch_llmdcos, wrapped.batch_llmdcos):
+            assert ia == ib and torch.allclose(ca, cb, atol=1e-6)
+        batches = token_batches([[5 + (7 * i + j) % 200 for j in range(24)] for i in range(4)], 2)
+        dense = {n: p.detach().clone() for n, p in model.named_parameters()}
+        wanda, row = get_method("wanda"), parse_pattern("row")
+        masks_hooked = prune_model(model, batches, wanda, [0.5] * 3, row).masks()
+    finally:
+        for m in hooked:
+            remove_hook_from_module(m)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.copy_(dense[n])
+    masks_plain = prune_model(model, batches, wanda, [0.5] * 3, row).masks()
+    assert all(torch.equal(masks_plain[k], masks_hooked[k]) for k in masks_plain)

@@ -247,7 +247,7 @@ def test_block_checkpoint_round_trip_and_refusals(tmp_path):
     m, w, numbers = ck.load(0)
     assert torch.equal(m["a"], masks["a"]) and torch.equal(w["a"], weights["a"]) and numbers == {"pruned": 0.5}
     assert BlockCheckpoint(tmp_path / "ck", "key1", resume=False).n_done(3) == 0  # without --resume: nothing restored
-    with pytest.raises(UserError, match="different pruning configuration"):
+    with pytest.raises(UserError, match="belongs to a different configuration"):
         BlockCheckpoint(tmp_path / "ck", "key2", resume=True).load(0)
     (tmp_path / "ck" / "block0000.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(UserError, match="corrupt pruning checkpoint"):

@@ -126,6 +126,21 @@ class TensorFileWriter:
     __call__ = write
 
 
+def read_checkpoint(path: Path, key: str, remedy: str, what: str = "checkpoint") -> tuple[dict, dict]:
+    """(tensors, metadata) of a checkpoint file whose metadata names configuration `key`."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise UserError(f"corrupt {what} {path}: {remedy}") from e
+    if meta.get("key") != key:
+        raise UserError(f"{path} belongs to a different configuration; start a new --out or drop --resume")
+    return tensors, meta
+
+
 class Checkpoint:
     """Reducer state saved every `every` batches, atomically, in one safetensors file.
 
@@ -141,16 +156,7 @@ class Checkpoint:
     def load(self, parts: dict) -> int:
         if not self.resume or not self.path.is_file():
             return 0
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(self.path), "pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError) as e:
-            raise UserError(f"corrupt checkpoint {self.path}: delete it to restart this run from scratch") from e
-        if meta.get("key") != self.key:
-            raise UserError(f"{self.path} belongs to a different configuration; start a new --out or drop --resume")
+        tensors, meta = read_checkpoint(self.path, self.key, "delete it to restart this run from scratch")
         for name, part in parts.items():
             prefix = name + "/"
             part.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})

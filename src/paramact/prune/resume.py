@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..runs import write_tensors
+from ..runs import read_checkpoint, write_tensors
 from .masks import pack_masks, unpack_masks
 
 
@@ -58,17 +58,8 @@ class BlockCheckpoint:
 
     def load(self, i: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
         """(keep masks, rewritten weights, numbers) of block i."""
-        from safetensors import SafetensorError, safe_open
-
-        path = self._path(i)
-        try:
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError) as e:
-            raise UserError(f"corrupt pruning checkpoint {path}: delete it to prune that block again") from e
-        if meta.get("key") != self.key:
-            raise UserError(f"{path} belongs to a different pruning configuration; start a new --out or drop --resume")
+        tensors, meta = read_checkpoint(self._path(i), self.key, "delete it to prune that block again",
+                                        "pruning checkpoint")
         masks = unpack_masks({k[5:]: v for k, v in tensors.items() if k.startswith("mask/")}, meta)
         weights = {k[7:]: v for k, v in tensors.items() if k.startswith("weight/")}
         return masks, weights, json.loads(meta["numbers"])
