@@ -1,10 +1,12 @@
 """Per-input-column statistics of a block's matrices, gathered with forward hooks.
 
 For a matrix y = x Wᵀ the statistics are over the rows x of its input (all tokens):
-- "norms":   Σ x_j² per input column j (float32)   -> Wanda's ‖X_j‖
+- "norms":   Σ x_j² per input column j (per batch in float32, accumulated in float64) -> Wanda's ‖X_j‖
 - "hessian": Σ xᵀx (fp32 products, accumulated in float64) -> SparseGPT's H = 2XᵀX/n
 Matrices that read the same input tensor (q, k, v; gate, up) share one accumulator: the hook
-sees the identical tensor object and does not count it twice.
+sees the identical tensor object and does not count it twice. Sums over batches run in float64,
+so their order (one process, or batches shared among torchrun processes and all-reduced) does
+not change the float32 statistics the scores read, nor the masks.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ class InputStats:
     def add(self, x: torch.Tensor) -> None:
         x = x.detach().reshape(-1, x.shape[-1]).float()  # [tokens, in]
         if self.sq is None:
-            self.sq = torch.zeros(x.shape[1], dtype=torch.float32, device=x.device)
-        self.sq += (x * x).sum(0)
+            self.sq = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+        self.sq += (x * x).sum(0).double()
         if self.kind == "hessian":
             if self.gram is None:
                 self.gram = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
@@ -42,7 +44,7 @@ class InputStats:
 
     def col_norm(self) -> torch.Tensor:
         """‖X_j‖ / sqrt(n): the root mean square of input column j (Wanda's norm up to a constant)."""
-        return torch.sqrt(self.sq / max(self.n, 1))
+        return torch.sqrt(self.sq / max(self.n, 1)).float()
 
     def hessian(self) -> torch.Tensor:
         """H = 2XᵀX/n in float64."""
