@@ -75,7 +75,7 @@ def test_bad_input_is_one_line_and_exit_2(model_dir, data_file, tmp_path, args, 
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and message in lines[0], r.stderr
     assert "Traceback" not in r.stderr
-    assert not (tmp_path / "r" / "results.json").exists()
+    assert not (tmp_path / "r").exists()  # nothing written, not even an empty run directory
 
 
 def test_empty_data_file(model_dir, tmp_path):

@@ -63,3 +63,35 @@ def test_findings_and_sts_read_config_files(tmp_path, model_dir):
     assert r.returncode == 2 and "unknown config key 'pairz'" in r.stderr and not (tmp_path / "s").exists()
     r = cli("--quiet", "sts", "--model", str(model_dir))
     assert r.returncode == 2 and r.stderr.strip() == "paramact: error: sts needs --out (on the command line or in --config)"
+
+
+class _Evil:
+    """Unpickling this runs a shell command: what a hostile pytorch_model.bin can do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_weights_with_code_are_refused(tmp_path):
+    """Weights come from safetensors; a .bin-only model goes through torch.load(weights_only=True),
+    which must refuse a pickle that would run code: one line, exit 2, the code never ran."""
+    import pickle
+
+    from tiny import save_tiny
+
+    model = save_tiny(tmp_path / "model", "llama")
+    for f in model.glob("*.safetensors"):
+        f.unlink()
+    marker = tmp_path / "pwned"
+    with open(model / "pytorch_model.bin", "wb") as fh:
+        pickle.dump({"model.embed_tokens.weight": _Evil(marker)}, fh, protocol=2)  # as torch.save writes
+    r = cli("--quiet", "activations", "--model", str(model), "--data", "pydoc", "--samples", "2",
+            "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) == 1 and "refused (torch.load weights_only=True)" in r.stderr
+    assert not marker.exists() and not (tmp_path / "r").exists()

@@ -205,31 +205,47 @@ def main(argv: list[str] | None = None) -> int:
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
     try:
-        if args.command == "models":
-            return _cmd_models(args)
-        if getattr(args, "config", None) is not None:
-            _apply_config(args, _leaf_parser(parser.subcommands[args.command], args), argv)
-        if args.command == "activations":
-            return _cmd_activations(args)
-        if args.command == "data":
-            from .data import commands as data_commands
-
-            return data_commands.run(args)
-        from .experiments import commands as experiment_commands
-
-        rc = experiment_commands.run(args)
-        if rc is not None:
-            return rc
-        from .prune import commands as prune_commands
-
-        rc = prune_commands.run(args)
-        if rc is not None:
-            return rc
+        return _dispatch(parser, args, argv)
     except UserError as e:
         print(f"paramact: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("paramact: interrupted", file=sys.stderr)
         return 130
+
+
+def _dispatch(parser, args, argv) -> int:
+    """Run the command; a run directory it created, and left empty because it failed, goes again."""
+    if args.command != "models" and getattr(args, "config", None) is not None:
+        _apply_config(args, _leaf_parser(parser.subcommands[args.command], args), argv)
+    out = getattr(args, "out", None)
+    fresh = out is not None and not Path(out).exists()
+    try:
+        return _command(parser, args)
+    except BaseException:
+        if fresh and Path(out).is_dir() and not any(Path(out).iterdir()):
+            Path(out).rmdir()
+        raise
+
+
+def _command(parser, args) -> int:
+    if args.command == "models":
+        return _cmd_models(args)
+    if args.command == "activations":
+        return _cmd_activations(args)
+    if args.command == "data":
+        from .data import commands as data_commands
+
+        return data_commands.run(args)
+    from .experiments import commands as experiment_commands
+
+    rc = experiment_commands.run(args)
+    if rc is not None:
+        return rc
+    from .prune import commands as prune_commands
+
+    rc = prune_commands.run(args)
+    if rc is not None:
+        return rc
     parser.error(f"unknown command {args.command}")
     return 2

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -229,6 +230,9 @@ def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_r
             tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
     except UserError:
         raise
+    except pickle.UnpicklingError as e:  # a .bin checkpoint: torch.load(weights_only=True) refused it
+        raise UserError(f"cannot load model {name_or_path!r}: its pickled weights hold more than tensors and are "
+                        "refused (torch.load weights_only=True); use a safetensors copy") from e
     except (OSError, ValueError, KeyError) as e:
         if "custom code" in str(e) and not trust_remote_code:
             raise UserError(

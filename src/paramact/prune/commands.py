@@ -204,11 +204,4 @@ def run(args) -> int | None:
     handlers = {"prune": _prune, "schedule": _schedule, "eval": _eval, "study": _study}
     if cmd not in handlers:
         return None
-    out = getattr(args, "out", None)
-    fresh = out is not None and not Path(out).exists()
-    try:
-        return handlers[cmd](args)
-    except BaseException:
-        if fresh and Path(out).is_dir() and not any(Path(out).iterdir()):
-            Path(out).rmdir()  # an error before anything was written leaves no empty run directory
-        raise
+    return handlers[cmd](args)
