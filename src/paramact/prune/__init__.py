@@ -7,16 +7,19 @@
 - masks.py       row / matrix / N:M masks; bit-packed storage
 - schedules.py   SCHEDULES: uniform, activation (the paper's formula), paper, owl, file
 - paper_lists.py the paper's hard-coded lists and implied z-scores (data)
-- pipeline.py    typed configs; calibration -> schedule -> driver
+- config.py      typed configs (calibration, schedule, method), checked on creation
+- pipeline.py    calibration -> schedule -> driver; statistics sharded over torchrun processes
+- resume.py      per-block checkpoints of a pruning run (--resume)
 - study.py       Validation 1 and 2 on one model
 - outputs.py     run directories and tables
-- commands.py    `paramact prune | schedule | eval | study prune`
+- options.py     the pruning commands' shared options
+- commands.py    `paramact prune | schedule | eval`; study_command.py: `paramact study prune`
 """
 
 from .driver import PruneOutcome, prune_model, sequential, token_batches
 from .masks import keep_mask, pack_masks, parse_pattern, unpack_masks
-from .pipeline import (CalibrationConfig, PruneConfig, PruneReport, Schedule, ScheduleConfig, build_schedule,
-                       calibration_windows, run_prune)
+from .config import CalibrationConfig, PruneConfig, Schedule, ScheduleConfig
+from .pipeline import PruneReport, build_schedule, calibration_windows, run_prune
 from .schedules import SCHEDULES, activation_from_z, activation_schedule, finalize, owl_schedule, paper_schedule
 from .scores import METHODS
 

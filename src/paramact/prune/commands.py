@@ -65,7 +65,8 @@ def _prune(args) -> int:
     from ..runs import check_resumable, environment, prepare_out, write_json
     from .driver import token_batches
     from .outputs import eval_table, protocols, save_model, write_prune_run
-    from .pipeline import PruneConfig, Schedule, build_schedule, calibration_snippets, calibration_windows, run_prune
+    from .config import PruneConfig, Schedule
+    from .pipeline import build_schedule, calibration_snippets, calibration_windows, run_prune
     from .resume import BlockCheckpoint, config_key
 
     if args.out is None:

@@ -88,7 +88,7 @@ def load_for(args):
 
 
 def schedule_config(args):
-    from .pipeline import ScheduleConfig
+    from .config import ScheduleConfig
 
     return ScheduleConfig(name=args.schedule, alpha=args.alpha, beta=args.beta, density=args.density,
                           data=args.schedule_data, samples=args.schedule_samples, seqlen=args.schedule_seqlen,
@@ -97,7 +97,7 @@ def schedule_config(args):
 
 
 def calibration_config(args):
-    from .pipeline import CalibrationConfig
+    from .config import CalibrationConfig
 
     return CalibrationConfig(dataset=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen,
                              seed=args.calibration_seed, split=args.calibration_split, batch_size=args.batch_size,

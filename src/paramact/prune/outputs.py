@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..runs import atomic_path, write_json, write_tensors
-from .pipeline import PruneReport, Schedule
+from .config import Schedule
+from .pipeline import PruneReport
 
 METRIC_ORDER = ("ppl", "acc", "acc_norm", "nll")
 

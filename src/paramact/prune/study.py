@@ -19,8 +19,9 @@ from ..api import context_length
 from ..errors import UserError
 from ..evaluation import EvalConfig, evaluate, parse_tasks, prepare
 from .driver import token_batches
-from .pipeline import (CalibrationConfig, PruneConfig, ScheduleConfig, activation_counts, build_schedule,
-                       calibration_snippets, calibration_windows, owl_ratios, run_prune)
+from .config import CalibrationConfig, PruneConfig, ScheduleConfig
+from .pipeline import (activation_counts, build_schedule, calibration_snippets, calibration_windows, owl_ratios,
+                       run_prune)
 from .schedules import get_schedule
 from .scores import get_method
 

@@ -60,7 +60,7 @@ def _finished_cells(out: Path, config: dict) -> dict[str, dict]:
 def run(args) -> int:
     from ..runs import environment, prepare_out, write_json
     from .outputs import write_study_run
-    from .pipeline import CalibrationConfig
+    from .config import CalibrationConfig
     from .study import StudyConfig, label, run_study
 
     if args.out is None:
