@@ -53,13 +53,13 @@ def reference_wanda(model, windows: list[list[int]], sparsity: float) -> dict[st
     masks = {}
     for li, layer in enumerate(layers):
         linears = {n: m for n, m in layer.named_modules() if isinstance(m, nn.Linear)}
-        sq = {n: torch.zeros(m.in_features) for n, m in linears.items()}
+        sq = {n: torch.zeros(m.in_features, dtype=torch.float64) for n, m in linears.items()}  # order-free sums
         count = {"tokens": 0}
 
         def hook(name):
             def f(_m, inp, _out):
                 x = inp[0].reshape(-1, inp[0].shape[-1]).float()
-                sq[name] += (x * x).sum(0)
+                sq[name] += (x * x).sum(0).double()
                 if name == "self_attn.q_proj":
                     count["tokens"] += x.shape[0]
             return f
@@ -70,7 +70,7 @@ def reference_wanda(model, windows: list[list[int]], sparsity: float) -> dict[st
         for hk in hooks:
             hk.remove()
         for n, m in linears.items():
-            metric = m.weight.abs() * torch.sqrt(sq[n] / count["tokens"])[None, :]
+            metric = m.weight.abs() * torch.sqrt(sq[n] / count["tokens"]).float()[None, :]
             k = int(metric.shape[1] * sparsity)
             idx = torch.sort(metric, dim=1, stable=True).indices[:, :k]
             keep = torch.ones_like(metric, dtype=torch.bool).scatter_(1, idx, False)
