@@ -1,7 +1,6 @@
 """Anatomy discovery: blocks, matrices, order, exclusions, unsupported models."""
 
 import pytest
-import torch
 from torch import nn
 
 from paramact.anatomy import discover

@@ -1,7 +1,6 @@
 """Batch size and padding do not change any statistic (<= 1e-5 relative)."""
 
 import pytest
-import torch
 
 from oracle import rel_err
 from paramact.api import ActivationConfig, analyze
