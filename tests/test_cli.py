@@ -63,6 +63,7 @@ def test_activations_run_directory(model_dir, data_file, tmp_path):
         (["--batch-size", "0"], "batch size"),
         (["--device", "gpu0"], "--device 'gpu0' is not a device name"),
         (["--stats-device", "meta"], "--stats-device meta holds no data"),
+        (["--checkpoint-every", "-3"], "expected an integer >= 0, got -3"),
     ] + ([] if torch.cuda.is_available() else [(["--device", "cuda:0"], "has no CUDA device")]),
 )
 def test_bad_input_is_one_line_and_exit_2(model_dir, data_file, tmp_path, args, message):

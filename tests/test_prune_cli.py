@@ -104,7 +104,7 @@ def test_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, capsys, args, mes
     args = [str(files[a]) if a in files else a for a in args]
     out = tmp_path / "out"
     with pytest.raises(SystemExit) if message == "invalid choice" else _noop() as exc:
-        rc = main([args[0], "--model", str(model_dir), *args[1:], "--out", str(out)])
+        rc = main(["--quiet", args[0], "--model", str(model_dir), *args[1:], "--out", str(out)])
     rc = exc.value.code if message == "invalid choice" else rc
     err = capsys.readouterr().err.strip()
     assert rc == 2

@@ -38,8 +38,19 @@ def add_device_map_option(p: argparse.ArgumentParser) -> None:
                         "weight must stay on an accelerator (no CPU/disk offload)")
 
 
+def non_negative_int(s: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
 def add_resume_options(p: argparse.ArgumentParser, unit: str = "batches") -> None:
-    p.add_argument("--checkpoint-every", type=int, default=20, help=f"{unit} between checkpoints (0: none)")
+    p.add_argument("--checkpoint-every", type=non_negative_int, default=20, help=f"{unit} between checkpoints (0: none)")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out from its last checkpoint")
 
 

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-
 from ..errors import UserError
-from ..options import add_config_option, add_device_map_option, add_model_options
+from ..options import add_config_option, add_device_map_option, add_model_options, non_negative_int
 
 
 def opt_int(s: str) -> int | None:
-    """An integer; 0 means 'no limit' (None)."""
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v or None
+    """An integer >= 0; 0 means 'no limit' (None)."""
+    return non_negative_int(s) or None
 
 
 def names(s: str) -> tuple[str, ...]:
