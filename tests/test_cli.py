@@ -140,3 +140,38 @@ def test_long_texts_are_truncated_with_a_warning_and_recorded(model_dir, data_fi
     res = json.loads((out / "results.json").read_text())
     assert res["n_truncated"] == 4 and res["max_length"] == 8
     assert "4 of 4 samples were longer than 8 tokens and were truncated" in r.stderr
+
+
+def test_gold_logprob_scores_each_items_gold_answer(model_dir, tmp_path):
+    """`--target gold_logprob` on a task dataset: each prompt is scored on its own gold answer
+    (load_answers, aligned with load_texts); D per sample equals log p(answer | prompt) computed
+    here with one plain forward per sample (left-truncated to the context, answer kept)."""
+    from data_helpers import shared_dataset
+    from paramact.data import load_answers, load_split
+    from paramact.data.prompts import ANSWER_TOKENS
+
+    data = shared_dataset("boolq")
+    texts, source = load_texts("boolq", 5, 1, data_dir=data)
+    answers = load_answers("boolq", 5, 1, data_dir=data)
+    rows = load_split("boolq", source["split"], data_dir=data).rows
+    assert answers == [ANSWER_TOKENS["boolq"][int(rows[i]["label"])] for i in source["indices"]]
+    assert len(set(answers)) == 2  # both answers occur: the alignment is tested, not a constant
+    out = tmp_path / "r"
+    r = cli("--quiet", "activations", "--model", str(model_dir), "--data", "boolq", "--data-dir", str(data),
+            "--samples", "5", "--data-seed", "1", "--target", "gold_logprob", "--batch-size", "2",
+            "--sketch-dim", "0", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = load_file(str(out / "samples.safetensors"))["target_values"]
+    model, tok = paramact.load_model(str(model_dir))
+    ctx = model.config.max_position_embeddings
+    for i, (text, ans) in enumerate(zip(texts, answers)):
+        cont = tok(ans, add_special_tokens=False)["input_ids"]
+        ids = tok(text, add_special_tokens=True)["input_ids"][-(ctx - len(cont)):] + cont
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
+        want = sum(float(logp[len(ids) - len(cont) - 1 + j, t]) for j, t in enumerate(cont))
+        assert float(got[i]) == pytest.approx(want, rel=1e-4, abs=1e-5), i
+    r = cli("--quiet", "activations", "--model", str(model_dir), "--data", "pydoc", "--target", "gold_logprob",
+            "--out", str(tmp_path / "p"))
+    assert r.returncode == 2 and "gold answers come with the registry's question-answer datasets" in r.stderr
+    assert not (tmp_path / "p").exists()

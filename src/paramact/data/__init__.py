@@ -20,12 +20,12 @@ from .calibration import WordTokenizer, calibration, corpus_windows
 from .evaluation import MC_TASKS, McItem, mc_items
 from .loading import ENV_DATA_DIR, Split, load_split, resolve_data_dir
 from .registry import REGISTRY, DatasetSpec, get_spec
-from .sources import EMBEDDED, load_texts, read_records, read_text_file, render_records, sample
+from .sources import EMBEDDED, load_answers, load_texts, read_records, read_text_file, render_records, sample
 from .sts import ParallelPair, StsPair, parallel_pairs, sts_pairs
 
 __all__ = [
     "EMBEDDED", "ENV_DATA_DIR", "MC_TASKS", "REGISTRY", "DatasetSpec", "McItem", "ParallelPair", "Split", "StsPair",
-    "WordTokenizer", "analysis_prompts", "calibration", "corpus_windows", "get_spec", "load_split", "load_texts",
+    "WordTokenizer", "analysis_prompts", "calibration", "corpus_windows", "get_spec", "load_answers", "load_split", "load_texts",
     "mc_items", "parallel_pairs", "read_records", "read_text_file", "render_records", "resolve_data_dir", "sample",
     "sts_pairs",
 ]

@@ -98,3 +98,19 @@ def analysis_prompts(name: str, n: int | None = 64, seed: int = 1, *, split: str
     if field not in (None, "text"):
         source["field"] = field
     return texts, source
+
+
+def analysis_answers(name: str, n: int | None = 64, seed: int = 1, *, split: str | None = None,
+                     data_dir: str | Path | None = None, path: str | Path | None = None) -> list[str]:
+    """The gold continuation (prompts.answer: the paper's answer token, GSM8K's worked answer,
+    HumanEval's canonical solution) of each prompt analysis_prompts(name, n, seed) draws, in order."""
+    spec = get_spec(name)
+    if name in CORPORA:
+        raise UserError(f"{name} is a corpus: its windows have no gold answer")
+    split = spec.split(split)
+    data = load_split(name, split, data_dir=data_dir, path=path)
+    indices = pick(len(data.rows), n, seed, f"{name} {split}")
+    out = [prompts.answer(name, data.rows[i]) for i in indices]
+    if not all(out):
+        raise UserError(f"{name} has no gold answer per item (it is not a question-answer dataset)")
+    return out

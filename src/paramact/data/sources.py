@@ -186,5 +186,19 @@ def load_texts(spec: str, n: int | None = None, seed: int = 0, field: str | Mapp
     return picked, source
 
 
+def load_answers(spec: str, n: int | None = None, seed: int = 0, *, split: str | None = None,
+                 data_dir: str | Path | None = None) -> list[str]:
+    """The gold answer of each text load_texts(spec, n, seed) returns, in the same order: the
+    continuation a target such as gold_logprob scores. Registry question-answer datasets only."""
+    from .analysis import analysis_answers
+    from .registry import REGISTRY
+
+    name, _, split_in_spec = spec.partition(":")
+    if name in REGISTRY and name not in EMBEDDED:
+        return analysis_answers(name, n, seed, split=split or split_in_spec or None, data_dir=data_dir)
+    raise UserError(f"{spec}: gold answers come with the registry's question-answer datasets (boolq, mmlu, siqa, "
+                    "...); for your own texts pass continuations= to paramact.analyze")
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -19,12 +19,13 @@ from pathlib import Path
 import torch
 
 from ..api import ActivationConfig, Analysis, analyze
-from ..data import load_texts
+from ..data import load_answers, load_texts
 from ..density import gamma_key
 from ..errors import UserError
 from ..runs import Checkpoint, check_resumable, TensorFileWriter, environment, prepare_out, read_tensors, write_json, write_tensors
 from .. import distributed
 from ..anatomy import discover
+from ..targets import get_target
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,10 @@ def _gather_fingerprints(out: Path, stream: _FingerprintStream, batches: list[li
 
 
 def run_dataset(out: Path, run: ActivationsRun, model, tokenizer, texts, source, env, progress, resume,
-                shard: tuple[int, int] = (0, 1), save_map: bool = True):
+                shard: tuple[int, int] = (0, 1), save_map: bool = True, continuations=None):
     """One dataset's pass into `out` (checkpointed, resumable, sharded over processes); rank 0
-    returns (results, fingerprint stream), other ranks (None, stream)."""
+    returns (results, fingerprint stream), other ranks (None, stream). continuations: one per
+    text, for targets that score one (gold_logprob)."""
     rank, world = shard
     n_layers, dim = discover(model).n_layers, run.activation.sketch_dim
     out = Path(out)
@@ -173,7 +175,7 @@ def run_dataset(out: Path, run: ActivationsRun, model, tokenizer, texts, source,
         ckpt = Checkpoint(out / name, run.checkpoint_every, _config_key(run, source, shard), resume)
     an = None
     try:
-        an = analyze(model, tokenizer, texts, run.activation, progress=progress and rank == 0,
+        an = analyze(model, tokenizer, texts, run.activation, continuations, progress=progress and rank == 0,
                      on_fingerprints=stream, checkpoint=ckpt, extra_state={"fingerprints": stream} if stream else None,
                      shard=shard, merge=distributed.merge if world > 1 else None)
     finally:
@@ -206,6 +208,9 @@ def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, 
 
     out = Path(out)
     shard = distributed.init()
+    answers = [None] * len(run.data)
+    if get_target(run.activation.target).needs_continuation:  # the gold answers, before anything is written
+        answers = [load_answers(spec, run.samples, run.data_seed, data_dir=run.data_dir) for spec in run.data]
     if resume:
         if (out / "results.json").is_file() and not any(out.glob("*/checkpoint.safetensors")):
             if len(run.data) == 1:
@@ -222,12 +227,14 @@ def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, 
     ]
     env = environment(model, run.activation.seed)
     streams, results = {}, {}
-    for texts, source in loaded:
+    for (texts, source), gold in zip(loaded, answers):
         name = source["name"]
         log.info("%s: %d samples", name, len(texts))
         sub = out if len(loaded) == 1 else out / name
+        if gold is not None:
+            source = {**source, "continuations": "the gold answer of each item (data.load_answers)"}
         results[name], streams[name] = run_dataset(sub, run, model, tokenizer, texts, source, env, progress, resume,
-                                                   shard)
+                                                   shard, continuations=gold)
     if shard[0] != 0:
         return {}
     if len(loaded) == 1:

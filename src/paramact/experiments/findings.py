@@ -29,6 +29,7 @@ from ..data import load_texts
 from ..density import gamma_key
 from ..errors import UserError
 from ..runs import check_resumable, environment, prepare_out, read_tensors, write_json
+from ..targets import get_target
 from .activations import ActivationsRun, mean_pair_llmdcos, run_dataset
 from .layers import DEEP, INDEX_NOTE, SHALLOW
 
@@ -176,6 +177,9 @@ def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progre
         raise UserError("findings needs fingerprints: the sketch dimension must not be 0")
     if run.samples < 2:
         raise UserError(f"findings needs at least 2 samples per dataset, got {run.samples}")
+    if get_target(run.activation.target).needs_continuation:
+        raise UserError(f"findings compares corpora too, which have no gold answers: use max_logit or lm_loss "
+                        f"(`activations --target {run.activation.target}` runs task datasets with their answers)")
     pairs = list(run.pairs) if run.pairs is not None else None
     out = Path(out)
     shard = distributed.init()

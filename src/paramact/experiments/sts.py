@@ -170,7 +170,10 @@ def run_sts(run: StsRun, out: Path, model=None, tokenizer=None, progress: bool =
     shared among the processes and rank 0 alone writes (the other ranks return {}).
     resume=True continues a killed run from its checkpoints."""
     from ..data import parallel_pairs, sts_pairs
+    from ..targets import get_target
 
+    if get_target(run.target).needs_continuation:
+        raise UserError(f"target {run.target} scores a gold answer; sentence pairs have none: use max_logit or lm_loss")
     if run.dataset == "ted_zh_en":
         pairs, source = parallel_pairs(run.dataset, run.pairs, run.seed, split=run.split, order=run.order,
                                        data_dir=run.data_dir)
