@@ -175,3 +175,11 @@ def test_gold_logprob_scores_each_items_gold_answer(model_dir, tmp_path):
             "--out", str(tmp_path / "p"))
     assert r.returncode == 2 and "gold answers come with the registry's question-answer datasets" in r.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_findings_and_sts_refuse_answer_targets(model_dir, tmp_path):
+    for args, message in ((["findings", "--datasets", "pydoc,pycode"], "findings compares corpora too"),
+                          (["sts", "--pairs", "4"], "sentence pairs have none")):
+        r = cli("--quiet", *args, "--model", str(model_dir), "--target", "gold_logprob", "--out", str(tmp_path / "o"))
+        assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / "o").exists()
