@@ -7,6 +7,7 @@ so a run directory with results.json is complete and one without it is not.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -141,6 +142,11 @@ def read_checkpoint(path: Path, key: str, remedy: str, what: str = "checkpoint")
     return tensors, meta
 
 
+def config_key(config) -> str:
+    """sha256 of a configuration's JSON: names the run a checkpoint belongs to."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class Checkpoint:
     """Reducer state saved every `every` batches, atomically, in one safetensors file.
 
@@ -152,6 +158,12 @@ class Checkpoint:
         if every < 1:
             raise UserError(f"checkpoint interval must be >= 1 batch, got {every}")
         self.path, self.every, self.key, self.resume = Path(path), every, key, resume
+
+    @classmethod
+    def for_process(cls, folder: Path, shard: tuple[int, int], every: int, config, resume: bool) -> "Checkpoint":
+        """This process's checkpoint in `folder` (one per rank under torchrun), keyed by `config`."""
+        name = "checkpoint.safetensors" if shard[1] == 1 else f"checkpoint.rank{shard[0]}.safetensors"
+        return cls(Path(folder) / name, every, config_key({**config, "shard": list(shard)}), resume)
 
     def load(self, parts: dict) -> int:
         if not self.resume or not self.path.is_file():
@@ -215,7 +227,9 @@ def environment(model=None, seed: int | None = None) -> dict:
 
 
 def check_resumable(out: Path, config: dict, ignore: tuple[str, ...] = ()) -> None:
-    """With --resume: the run in `out` (its config.json, if written) must be this configuration."""
+    """With --resume: the run in `out` must be unfinished and (its config.json, if written) this configuration."""
+    if (Path(out) / "results.json").is_file():
+        raise UserError(f"{out} already holds a finished run; nothing to resume")
     path = Path(out) / "config.json"
     if not path.is_file():
         return

@@ -62,6 +62,12 @@ def render_items(name: str, rows: tuple[dict, ...], indices: list[int], seed: in
     return [spec.render(rows[i]) for i in indices]
 
 
+def _draw(name: str, split: str, n: int | None, seed: int, data_dir, path):
+    """The split's rows and the indices of the n items Random(seed) draws (prompts and answers alike)."""
+    data = load_split(name, split, data_dir=data_dir, path=path)
+    return data, pick(len(data.rows), n, seed, f"{name} {split}")
+
+
 def analysis_prompts(name: str, n: int | None = 64, seed: int = 1, *, split: str | None = None,
                      shots: int | None = None, demo_split: str = "dev", tokenizer=None, seqlen: int = 256,
                      field: str | None = None, data_dir: str | Path | None = None,
@@ -84,8 +90,7 @@ def analysis_prompts(name: str, n: int | None = 64, seed: int = 1, *, split: str
         texts = [tok.decode(w) for w in windows]
         unit = "tokens" if tokenizer is not None else "whitespace words (no tokenizer given)"
         return texts, {**source, "template": "paper", "window_unit": unit, "samples": len(texts), "seed": seed}
-    data = load_split(name, split, data_dir=data_dir, path=path)
-    indices = pick(len(data.rows), n, seed, f"{name} {split}")
+    data, indices = _draw(name, split, n, seed, data_dir, path)
     demo_rows: tuple[dict, ...] = ()
     extra: dict = {}
     if name == "mmlu" and shots:
@@ -104,12 +109,9 @@ def analysis_answers(name: str, n: int | None = 64, seed: int = 1, *, split: str
                      data_dir: str | Path | None = None, path: str | Path | None = None) -> list[str]:
     """The gold continuation (prompts.answer: the paper's answer token, GSM8K's worked answer,
     HumanEval's canonical solution) of each prompt analysis_prompts(name, n, seed) draws, in order."""
-    spec = get_spec(name)
     if name in CORPORA:
         raise UserError(f"{name} is a corpus: its windows have no gold answer")
-    split = spec.split(split)
-    data = load_split(name, split, data_dir=data_dir, path=path)
-    indices = pick(len(data.rows), n, seed, f"{name} {split}")
+    data, indices = _draw(name, get_spec(name).split(split), n, seed, data_dir, path)
     out = [prompts.answer(name, data.rows[i]) for i in indices]
     if not all(out):
         raise UserError(f"{name} has no gold answer per item (it is not a question-answer dataset)")

@@ -9,7 +9,6 @@ LLMDcos per layer estimated from fingerprints.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -100,11 +99,6 @@ def _results(an: Analysis, source: dict) -> dict:
     }
 
 
-def _config_key(run: ActivationsRun, source: dict, shard: tuple[int, int]) -> str:
-    blob = json.dumps({"run": asdict(run), "source": source, "shard": list(shard)}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 def _finished(out: Path, n_layers: int, dim: int) -> tuple[dict, _FingerprintStream]:
     """A dataset that a resumed run had already finished: its results and fingerprint sums."""
     res = json.loads((out / "results.json").read_text())
@@ -171,8 +165,7 @@ def run_dataset(out: Path, run: ActivationsRun, model, tokenizer, texts, source,
         stream = _FingerprintStream(path, len(texts), n_layers, dim, fmeta, resume)
     ckpt = None
     if run.checkpoint_every:
-        name = "checkpoint.safetensors" if world == 1 else f"checkpoint.rank{rank}.safetensors"
-        ckpt = Checkpoint(out / name, run.checkpoint_every, _config_key(run, source, shard), resume)
+        ckpt = Checkpoint.for_process(out, shard, run.checkpoint_every, {"run": asdict(run), "source": source}, resume)
     an = None
     try:
         an = analyze(model, tokenizer, texts, run.activation, continuations, progress=progress and rank == 0,

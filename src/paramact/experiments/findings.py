@@ -158,8 +158,6 @@ def _start(run: FindingsRun, out: Path, resume: bool, rank: int) -> None:
         if rank == 0:
             prepare_out(out)
         return
-    if (out / "results.json").is_file():
-        raise UserError(f"{out} already holds a finished run; nothing to resume")
     check_resumable(out, asdict(run), ignore=("pairs", "sources"))  # both resolved after loading the data
     out.mkdir(parents=True, exist_ok=True)
 

@@ -14,8 +14,6 @@ Run directory: config.json, env.json, pairs.safetensors (per-pair, per-layer LLM
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -126,8 +124,6 @@ def _start(run: StsRun, out: Path, source: dict, model, tokenizer, rng=None, res
     shard = distributed.init()
     config = {**asdict(run), "source": source}
     if resume:
-        if (out / "results.json").is_file():
-            raise UserError(f"{out} already holds a finished run; nothing to resume")
         check_resumable(out, config, ignore=("checkpoint_every",))
     model, tokenizer = _load(run, model, tokenizer)
     if rng is not None:
@@ -147,10 +143,8 @@ def _similarity(run: StsRun, out: Path, model, tokenizer, pairs, shard, progress
     and every process checkpoints its own reducer state every run.checkpoint_every batches."""
     ckpt = None
     if run.checkpoint_every:
-        name = "checkpoint.safetensors" if shard[1] == 1 else f"checkpoint.rank{shard[0]}.safetensors"
-        blob = json.dumps({"run": {**asdict(run), "checkpoint_every": None}, "pairs": pairs, "shard": list(shard)},
-                          sort_keys=True, default=str)
-        ckpt = Checkpoint(out / name, run.checkpoint_every, hashlib.sha256(blob.encode()).hexdigest(), resume)
+        config = {"run": {**asdict(run), "checkpoint_every": None}, "pairs": pairs}
+        ckpt = Checkpoint.for_process(out, shard, run.checkpoint_every, config, resume)
     sims = pair_similarity(model, tokenizer, pairs, run.batch_size, run.target, shard=shard,
                            merge=distributed.merge if shard[1] > 1 else None, progress=progress, checkpoint=ckpt)
     return sims, ckpt

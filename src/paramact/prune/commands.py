@@ -67,7 +67,7 @@ def _prune(args) -> int:
     from .outputs import eval_table, protocols, save_model, write_prune_run
     from .config import PruneConfig, Schedule
     from .pipeline import build_schedule, calibration_snippets, calibration_windows, run_prune
-    from .resume import BlockCheckpoint, config_key
+    from .resume import BlockCheckpoint
 
     if args.out is None:
         raise UserError("prune needs --out (on the command line or in --config)")
@@ -84,8 +84,6 @@ def _prune(args) -> int:
               "processes": shard[1]}
     out = Path(args.out)
     if args.resume:
-        if (out / "results.json").is_file():
-            raise UserError(f"{out} already holds a finished run; nothing to resume")
         check_resumable(out, config, ignore=("processes",))
     elif rank == 0:
         prepare_out(out)
@@ -98,7 +96,8 @@ def _prune(args) -> int:
 
     ckpt = None
     if not args.no_checkpoint:
-        ckpt = BlockCheckpoint(out / "checkpoint", config_key(args.model, cfg), args.resume, writer=rank == 0)
+        ckpt = BlockCheckpoint(out / "checkpoint", {"model": args.model, "prune": asdict(cfg)}, args.resume,
+                               writer=rank == 0)
     kept = ckpt.load_schedule() if ckpt is not None else None
     # bad schedule input fails before any data is read; a resumed run keeps the schedule it pruned with
     schedule = Schedule.from_dict(kept) if kept else build() if cfg.schedule.name != "owl" else None
@@ -139,20 +138,17 @@ def _prune(args) -> int:
 
 
 def _schedule(args) -> int:
+    from .. import distributed
     from ..runs import environment, prepare_out, write_json
     from .driver import token_batches
     from .outputs import schedule_table
     from .pipeline import build_schedule, calibration_windows
 
-    from .. import distributed
-
     sc = o.schedule_config(args)
     ccfg = o.calibration_config(args)
     target = args.sparsity if args.sparsity is not None or sc.name == "file" else 0.5
     shard = distributed.init()  # torchrun: the statistics are measured by every process, its share each
-    if shard[0] != 0:
-        args.out = None
-    out = prepare_out(args.out) if args.out is not None else None
+    out = prepare_out(args.out) if args.out is not None and shard[0] == 0 else None
     model, tok = o.load_for(args)
     batches = None
     if sc.name == "owl":

@@ -153,9 +153,8 @@ def sequential(model, batches: Sequence[torch.Tensor], on_block: OnBlock, stats:
             inp.args, inp.kwargs = _to(inp.args, dev), _to(inp.kwargs, dev)
             outs: list[torch.Tensor] | None = None
             collected: dict[str, InputStats] = {}
-            if restored is not None and restored(i):
-                changed = True  # outputs below come from the restored (pruned) weights
-            elif stats is not None:
+            was_restored = restored is not None and restored(i)  # then only its outputs are computed
+            if stats is not None and not was_restored:
                 with Collector(anatomy.layers[i], stats) as col:
                     outs = []
                     for h, a, k in zip(inp.hidden, inp.args, inp.kwargs):
@@ -164,9 +163,7 @@ def sequential(model, batches: Sequence[torch.Tensor], on_block: OnBlock, stats:
                 collected = col.stats
                 if reduce_stats is not None:
                     reduce_stats(unique_stats(anatomy.layers[i], collected))
-                changed = on_block(i, anatomy.layers[i], collected)
-            else:
-                changed = on_block(i, anatomy.layers[i], collected)
+            changed = was_restored or on_block(i, anatomy.layers[i], collected)
             del collected
             if i == len(blocks) - 1 and on_outputs is None:
                 break  # nothing reads the last block's outputs

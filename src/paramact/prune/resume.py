@@ -9,32 +9,24 @@ without one: the run ends with the masks and weights of an uninterrupted run.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from ..errors import UserError
-from ..runs import read_checkpoint, write_tensors
+from ..runs import config_key, read_checkpoint, write_json, write_tensors
 from .masks import pack_masks, unpack_masks
 
 
-def config_key(model: str, cfg) -> str:
-    """What the pruned blocks depend on: the model and the prune config (the schedule is kept beside them)."""
-    blob = json.dumps({"model": model, "prune": asdict(cfg)},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 class BlockCheckpoint:
-    """Per-block state in `folder`; `key` names the configuration (files of another are refused).
+    """Per-block state in `folder`, keyed by `config` (what the pruned blocks depend on: the model
+    and the prune config; files of another configuration are refused). The schedule is kept beside.
 
     writer=False (torchrun ranks other than 0) reads but never writes."""
 
-    def __init__(self, folder: Path, key: str, resume: bool, writer: bool = True):
-        self.folder, self.key, self.resume, self.writer = Path(folder), key, resume, writer
+    def __init__(self, folder: Path, config: dict, resume: bool, writer: bool = True):
+        self.folder, self.key, self.resume, self.writer = Path(folder), config_key(config), resume, writer
 
     def _path(self, i: int) -> Path:
         return self.folder / f"block{i:04d}.safetensors"
@@ -67,8 +59,6 @@ class BlockCheckpoint:
     def save_schedule(self, schedule: dict) -> None:
         """The per-layer sparsities, kept so a resumed run prunes to the same ones without measuring again."""
         if self.writer:
-            from ..runs import write_json
-
             self.folder.mkdir(parents=True, exist_ok=True)
             write_json(self.folder / "schedule.json", schedule)
 

@@ -167,7 +167,7 @@ def run_study(model, tok, cfg: StudyConfig, progress: bool = False,
         "owl_ratios": stats.get("owl"),
         "calibration": {k: v[1] for k, v in calib.items()},
         "seconds": {**stats["seconds"], "total": time.perf_counter() - t0},
-        "resumed_cells": [k for k in (r["key"] for r in rows) if k in finished],
+        "resumed_cells": [r["key"] for r in rows if r["key"] in finished],
     }
 
 

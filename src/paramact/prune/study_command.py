@@ -44,8 +44,6 @@ def _finished_cells(out: Path, config: dict) -> dict[str, dict]:
     """--resume: the cells partial.json holds, after checking `out` ran this configuration."""
     from ..runs import check_resumable
 
-    if (out / "results.json").is_file():
-        raise UserError(f"{out} already holds a finished run; nothing to resume")
     check_resumable(out, config)
     path = out / "partial.json"
     if not path.is_file():
