@@ -14,16 +14,21 @@ PAIRS  ?= 256
 DATA_DIR ?= $(firstword $(wildcard ../shared/data))
 RUN_DIR ?= runs/main-$(shell date +%Y%m%d-%H%M%S)
 STAMP  := $(VENV)/.installed
+# every package at the version the suite passed with (`make lock` regenerates it)
+LOCK   := requirements.lock
+# the extras the lock covers: everything `make test` and `make run` install
+EXTRAS := test
 
-.PHONY: run test install bench clean
+.PHONY: run test install lock bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c $(LOCK) pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[test]"
+$(STAMP): $(BIN)/python pyproject.toml $(LOCK)
+	$(BIN)/pip install -q -c $(LOCK) "$(TORCH)"
+	$(BIN)/pip install -q -c $(LOCK) -e ".[$(EXTRAS)]"
+	$(BIN)/pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -43,6 +48,18 @@ test: install
 bench: install
 	$(BIN)/paramact --quiet models fetch smollm2-135m
 	$(BIN)/python benchmarks/bench_engine.py --json benchmarks/last_run.json
+
+# Resolve pyproject's ranges afresh in a throw-away venv and pin the result (torch without its
+# local +cpu/+cuXXX tag, so the same lock serves CPU and CUDA wheels); then rerun `make test`.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q --upgrade pip
+	.lock-venv/bin/pip install -q "$(TORCH)" -e ".[$(EXTRAS)]"
+	{ echo "# paramact lock: \`make lock\` on $$(date -u +%Y-%m-%d), python $$(.lock-venv/bin/python -c 'import platform; print(platform.python_version())')"; \
+	  .lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^paramact' | sed -E 's/^(torch==[^+]*)\+.*/\1/'; } > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

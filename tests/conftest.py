@@ -7,7 +7,12 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread count for the test process and every process it starts (they inherit the
+# environment): float reductions are bit-stable only at a fixed thread count, and tests
+# compare results across processes.
+THREADS = max(1, min(2, os.cpu_count() or 1))
+os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(THREADS)
+torch.set_num_threads(THREADS)
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -24,6 +24,12 @@ def test_activations_run_directory(model_dir, data_file, tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     env = json.loads((out / "env.json").read_text())
     assert cfg["source"]["sha256"] and cfg["samples"] == 6 and env["torch"] == torch.__version__
+    import transformers
+    from importlib.metadata import distributions
+
+    # every installed distribution with its version (the lock can be checked against a run)
+    assert env["packages"]["torch"] == torch.__version__ and env["packages"]["transformers"] == transformers.__version__
+    assert len(env["packages"]) == len({d.metadata["Name"].lower() for d in distributions() if d.metadata["Name"]})
     model, tok = paramact.load_model(str(model_dir))
     an = paramact.discover(model)
     assert [r_["index"] for r_ in res["layers"]] == list(range(an.n_layers))
@@ -92,6 +98,22 @@ def test_finished_run_is_not_overwritten(model_dir, data_file, tmp_path):
     (out / "results.json").write_text("{}")
     r = cli("--quiet", "activations", "--model", str(model_dir), "--data", str(data_file), "--out", str(out))
     assert r.returncode == 2 and "already holds a finished run" in r.stderr
+
+
+@pytest.mark.parametrize("command", [["activations", "--data", "pydoc"], ["findings"], ["sts"], ["prune"],
+                                     ["study", "prune"]], ids=lambda c: " ".join(c))
+def test_resume_of_a_finished_run_is_a_no_op(tmp_path, command):
+    """A requeued job (--resume on a finished run) exits 0 before loading anything (the model
+    named here does not exist) and leaves every file as it was."""
+    out = tmp_path / "done"
+    out.mkdir()
+    (out / "results.json").write_text('{"done": 1}')
+    (out / "config.json").write_text("{}")
+    r = cli("--quiet", *command, "--model", "no-such-org/no-such-model", "--out", str(out), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == f"paramact: {out} holds a finished run (results.json); nothing to resume"
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "results.json"]
+    assert (out / "results.json").read_text() == '{"done": 1}'
 
 
 def test_models_list():

@@ -133,9 +133,11 @@ def test_killed_findings_run_resumes_to_identical_results(setup, tmp_path):
             ta, tb = load_file(str(ref / name / f)), load_file(str(out / name / f))
             assert all(torch.equal(ta[k], tb[k]) for k in ta), (name, f)
         assert not (out / name / "checkpoint.safetensors").exists()
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
     r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(out), "--resume"],
-                       capture_output=True, text=True)
-    assert r.returncode == 2 and "nothing to resume" in r.stderr
+                       capture_output=True, text=True)  # a requeued job: finished, exit 0, nothing rewritten
+    assert r.returncode == 0 and "finished run" in r.stderr and "nothing to resume" in r.stderr
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.parametrize("mode, arg, rerun", [("batch", 2, 5), ("checkpoint", 4, 1), ("final", 0, 1)])

@@ -219,6 +219,10 @@ def _dispatch(parser, args, argv) -> int:
     if args.command != "models" and getattr(args, "config", None) is not None:
         _apply_config(args, _leaf_parser(parser.subcommands[args.command], args), argv)
     out = getattr(args, "out", None)
+    if getattr(args, "resume", False) and out is not None and (Path(out) / "results.json").is_file():
+        # a requeued job: the run it asks to continue is complete; nothing is loaded or rewritten
+        print(f"paramact: {out} holds a finished run (results.json); nothing to resume", file=sys.stderr)
+        return 0
     fresh = out is not None and not Path(out).exists()
     try:
         return _command(parser, args)

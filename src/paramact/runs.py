@@ -198,6 +198,18 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"cannot read tensors from {path}: {str(e).splitlines()[0] if str(e) else 'corrupt file'}") from e
 
 
+def installed_packages() -> dict[str, str]:
+    """name -> version of every distribution importable by this interpreter, sorted by name."""
+    from importlib.metadata import distributions
+
+    found = {}
+    for d in distributions():
+        name = d.metadata["Name"]
+        if name and name.lower() not in found:
+            found[name.lower()] = d.version
+    return dict(sorted(found.items()))
+
+
 def environment(model=None, seed: int | None = None) -> dict:
     """Versions, device and seed: what a reader needs to trust or repeat a run."""
     import transformers
@@ -211,13 +223,9 @@ def environment(model=None, seed: int | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
         "seed": seed,
+        "packages": installed_packages(),
     }
-    try:
-        from importlib.metadata import version
-
-        env["paramact"] = version("paramact")
-    except Exception:  # noqa: BLE001 - running from a source tree
-        env["paramact"] = "source"
+    env["paramact"] = env["packages"].get("paramact", "source")
     if model is not None:
         p = next(model.parameters())
         env.update({"device": str(p.device), "dtype": str(p.dtype).replace("torch.", "")})
