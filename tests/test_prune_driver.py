@@ -40,7 +40,7 @@ def test_sparsity_zero_leaves_logits_bit_identical(family, method):
     assert hook_counts(model) == hooks and model.config.use_cache == use_cache and not model.training
 
 
-@pytest.mark.parametrize("family", FAMILIES + ["gemma3_text"])
+@pytest.mark.parametrize("family", FAMILIES + ["gemma3_text", "gpt_oss"])  # gpt_oss: sliding + full attention
 def test_driver_block_outputs_equal_plain_forward(family):
     model = tiny_model(family)
     ids = calib(5, 17)

@@ -1,10 +1,13 @@
-"""Per-input-column statistics of a block's matrices, gathered with forward hooks.
+"""Per-input-column statistics of a block's matrices, gathered through the taps (taps.py).
 
-For a matrix y = x Wᵀ the statistics are over the rows x of its input (all tokens):
+For a matrix y = x Wᵀ the statistics are over the rows x of its input: every token, or, for an
+expert of a mixture-of-experts block, the tokens routed to that expert only:
 - "norms":   Σ x_j² per input column j (per batch in float32, accumulated in float64) -> Wanda's ‖X_j‖
 - "hessian": Σ xᵀx (fp32 products, accumulated in float64) -> SparseGPT's H = 2XᵀX/n
-Matrices that read the same input tensor (q, k, v; gate, up) share one accumulator: the hook
-sees the identical tensor object and does not count it twice. Sums over batches run in float64,
+Matrices that read the same input tensor (q, k, v; gate, up) share one accumulator: the tap
+sees the identical tensor object and does not count it twice. Every expert gets its accumulator
+up front, so an expert that no calibration token reached holds n = 0 (and all processes of a
+torchrun hold the same accumulators in the same order). Sums over batches run in float64,
 so their order (one process, or batches shared among torchrun processes and all-reduced) does
 not change the float32 statistics the scores read, nor the masks.
 """
@@ -13,14 +16,15 @@ from __future__ import annotations
 
 import torch
 
-from ..anatomy import Weight
+from ..anatomy import Anatomy, Weight
+from ..taps import Taps
 
 KINDS = ("norms", "hessian")
 _CHUNK = 4096  # tokens per fp32 product before it is added to the fp64 Gram
 
 
 class InputStats:
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, width: int | None = None, device=None):
         if kind not in KINDS:
             raise ValueError(f"unknown statistics kind {kind!r}")
         self.kind = kind
@@ -28,6 +32,10 @@ class InputStats:
         self.sq: torch.Tensor | None = None
         self.gram: torch.Tensor | None = None
         self.cache: dict = {}  # derived quantities shared by the matrices reading this input (OBS factor)
+        if width is not None:  # allocated up front (experts): zero until a token arrives
+            self.sq = torch.zeros(width, dtype=torch.float64, device=device)
+            if kind == "hessian":
+                self.gram = torch.zeros(width, width, dtype=torch.float64, device=device)
 
     def add(self, x: torch.Tensor) -> None:
         x = x.detach().reshape(-1, x.shape[-1]).float()  # [tokens, in]
@@ -52,39 +60,35 @@ class InputStats:
 
 
 class Collector:
-    """Context manager: hooks on the given matrices fill `self.stats[name]` during forwards."""
+    """Context manager: the taps on block `layer`'s matrices fill `self.stats[key]` during forwards."""
 
-    def __init__(self, weights: tuple[Weight, ...], kind: str):
-        self.weights, self.kind = weights, kind
-        self.stats: dict[str, InputStats] = {}
-        self._handles: list = []
+    def __init__(self, anatomy: Anatomy, layer: int, kind: str):
+        self.anatomy, self.layer, self.kind = anatomy, layer, kind
+        self.stats: dict[str, InputStats] = {
+            w.key: InputStats(kind, w.shape_out_in[1], w.param.device)
+            for w in anatomy.layers[layer] if w.expert is not None
+        }
+        self._taps = Taps(anatomy, self._on_input, layers=[layer])
         self._last: tuple[torch.Tensor, InputStats] | None = None
 
-    def _hook(self, name: str):
-        def fn(_module, args):
-            x = args[0]
-            own = self.stats.get(name)
-            last = self._last
-            if last is not None and last[0] is x and (own is None or own is last[1]):
-                self.stats[name] = last[1]  # same input as the previous matrix: already counted
-                return
-            if own is None:
-                own = self.stats[name] = InputStats(self.kind)
-            own.add(x)
-            self._last = (x, own)
-
-        return fn
+    def _on_input(self, w: Weight, x: torch.Tensor, _out, _tokens) -> None:
+        own = self.stats.get(w.key)
+        last = self._last
+        if last is not None and last[0] is x and (own is None or own is last[1]):
+            self.stats[w.key] = last[1]  # same input as the previous matrix: already counted
+            return
+        if own is None:
+            own = self.stats[w.key] = InputStats(self.kind)
+        own.add(x)
+        self._last = (x, own)
 
     def end_batch(self) -> None:
         self._last = None  # never hold an input tensor between batches
 
     def __enter__(self) -> "Collector":
-        for w in self.weights:
-            self._handles.append(w.module.register_forward_pre_hook(self._hook(w.name)))
+        self._taps.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        self._taps.__exit__(*exc)
         self._last = None

@@ -59,7 +59,7 @@ def _prune(args) -> int:
     """Under torchrun every process holds a replica and its share of the calibration batches; the
     statistics are summed over processes, every replica is pruned alike, and rank 0 evaluates and writes."""
     from .. import distributed
-    from ..api import context_length
+    from ..anatomy import context_length
     from ..errors import UserError
     from ..evaluation import evaluate, parse_tasks, prepare
     from ..runs import check_resumable, environment, prepare_out, write_json
@@ -121,7 +121,7 @@ def _prune(args) -> int:
     evals = evaluate(model, prepared, o.progress(args)) if prepared else {}
     meta = {"model": args.model, "processes": shard[1]}
     if args.save_model:
-        save_model(model, tok, out / "model", args.model)
+        save_model(model, tok, out / "model")
         meta["saved_model"] = str(out / "model")
     write_prune_run(out, report, evals, meta)
     if ckpt is not None:
@@ -169,7 +169,7 @@ def _schedule(args) -> int:
 
 
 def _eval(args) -> int:
-    from ..api import context_length
+    from ..anatomy import context_length
     from ..evaluation import evaluate, parse_tasks, prepare
     from ..runs import environment, prepare_out, write_json
     from .outputs import eval_table, protocols, write_text

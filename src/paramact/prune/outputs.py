@@ -5,7 +5,6 @@ Files are written atomically; results.json comes last, so a directory holding it
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import UserError
@@ -86,6 +85,8 @@ def write_prune_run(out: Path, report: PruneReport, evals: dict, meta: dict) -> 
         "eval": evals,
         "seconds": report.seconds,
         "resumed_blocks": o.restored_blocks,
+        "unreached_experts": {"matrices": o.unreached,
+                              "treatment": "no calibration token reached these experts: pruned by magnitude |W|"},
         "files": ["config.json", "env.json", "schedule.json", "masks.safetensors", "table.md", "results.json"]
         + (["model/"] if meta.get("saved_model") else []),
     }
@@ -123,14 +124,10 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def save_model(model, tok, path: Path, name: str) -> None:
-    """OUT/model via save_pretrained, the tokenizer, and the BOS marker load_model reads."""
-    from ..models import _MARKER
-
+def save_model(model, tok, path: Path) -> None:
+    """OUT/model via save_pretrained, with the tokenizer (its BOS setting included)."""
     try:
         model.save_pretrained(path)
         tok.save_pretrained(path)
-        marker = {"name": f"pruned {name}", "prepend_bos": bool(getattr(tok, "paramact_prepend_bos", False))}
-        (path / _MARKER).write_text(json.dumps(marker, indent=1))
     except OSError as e:
         raise UserError(f"cannot save the pruned model to {path}: {e.strerror or e}") from e

@@ -14,7 +14,7 @@ import torch
 
 from .. import distributed
 from ..anatomy import discover
-from ..api import ActivationConfig, analyze, context_length
+from ..api import ActivationConfig, analyze
 from ..errors import UserError
 from .driver import PruneOutcome, prune_model, sequential, token_batches
 from .config import CalibrationConfig, PruneConfig, Schedule, ScheduleConfig
@@ -33,13 +33,14 @@ def calibration_windows(model, tokenizer, cfg: CalibrationConfig) -> tuple[list[
     """cfg.nsamples windows of exactly cfg.seqlen token ids, and their recorded source."""
     from ..data import calibration
 
-    ctx = context_length(model)
+    anatomy = discover(model)
+    ctx = anatomy.context_length
     if ctx is not None and cfg.seqlen > ctx:
         raise UserError(f"calibration seqlen {cfg.seqlen} exceeds the model's context length {ctx}")
     windows, source = calibration(cfg.dataset, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed, split=cfg.split,
                                   data_dir=cfg.data_dir)
     bos = getattr(tokenizer, "bos_token_id", None)
-    if getattr(tokenizer, "paramact_prepend_bos", False) and bos is not None:
+    if anatomy.prepend_bos and bos is not None:
         windows = [[bos] + list(w[:-1]) for w in windows]  # the model expects BOS; keep seqlen
         source["bos"] = "prepended (last token dropped)"
     return [list(map(int, w)) for w in windows], {**source, "config": asdict(cfg)}
@@ -110,9 +111,8 @@ def owl_ratios(model, batches: Sequence[torch.Tensor], m: float = 5.0, progress:
     def on_block(i, weights, stats) -> bool:
         scores = []
         for w in weights:
-            W = w.module.weight.detach().float()
-            W = W.t() if w.transposed else W
-            scores.append(wanda_score(W, MatrixContext(w.name, stats[w.name])).flatten())
+            W = w.oriented().detach().float()
+            scores.append(wanda_score(W, MatrixContext(w.key, stats[w.key])).flatten())
         s = torch.cat(scores)
         ratios.append(float((s > m * s.mean()).double().mean()))
         return False

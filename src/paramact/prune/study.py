@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..anatomy import discover
-from ..api import context_length
 from ..errors import UserError
 from ..evaluation import EvalConfig, evaluate, parse_tasks, prepare
 from .driver import token_batches
@@ -106,7 +105,8 @@ def run_study(model, tok, cfg: StudyConfig, progress: bool = False,
     """Every cell of plan(cfg); on_row(row) after each. finished: cells of an interrupted run
     (key -> row, as on_row got them), kept instead of pruned and evaluated again."""
     anatomy = discover(model)
-    dense = {w.name: w.module.weight.detach().clone() for w in anatomy.weights}
+    params = anatomy.params()
+    dense = {name: p.detach().clone() for name, p in params.items()}
     rows = plan(cfg)
     t0 = time.perf_counter()
     calib = {}
@@ -126,7 +126,7 @@ def run_study(model, tok, cfg: StudyConfig, progress: bool = False,
         stats["seconds"]["owl_ratios"] = time.perf_counter() - t
     tasks = list(dict.fromkeys(t for r in rows for t in r["tasks"]))
     snippets = calibration_snippets(tok, calib["c4"][0]) if "c4" in calib else ()
-    prepared = {p.name: p for p in prepare(tok, tasks, cfg.eval, context=context_length(model), exclude_c4=snippets)}
+    prepared = {p.name: p for p in prepare(tok, tasks, cfg.eval, context=anatomy.context_length, exclude_c4=snippets)}
     schedules: dict[str, dict] = {}
     finished = finished or {}
     for r in rows:
@@ -141,8 +141,8 @@ def run_study(model, tok, cfg: StudyConfig, progress: bool = False,
             if on_row is not None:
                 on_row(r)
             continue
-        for w in anatomy.weights:
-            w.module.weight.data.copy_(dense[w.name])
+        for name, p in params.items():
+            p.data.copy_(dense[name])
         if r["method"] is not None:
             pcfg = PruneConfig(method=r["method"], sparsity=r["sparsity"], schedule=sc, pattern=cfg.pattern(r["method"]),
                                calibration=replace(cfg.calibration, dataset=r["calibration"]))
@@ -156,8 +156,8 @@ def run_study(model, tok, cfg: StudyConfig, progress: bool = False,
         r["seconds"] = time.perf_counter() - t
         if on_row is not None:
             on_row(r)
-    for w in anatomy.weights:
-        w.module.weight.data.copy_(dense[w.name])
+    for name, p in params.items():
+        p.data.copy_(dense[name])
     counts = stats.get("activation")
     return {
         "rows": rows,
