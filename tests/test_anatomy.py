@@ -1,11 +1,12 @@
 """Anatomy discovery: blocks, matrices, order, exclusions, unsupported models."""
 
 import pytest
+import torch
 from torch import nn
 
 from paramact.anatomy import discover
 from paramact.errors import UserError
-from tiny import FAMILIES, tiny_model
+from tiny import FAMILIES, MOE_FAMILIES, tiny_model
 
 EXPECTED = {  # matrices per block, in order (module names' last component)
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
@@ -55,3 +56,71 @@ def test_unsupported_model_names_what_is_missing():
 
     with pytest.raises(UserError, match="no list of decoder blocks with 4 entries"):
         discover(NoBlocks())
+
+
+@pytest.mark.parametrize("family", sorted(MOE_FAMILIES))
+def test_moe_anatomy_covers_every_block_weight(family):
+    """Routers, every expert's slice of the fused tensors, and the dense matrices; biases aside."""
+    model = tiny_model(family)
+    an = discover(model)
+    block_params = {n: p for n, p in model.named_parameters() if n.startswith(an.blocks_path + ".") and p.dim() >= 2}
+    weights = {n: p for n, p in block_params.items() if not n.endswith("bias")}
+    assert sorted(an.names) == sorted(weights)  # every weight, each once
+    assert sorted(an.excluded_biases) == sorted(set(block_params) - set(weights))
+    assert an.coverage() == {"share": 1.0, "attributed_params": sum(p.numel() for p in weights.values()),
+                             "block_params": sum(p.numel() for p in weights.values()), "uncovered": [],
+                             "excluded_biases": list(an.excluded_biases)}
+    for g in an.experts:
+        slices = [w for w in an.layers[g.layer] if w.kind == "expert"]
+        assert len(slices) == 2 * g.n_experts == 8
+        routers = [w for w in an.layers[g.layer] if w.kind == "router"]
+        assert len(routers) == 1 and routers[0].weight.shape == (4, 32)
+        for w in slices:  # an oriented (out, in) view of the stored slice
+            out_in = w.oriented().shape
+            assert out_in == w.shape_out_in and w.oriented().data_ptr() == w.param[w.expert].data_ptr()
+            assert w.transposed == (family == "gpt_oss")
+            assert out_in == ((48, 32) if "gate_up" in w.name else (32, 24))
+    assert [w.offset for w in an.layers[-1]] == [sum(v.numel for v in an.layers[-1][:k]) for k in range(len(an.layers[-1]))]
+    assert an.context_length == 128 and an.vocab_size == 97 and not an.prepend_bos
+
+
+class _Odd(nn.Module):
+    """A block part paramact cannot attribute: a 3-D Parameter in a plain module."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(2, 3, 4))
+
+    def forward(self, x):
+        return x
+
+
+def test_uncovered_parameter_is_one_line_or_recorded():
+    model = tiny_model("llama")
+    model.model.layers[1].odd = _Odd()
+    with pytest.raises(UserError, match=r"cannot attribute 1 block parameter\(s\), first model.layers.1.odd.table "
+                                        r"\[2, 3, 4\] \(_Odd.table\)"):
+        discover(model)
+    an = discover(model, allow_uncovered=True)
+    cov = an.coverage()
+    assert cov["uncovered"] == ["model.layers.1.odd.table [2, 3, 4] (_Odd.table)"]
+    assert cov["block_params"] == cov["attributed_params"] + 24 and 0 < cov["share"] < 1
+
+
+def test_model_facts_in_one_place():
+    an = discover(tiny_model("gemma3_text"))
+    assert an.prepend_bos and an.bos_token_id == 1 and an.context_length == 128 and an.vocab_size == 97
+    gpt2 = discover(tiny_model("gpt2"))
+    assert not gpt2.prepend_bos and gpt2.context_length == 128
+
+
+def test_analysis_with_uncovered_parameters_is_opt_in():
+    from paramact.api import ActivationConfig, analyze
+    from tiny import TEXTS, ByteTokenizer
+
+    model = tiny_model("llama")
+    model.model.layers[1].odd = _Odd()
+    with pytest.raises(UserError, match="cannot attribute 1 block parameter"):
+        analyze(model, ByteTokenizer(), TEXTS[:2], ActivationConfig(batch_size=2, sketch_dim=0))
+    res = analyze(model, ByteTokenizer(), TEXTS[:2], ActivationConfig(batch_size=2, sketch_dim=0, allow_uncovered=True))
+    assert "model.layers.1.odd.table" not in res.mean_map and res.anatomy.coverage()["share"] < 1

@@ -33,19 +33,22 @@ def one_and_two(args: list[str], tmp_path: Path, port: int) -> tuple[Path, Path]
     return one, two
 
 
-@pytest.mark.parametrize("order", [[], ["--sort-by-length"]], ids=["in-order", "length-sorted"])
-def test_two_processes_equal_one(tmp_path, order):
-    model = save_tiny(tmp_path / "model", "qwen2")
+@pytest.mark.parametrize("family, order", [("qwen2", []), ("qwen2", ["--sort-by-length"]), ("mixtral", [])],
+                         ids=["in-order", "length-sorted", "moe"])
+def test_two_processes_equal_one(tmp_path, family, order):
+    model = save_tiny(tmp_path / "model", family)
     data = tmp_path / "data.txt"
     data.write_text("\n\n".join(f"Item {i}: " + "alpha beta gamma " * (1 + i % 4) for i in range(22)))
     args = ["--quiet", "activations", "--model", str(model), "--data", str(data), "--samples", "22",
             "--batch-size", "3", "--sketch-dim", "256", "--checkpoint-every", "2", *order]  # 8 batches, uneven split
-    one, two = one_and_two(args, tmp_path, 29533 + len(order))
+    one, two = one_and_two(args, tmp_path, 29533 + len(order) + 2 * (family == "mixtral"))
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())  # rank 0 wrote, no scratch
     ma, mb = load_file(str(one / "mean_map.safetensors")), load_file(str(two / "mean_map.safetensors"))
     assert ma.keys() == mb.keys() and max(rel_err(mb[k], ma[k]) for k in ma) <= 1e-6
     for f in ("fingerprints.safetensors", "samples.safetensors"):
         ta, tb = load_file(str(one / f)), load_file(str(two / f))
+        assert ta.keys() == tb.keys()
+        assert f == "fingerprints.safetensors" or ("expert_tokens" in ta) == (family == "mixtral")
         for k in ta:
             assert torch.equal(ta[k], tb[k]) if k != "fingerprint_sum" else rel_err(tb[k], ta[k]) <= 1e-6, (f, k)
     la = json.loads((one / "results.json").read_text())["layers"]

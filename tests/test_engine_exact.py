@@ -1,6 +1,10 @@
-"""The engine against the per-sample autograd oracle, on tiny random models of eight
-families (GPT-2 Conv1D, GQA in qwen2/mistral/gemma3), for every target, with padding.
+"""The engine against the per-sample autograd oracle, on tiny random models of eight dense
+families (GPT-2 Conv1D, GQA in qwen2/mistral/gemma3) and six mixture-of-experts families
+(fused experts: Mixtral, Qwen3-MoE, OLMoE, gpt-oss with its transposed experts and biases;
+shared experts: Qwen2-MoE, DeepSeek-V3 with a dense first block), for every target, with padding.
 
+The oracle differentiates whole parameters (3-D expert tensors included) one sample at a time;
+a layer's vector is every block parameter with >= 2 dims that is not a bias.
 Tolerance: max |engine - oracle| / max |oracle| <= 1e-5 in float32.
 """
 
@@ -8,17 +12,29 @@ import pytest
 import torch
 
 import paramact
-from oracle import layer_vectors, per_sample_A, rel_err
+from oracle import layer_vectors, oracle_names, per_sample_A, rel_err
 from paramact.api import ActivationConfig, analyze
-from tiny import ANSWERS, FAMILIES, TEXTS, ByteTokenizer, encode_ids, tiny_model
+from tiny import ANSWERS, FAMILIES, MOE_FAMILIES, TEXTS, ByteTokenizer, encode_ids, tiny_model
 
 TOL = 1e-5
 TARGETS = ["max_logit", "gold_logprob", "lm_loss"]
 
 
-@pytest.fixture(scope="module", params=sorted(FAMILIES))
+@pytest.fixture(scope="module", params=sorted(FAMILIES) + sorted(MOE_FAMILIES))
 def family(request):
     return request.param, tiny_model(request.param)
+
+
+def oracle(model, anatomy, texts, target, conts):
+    """Per sample: {name: A} and the per-layer vectors."""
+    names = oracle_names(model, anatomy.blocks_path, anatomy.n_layers)
+    tok, per, vecs = ByteTokenizer(), [], []
+    for i, t in enumerate(texts):
+        ids, n_prompt = encode_ids(tok, t, None if conts is None else conts[i])
+        A = per_sample_A(model, names, ids, target, n_prompt)
+        per.append(A)
+        vecs.append(layer_vectors(model, anatomy.blocks_path, anatomy.n_layers, A))
+    return names, per, vecs
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -30,19 +46,17 @@ def test_engine_matches_oracle(family, target):
     cfg = ActivationConfig(target=target, batch_size=5, sketch_dim=0)
     res = analyze(model, tok, texts, cfg, continuations=conts)
     anatomy = res.anatomy
+    names, per_sample, vecs = oracle(model, anatomy, texts, target, conts)
 
-    per_sample = []
-    for i, t in enumerate(texts):
-        ids, n_prompt = encode_ids(tok, t, None if conts is None else conts[i])
-        per_sample.append(per_sample_A(model, anatomy.weights, ids, target, n_prompt))
-
+    # 0. every block weight is attributed (coverage 1), fused experts keep their 3-D shape
+    assert sorted(names) == sorted(anatomy.names) and anatomy.coverage()["share"] == 1.0
     # 1. mean map, per parameter name
-    for k, w in enumerate(anatomy.weights):
-        ref = sum(s[k] for s in per_sample) / len(texts)
-        assert rel_err(res.mean_map[w.name], ref) <= TOL, (name, target, w.name)
+    for n in names:
+        ref = sum(s[n] for s in per_sample) / len(texts)
+        assert res.mean_map[n].shape == ref.shape
+        assert rel_err(res.mean_map[n], ref) <= TOL, (name, target, n)
 
     # 2. per-sample per-layer ‖A‖ and ΣA
-    vecs = [layer_vectors(anatomy, s) for s in per_sample]  # [N][L] vectors
     ref_norm = torch.tensor([[v.norm() for v in vs] for vs in vecs], dtype=torch.float64)
     ref_sum = torch.tensor([[v.sum() for v in vs] for vs in vecs], dtype=torch.float64)
     assert rel_err(res.norms, ref_norm) <= TOL
@@ -55,6 +69,56 @@ def test_engine_matches_oracle(family, target):
             for j in range(len(texts)):
                 direct = paramact.llmdcos(vecs[i][L], vecs[j][L])
                 assert abs(float(cos[L, i, j]) - direct) <= TOL, (name, target, L, i, j)
+
+
+@pytest.mark.parametrize("family", sorted(MOE_FAMILIES))
+def test_expert_statistics_match_oracle(family):
+    """Per sample and expert: the activation mass equals the oracle's Σ A over the expert's slices,
+    and the routed-token counts equal a direct count of the router's top-k over real tokens."""
+    model, tok = tiny_model(family), ByteTokenizer()
+    texts = TEXTS[:5]
+    res = analyze(model, tok, texts, ActivationConfig(batch_size=3, sketch_dim=0))  # two padded batches
+    an = res.anatomy
+    names, per, _ = oracle(model, an, texts, "max_logit", None)
+    assert res.expert_tokens.shape == res.expert_mass.shape == (5, len(an.experts), 4)
+    routed: dict[int, list[torch.Tensor]] = {}
+
+    def record(layer):
+        def hook(_m, args):  # the experts' call: (hidden_states, top_k_index, top_k_weights)
+            routed.setdefault(layer, []).append(args[1])
+        return hook
+
+    handles = [g.module.register_forward_pre_hook(record(g.layer)) for g in an.experts]
+    try:
+        for i, t in enumerate(texts):
+            with torch.no_grad():
+                model(input_ids=torch.tensor([encode_ids(tok, t)[0]]))
+    finally:
+        for h in handles:
+            h.remove()
+    for j, g in enumerate(an.experts):
+        for i in range(len(texts)):
+            top = routed[g.layer][i]  # [T, k] this sample's routing, unpadded
+            direct = torch.bincount(top.flatten(), minlength=g.n_experts)
+            assert torch.equal(res.expert_tokens[i, j], direct), (family, g.layer, i)
+            for e in range(g.n_experts):
+                ref = sum(float(per[i][n][e].sum()) for n in g.names)
+                assert abs(float(res.expert_mass[i, j, e]) - ref) <= TOL * max(ref, 1e-12) + 1e-12
+    # every real token reaches k = 2 experts in every MoE layer
+    assert (res.expert_tokens.sum(-1) == 2 * torch.tensor([len(encode_ids(tok, t)[0]) for t in texts])[:, None]).all()
+
+
+@pytest.mark.parametrize("family", ["mixtral", "gpt_oss"])
+def test_moe_batch_size_and_padding_invariance(family):
+    """Batch size 1, 2 and 5 (every sample padded differently) give the same statistics."""
+    model, tok = tiny_model(family), ByteTokenizer()
+    runs = [analyze(model, tok, TEXTS[:5], ActivationConfig(batch_size=b, sketch_dim=0)) for b in (1, 2, 5)]
+    for r in runs[1:]:
+        for k in runs[0].mean_map:
+            assert rel_err(r.mean_map[k], runs[0].mean_map[k]) <= TOL
+        assert rel_err(r.norms, runs[0].norms) <= TOL
+        assert torch.equal(r.expert_tokens, runs[0].expert_tokens)
+        assert rel_err(r.expert_mass, runs[0].expert_mass) <= TOL
 
 
 def test_target_values_match_oracle():
@@ -80,10 +144,27 @@ def test_pair_similarity_matches_direct_formula(batch_size):
     pairs = [(TEXTS[0], TEXTS[1]), (TEXTS[2], TEXTS[2]), (TEXTS[3], TEXTS[6])]
     got = paramact.pair_similarity(model, tok, pairs, batch_size=batch_size)
     an = paramact.discover(model)
+    names = oracle_names(model, an.blocks_path, an.n_layers)
     assert got.shape == (3, an.n_layers)
     for k, (a, b) in enumerate(pairs):
-        va = layer_vectors(an, per_sample_A(model, an.weights, encode_ids(tok, a)[0]))
-        vb = layer_vectors(an, per_sample_A(model, an.weights, encode_ids(tok, b)[0]))
+        va = layer_vectors(model, an.blocks_path, an.n_layers, per_sample_A(model, names, encode_ids(tok, a)[0]))
+        vb = layer_vectors(model, an.blocks_path, an.n_layers, per_sample_A(model, names, encode_ids(tok, b)[0]))
         for L in range(an.n_layers):
             assert abs(float(got[k, L]) - paramact.llmdcos(va[L], vb[L])) <= TOL
     assert torch.allclose(got[1], torch.ones(an.n_layers))  # a text with itself
+
+
+def test_padded_expert_layout_equals_segments(monkeypatch):
+    """Accelerators form an expert's per-sample gradients in one padded batched product, a CPU in one
+    exact-size product per sample: the same statistics (the padded path, forced here on the CPU)."""
+    import paramact.engine as engine
+
+    model, tok = tiny_model("olmoe"), ByteTokenizer()
+    cfg = ActivationConfig(batch_size=5, sketch_dim=256)
+    seg = analyze(model, tok, TEXTS[:5], cfg)
+    monkeypatch.setattr(engine, "PADDED_EXPERTS", True)
+    pad = analyze(model, tok, TEXTS[:5], cfg)
+    for k in seg.mean_map:
+        assert rel_err(pad.mean_map[k], seg.mean_map[k]) <= 1e-6
+    assert rel_err(pad.norms, seg.norms) <= 1e-6 and rel_err(pad.fingerprints.float(), seg.fingerprints.float()) <= 1e-3
+    assert torch.equal(pad.expert_tokens, seg.expert_tokens)

@@ -29,6 +29,9 @@ def runs(tmp_path_factory):
     assert cli("findings", "--model", str(model_dir), "--datasets", "humaneval,gsm8k,pydoc", "--samples", "4",
                "--data-dir", str(root), "--max-length", "32", "--sketch-dim", "4096", "--gammas", "1e-3,1e-2",
                "--check-samples", "6", "--out", str(base / "findings")) == 0
+    moe_dir = save_tiny(tmp_path_factory.mktemp("tiny") / "mixtral", "mixtral")
+    assert cli("findings", "--model", str(moe_dir), "--datasets", "pydoc,pycode", "--samples", "4",
+               "--max-length", "32", "--sketch-dim", "1024", "--check-samples", "4", "--out", str(base / "moe")) == 0
     data = sts_data_dir(tmp_path_factory.mktemp("data"))
     assert cli("sts", "--model", str(model_dir), "--pairs", "10", "--data-dir", str(data), "--no-baselines",
                "--out", str(base / "sts")) == 0
@@ -70,11 +73,13 @@ def test_sts_report_contents(runs):
 
 
 def test_combined_report_of_a_folder_of_runs(runs, tmp_path):
-    """`make run` leaves findings/ and sts/ in one folder: one page, a section each, every figure."""
+    """`make run` leaves findings/ and sts/ in one folder: one page, a section each, every figure
+    (here with a third run, findings on a mixture-of-experts model, between them by name)."""
     assert cli("report", str(runs)) == 0
     page = (runs / "report.html").read_text(encoding="utf-8")
-    assert len(_imgs(page)) == 6 + 2
-    assert page.index('<section id="findings">') < page.index('<section id="sts">')
+    n_moe = len(list((runs / "moe" / "plots").glob("*.png")))
+    assert len(_imgs(page)) == 6 + 2 + n_moe and n_moe >= 6
+    assert page.index('<section id="findings">') < page.index('<section id="moe">') < page.index('<section id="sts">')
     assert 'href="#findings"' in page and 'href="#sts"' in page
     sts = json.loads((runs / "sts" / "results.json").read_text())
     assert f"ρ = {sts['spearman']['rho']:.3f}" in page and "Finding 3: deep-layer LLMDcos matrix" in page
@@ -98,7 +103,34 @@ def _render(path, tmp_path):
     return json.loads(html.unescape(found.group(1))), shot, dom.stderr + r.stderr
 
 
-@pytest.mark.parametrize("kind", ["findings", "sts", "."])
+def test_moe_findings_report_shows_the_experts(runs):
+    """A findings run on a mixture-of-experts model: coverage, per-expert usage per dataset (layer x
+    expert heatmaps), and how far the datasets share experts, in results.json and the report."""
+    from safetensors.torch import load_file
+
+    run = runs / "moe"
+    res = json.loads((run / "results.json").read_text())
+    assert res["coverage"]["share"] == 1.0
+    ex = res["experts"]
+    assert ex["layers"] == [0, 1] and set(ex["usage"]) == {"pydoc", "pycode"}
+    for name, u in ex["usage"].items():
+        per_sample = load_file(str(run / name / "samples.safetensors"))
+        assert per_sample["expert_tokens"].shape == (4, 2, 4)
+        assert u["tokens"] == per_sample["expert_tokens"].sum(0).tolist()
+        for row in u["token_share"] + u["mass_share"]:
+            assert sum(row) == pytest.approx(1.0) and min(row) >= 0
+        dens = json.loads((run / name / "results.json").read_text())["experts"]["density"]
+        assert [len(layer["experts"]) for layer in dens] == [4, 4]
+    sim = ex["similarity"]["pydoc|pycode"]
+    assert all(0 <= c <= 1 + 1e-6 for c in sim["token_cosine"] + sim["mass_cosine"] + sim["top_overlap"])
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "Mixture of experts" in page and "token-share cosine" in page and "Weights attributed: <b>1.000</b>" in page
+    pngs = sorted(p.name for p in (run / "plots").glob("*.png"))
+    assert "experts_mass.png" in pngs and "experts_similarity.png" in pngs
+    assert len(_imgs(page)) == len(pngs)
+
+
+@pytest.mark.parametrize("kind", ["findings", "sts", "moe", "."])
 def test_report_renders_in_chromium(runs, kind, tmp_path):
     from PIL import Image, ImageStat
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from oracle import layer_vectors, per_sample_A, rel_err
+from oracle import layer_vectors, oracle_names, per_sample_A, rel_err
 from paramact.api import DEFAULT_SKETCH_DIM, ActivationConfig, analyze
 from paramact.batching import encode
 from paramact.data import load_texts
@@ -16,10 +16,12 @@ def test_engine_matches_oracle_on_smollm2(smollm2):
     res = analyze(model, tok, TEXTS, ActivationConfig(batch_size=2, sketch_dim=0))  # padded batch
     an = res.anatomy
     assert an.n_layers == 30 and len(an.layers[0]) == 7
-    per = [per_sample_A(model, an.weights, encode(tok, t).ids) for t in TEXTS]
-    worst = max(rel_err(res.mean_map[w.name], (per[0][k] + per[1][k]) / 2) for k, w in enumerate(an.weights))
+    names = oracle_names(model, an.blocks_path, an.n_layers)
+    assert sorted(names) == sorted(an.names)  # every block weight is attributed
+    per = [per_sample_A(model, names, encode(tok, t).ids) for t in TEXTS]
+    worst = max(rel_err(res.mean_map[n], (per[0][n] + per[1][n]) / 2) for n in names)
     assert worst <= 1e-5, worst
-    vecs = [layer_vectors(an, p) for p in per]
+    vecs = [layer_vectors(model, an.blocks_path, an.n_layers, p) for p in per]
     ref_norms = torch.tensor([[float(v.norm()) for v in vs] for vs in vecs])
     assert rel_err(res.norms, ref_norms) <= 1e-5
     (_, cos), = res.batch_llmdcos

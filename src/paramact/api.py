@@ -14,6 +14,7 @@ from .batching import make_batches
 from .density import DEFAULT_GAMMAS, check_gammas, layer_density
 from .engine import Engine
 from .errors import UserError
+from .experts import ExpertUsage, expert_density
 from .reducers import MeanMap, SampleStats
 from .similarity import llmdcos_from_gram
 from .targets import get_target
@@ -37,6 +38,9 @@ class ActivationConfig:
     # batch texts of similar length together (less padding); in-batch LLMDcos then pairs
     # neighbours in length instead of neighbours in order, every other statistic is unchanged
     sort_by_length: bool = False
+    # run without the block parameters paramact cannot attribute (Anatomy.coverage records them)
+    # instead of refusing the model
+    allow_uncovered: bool = False
 
     def __post_init__(self) -> None:
         get_target(self.target)
@@ -67,21 +71,19 @@ class Analysis:
     target_values: torch.Tensor  # [N] D(s_i)
     n_truncated: int = 0
     meta: dict = field(default_factory=dict)
+    # mixture-of-experts models (None for dense ones): [N, MoE layers, experts] per sample
+    expert_tokens: torch.Tensor | None = None  # real tokens routed to each expert
+    expert_mass: torch.Tensor | None = None  # Σ A over each expert's matrices
 
     @cached_property
     def layers(self) -> list[dict]:
         """Per-layer density rows (counts above each γ, mass shares), computed on first use."""
         return layer_density(self.mean_map, self.anatomy, self.gammas)
 
-
-def context_length(model) -> int | None:
-    cfg = getattr(model, "config", None)
-    cfg = getattr(cfg, "text_config", None) or cfg
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        v = getattr(cfg, key, None)
-        if isinstance(v, int) and v > 0:
-            return v
-    return None
+    @cached_property
+    def expert_layers(self) -> list[dict]:
+        """Per MoE layer, per expert: params, mass, counts above each γ, mass_share_50."""
+        return expert_density(self.mean_map, self.anatomy, self.gammas) if self.mean_map else []
 
 
 def analyze(
@@ -97,35 +99,39 @@ def analyze(
     extra_state: dict | None = None,
     shard: tuple[int, int] = (0, 1),
     merge=None,
+    anatomy: Anatomy | None = None,
 ) -> Analysis:
     """Run the engine over `texts` and reduce every statistic of the mission.
 
     on_fingerprints: optional callable(sample_ids, [B, L, m] tensor) that receives each
     batch's fingerprints instead of keeping them in memory (Analysis.fingerprints is then None).
+    anatomy: the model's (discovered here when not given).
     """
     if len(texts) == 0:
         raise UserError("no texts to analyse (the dataset is empty)")
     target = get_target(config.target)
     if target.needs_continuation and continuations is None:
         raise UserError(f"target {config.target} needs a continuation (answer) per text")
-    anatomy = discover(model)
-    max_len = config.max_length or context_length(model)
+    anatomy = anatomy or discover(model, config.allow_uncovered)
+    max_len = config.max_length or anatomy.context_length
     batches, n_trunc = make_batches(tokenizer, texts, config.batch_size, continuations, max_len,
-                                     config.sort_by_length)
+                                     config.sort_by_length, anatomy.prepend_bos)
     mean = MeanMap(anatomy, config.stats_device) if with_mean_map else None
     stats = SampleStats(anatomy, config.sketch_dim, config.seed, on_fingerprints=on_fingerprints)
-    parts = {"mean": mean, "stats": stats, **(extra_state or {})}
+    usage = ExpertUsage(anatomy) if anatomy.experts else None
+    parts = {"mean": mean, "stats": stats, "experts": usage, **(extra_state or {})}
     parts = {k: v for k, v in parts.items() if v is not None}
     start = checkpoint.load(parts) if checkpoint is not None else 0
     rank, world = shard
     todo = [k for k in range(start, len(batches)) if k % world == rank]
+    sinks = [s for s in (mean, stats, usage) if s is not None]
     with Engine(model, anatomy) as eng:
         for k in tqdm(todo, desc="activations", unit="batch", disable=not progress, initial=0):
-            stats.add_values(eng.run(batches[k], target, [s for s in (mean, stats) if s is not None]))
+            stats.add_values(eng.run(batches[k], target, sinks))
             if checkpoint is not None and checkpoint.due(k + 1, len(batches)):
                 checkpoint.save(k + 1, parts)
     if merge is not None:  # sharded run: combine every process's reducers
-        merge(mean, stats)
+        merge(mean, stats, *([usage] if usage is not None else []))
     mmap = mean.mean() if mean is not None else {}
     return Analysis(
         anatomy=anatomy,
@@ -138,13 +144,16 @@ def analyze(
         target_values=stats.target_values(),
         n_truncated=n_trunc,
         meta={"max_length": max_len, "n_samples": len(texts), "batches": [b.index for b in batches]},
+        expert_tokens=usage.tokens() if usage is not None else None,
+        expert_mass=usage.mass() if usage is not None else None,
     )
 
 
 def activation_map(
     model, tokenizer, texts: Sequence[str], target: str = "max_logit", batch_size: int = 8, continuations=None
 ) -> dict[str, torch.Tensor]:
-    """Mean |A| per parameter name over `texts` (float32), for every decoder-block weight."""
+    """Mean |A| per parameter name over `texts` (float32), for every decoder-block weight, shaped
+    like the parameter (a fused [E, out, in] expert tensor gives a 3-D map)."""
     cfg = ActivationConfig(target=target, batch_size=batch_size, sketch_dim=0)
     return analyze(model, tokenizer, texts, cfg, continuations).mean_map
 
@@ -152,6 +161,7 @@ def activation_map(
 def pair_similarity(
     model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 8, target: str = "max_logit",
     shard: tuple[int, int] = (0, 1), merge=None, progress: bool = False, checkpoint=None,
+    allow_uncovered: bool = False,
 ) -> torch.Tensor:
     """Exact LLMDcos of each text pair, per layer: [n_pairs, n_layers].
 
@@ -165,7 +175,7 @@ def pair_similarity(
         raise UserError("no pairs given")
     texts = [t for p in pairs for t in p]
     per_batch = max(2, batch_size - batch_size % 2)
-    cfg = ActivationConfig(target=target, batch_size=per_batch, sketch_dim=0)
+    cfg = ActivationConfig(target=target, batch_size=per_batch, sketch_dim=0, allow_uncovered=allow_uncovered)
     res = analyze(model, tokenizer, texts, cfg, with_mean_map=False, shard=shard, merge=merge, progress=progress,
                   checkpoint=checkpoint)
     out = torch.empty(len(pairs), res.anatomy.n_layers)

@@ -44,24 +44,21 @@ class Encoded:
     truncated: bool
 
 
-def _bos_needed(tokenizer, ids: list[int]) -> bool:
-    bos = getattr(tokenizer, "bos_token_id", None)
-    want = getattr(tokenizer, "paramact_prepend_bos", False)
-    return bool(want and bos is not None and (not ids or ids[0] != bos))
-
-
 def encode(
     tokenizer,
     text: str,
     continuation: str | None = None,
     max_length: int | None = None,
+    prepend_bos: bool = False,
 ) -> Encoded:
-    """Token ids of `text` (+ `continuation`), BOS as the model expects, at most max_length."""
+    """Token ids of `text` (+ `continuation`), at most max_length. The tokenizer adds its special
+    tokens; prepend_bos (Anatomy.prepend_bos) puts a BOS in front where it did not."""
     if not isinstance(text, str) or not text.strip():
         raise UserError("empty text: every sample needs at least one non-blank character")
     ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
-    if _bos_needed(tokenizer, ids):
-        ids = [tokenizer.bos_token_id] + ids
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if prepend_bos and bos is not None and (not ids or ids[0] != bos):
+        ids = [bos] + ids
     cont: list[int] = []
     if continuation is not None:
         cont = list(tokenizer(continuation, add_special_tokens=False)["input_ids"])
@@ -102,6 +99,7 @@ def make_batches(
     continuations: Sequence[str] | None = None,
     max_length: int | None = None,
     sort_by_length: bool = False,
+    prepend_bos: bool = False,
 ) -> tuple[list[Batch], int]:
     """Encode and batch texts; returns (batches, number of truncated samples).
 
@@ -113,7 +111,7 @@ def make_batches(
     if continuations is not None and len(continuations) != len(texts):
         raise UserError(f"{len(texts)} texts but {len(continuations)} continuations")
     enc = [
-        encode(tokenizer, t, None if continuations is None else continuations[i], max_length)
+        encode(tokenizer, t, None if continuations is None else continuations[i], max_length, prepend_bos)
         for i, t in enumerate(texts)
     ]
     n_trunc = sum(e.truncated for e in enc)

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
-from .options import (add_config_option, add_device_map_option, add_model_options, add_resume_options,
-                      add_stats_device_option, floats)
+from .options import (add_config_option, add_coverage_option, add_device_map_option, add_model_options,
+                      add_resume_options, add_stats_device_option, floats)
 
 log = logging.getLogger("paramact")
 
@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                         "LLMDcos then pairs length neighbours)")
     add_device_map_option(a)
     add_stats_device_option(a)
+    add_coverage_option(a)
     a.add_argument("--out", type=Path, default=None, help="run directory (required)")
     add_resume_options(a)
     from .data import commands as data_commands
@@ -166,7 +167,8 @@ def _cmd_activations(args) -> int:
         raise UserError(f"unknown target {args.target!r}; choose one of: {', '.join(sorted(TARGETS))}")
     cfg = ActivationConfig(target=args.target, batch_size=args.batch_size, max_length=args.max_length,
                            gammas=args.gammas, sketch_dim=args.sketch_dim, seed=args.seed,
-                           stats_device=args.stats_device, sort_by_length=args.sort_by_length)
+                           stats_device=args.stats_device, sort_by_length=args.sort_by_length,
+                           allow_uncovered=args.allow_uncovered)
     data = tuple(d for spec in args.data for d in spec.split(",") if d)
     run = ActivationsRun(model=args.model, data=data, samples=args.samples, data_seed=args.data_seed,
                          text_field=args.field, data_dir=args.data_dir, dtype=args.dtype, device=args.device,

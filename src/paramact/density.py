@@ -59,12 +59,12 @@ def mass_shares(v: torch.Tensor, fractions=(0.5, 0.9), bins: int = 4096) -> list
 def layer_density(mean_map: dict[str, torch.Tensor], anatomy: Anatomy, gammas=DEFAULT_GAMMAS) -> list[dict]:
     """One dict per layer (0-based `index`): params, count_above, mass shares, mean_abs."""
     gammas = check_gammas(gammas)
-    total = sum(float(mean_map[w.name].double().sum()) for w in anatomy.weights)
+    total = sum(float(w.select(mean_map[w.name]).double().sum()) for w in anatomy.weights)
     n_all = sum(w.numel for w in anatomy.weights)
     global_mean = total / n_all
     rows = []
     for i, ws in enumerate(anatomy.layers):
-        v = torch.cat([mean_map[w.name].flatten().float() for w in ws])
+        v = torch.cat([w.select(mean_map[w.name]).flatten().float() for w in ws])
         m50, m90 = mass_shares(v)
         rows.append(
             {

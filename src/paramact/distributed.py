@@ -7,11 +7,12 @@ all-reduce, per-sample statistics by an all-gather. NCCL on GPUs, gloo on CPUs.
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
 
-from .reducers import MeanMap, SampleStats
+from .reducers import MeanMap
 
 
 def init() -> tuple[int, int]:
@@ -55,8 +56,9 @@ def all_reduce_(tensors) -> None:
         dist.all_reduce(t)
 
 
-def merge(mean: MeanMap | None, stats: SampleStats) -> None:
-    """Combine every process's reducers in place (each process ends with the full result)."""
+def merge(mean: MeanMap | None, *per_sample) -> None:
+    """Combine every process's reducers in place (each process ends with the full result):
+    the mean map by all-reduce, per-sample reducers (SampleStats, ExpertUsage) by all-gather."""
     import torch.distributed as dist
 
     if mean is not None:
@@ -64,13 +66,14 @@ def merge(mean: MeanMap | None, stats: SampleStats) -> None:
         n = torch.tensor([mean.n], dtype=torch.long, device=next(iter(mean.sums.values())).device)
         dist.all_reduce(n)
         mean.n = int(n.item())
-    states = [None] * dist.get_world_size()
-    dist.all_gather_object(states, stats.state_dict())
-    for r, state in enumerate(states):
-        if r != dist.get_rank():
-            other = SampleStats(stats.anatomy, 0, keep_grams=stats.keep_grams)
-            other.load_state_dict(state)
-            stats.merge(other)
+    for mine in per_sample:
+        states = [None] * dist.get_world_size()
+        dist.all_gather_object(states, mine.state_dict())
+        for r, state in enumerate(states):
+            if r != dist.get_rank():
+                other = copy.copy(mine)  # same layout, its own sample lists
+                other.load_state_dict(state)
+                mine.merge(other)
 
 
 def reduce_input_stats(stats) -> None:

@@ -1,12 +1,14 @@
 """The engine: batched, exact per-sample A(s, w) = |w * dD(s)/dw| through hooks.
 
-For a Linear y = x W^T, dD_i/dW = sum_t g_{i,t} x_{i,t}^T with x the layer input
-(forward hook) and g = dD/dy (a hook on the output tensor). Samples never interact in a
-causal LM, so ONE backward of sum_i D_i hands every sample its own g, block by block.
-The per-sample gradient of one matrix is formed in a reusable fp32 workspace, turned
-into A, handed to the sinks (the streaming reducers) and dropped. Weights never get
-a .grad: they are frozen for the pass and gradients flow from a leaf made of the input
-embeddings' output.
+For a matrix y = x W^T, dD_i/dW = sum_t g_{i,t} x_{i,t}^T with x the matrix's input and
+g = dD/dy (a hook on the output tensor), both seen through taps.py. Samples never interact
+in a causal LM, so ONE backward of sum_i D_i hands every sample its own g, block by block.
+For an expert of a mixture-of-experts block the sum runs over the tokens routed to that
+expert only (its x and g exist for those tokens alone; the routing weight is inside g), so
+a sample none of whose tokens reached the expert gets A = 0 there. The per-sample gradient
+of one matrix is formed in a reusable fp32 workspace, turned into A, handed to the sinks
+(the streaming reducers) and dropped. Weights never get a .grad: they are frozen for the
+pass and gradients flow from a leaf made of the input embeddings' output.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 from .anatomy import Anatomy, Weight, discover, input_embeddings, output_head
 from .batching import Batch
 from .errors import UserError
+from .taps import Taps
 from .targets import Target, get_target
 
 
@@ -33,6 +36,13 @@ class Sink(Protocol):
 
     def end_batch(self, batch: Batch) -> None: ...
 
+    # optional, for mixture-of-experts blocks: routed(layer, counts) with counts [B, E] the
+    # number of each sample's real tokens routed to each expert
+
+
+# Expert rows on a CPU go through one exact-size product per sample; set True to use the padded
+# batched layout there too (what accelerators use; tests compare the two).
+PADDED_EXPERTS = False
 
 # Elements of A processed at once. On a CPU a block that stays in cache lets every reducer
 # read it for the price of one pass over memory; on a GPU, large blocks avoid launch costs.
@@ -80,6 +90,37 @@ def frozen_eval(model: nn.Module):
         model.train(was_training)
 
 
+class _Routed:
+    """An expert's routed rows, grouped by sample. Rows arrive sorted by flat token index b·T + t,
+    so each sample's rows are contiguous; rows of padding tokens are dropped (`keep`).
+
+    Two layouts of the same numbers: `segments` (start, count) per sample, for a loop of exact-size
+    matrix products (CPU: no padding, no copies), and `scatter` into [B, M, ·] with M the largest
+    count, for one batched product (accelerators: one launch)."""
+
+    def __init__(self, tokens: torch.Tensor, valid: torch.Tensor):
+        B, T = valid.shape
+        keep = valid.reshape(-1)[tokens]
+        self.keep = None if bool(keep.all()) else keep
+        tok = tokens if self.keep is None else tokens[keep]
+        self.b = torch.div(tok, T, rounding_mode="floor")
+        counts = torch.bincount(self.b, minlength=B)
+        starts = torch.cumsum(counts, 0) - counts
+        self.segments = list(zip(starts.tolist(), counts.tolist()))
+        self.r = torch.arange(tok.numel(), device=tok.device) - starts[self.b]
+        self.n = tok.numel()
+        self.width = int(counts.max()) if self.n else 0
+
+    def rows(self, v: torch.Tensor) -> torch.Tensor:
+        """The kept rows of v (one row per routed token), as float32."""
+        return (v if self.keep is None else v[self.keep]).float()
+
+    def scatter(self, v: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(len(self.segments), self.width, v.shape[-1], dtype=torch.float32, device=v.device)
+        out[self.b, self.r] = v
+        return out
+
+
 class Engine:
     """Install hooks on a model and run batches through it.
 
@@ -89,29 +130,32 @@ class Engine:
     def __init__(self, model: nn.Module, anatomy: Anatomy | None = None):
         self.model = model
         self.anatomy = anatomy or discover(model)
-        self._handles: list = []
         self._sinks: list[Sink] = []
         self._valid: torch.Tensor | None = None  # [B, T] bool of the running batch
         self._gather: torch.Tensor | None = None  # [B, K] positions for the output head
         self._seen: set[str] = set()
+        self._routers = [w for w in self.anatomy.weights if w.kind == "router"]
         self._stack = contextlib.ExitStack()
         self._workspace = Workspace()
+        self._entered = False
 
     # -- hook installation ------------------------------------------------------------
     def __enter__(self) -> "Engine":
-        self._stack.enter_context(frozen_eval(self.model))
-        emb = input_embeddings(self.model)
-        head = output_head(self.model)
-        self._handles.append(emb.register_forward_hook(self._make_leaf))
-        self._handles.append(head.register_forward_pre_hook(self._gather_positions))
-        for w in self.anatomy.weights:
-            self._handles.append(w.module.register_forward_hook(self._capture(w)))
+        try:
+            self._stack.enter_context(frozen_eval(self.model))
+            emb = input_embeddings(self.model)
+            head = output_head(self.model)
+            self._stack.callback(emb.register_forward_hook(self._make_leaf).remove)
+            self._stack.callback(head.register_forward_pre_hook(self._gather_positions).remove)
+            self._stack.enter_context(Taps(self.anatomy, self._on_input, self._on_route))
+        except BaseException:
+            self._stack.close()
+            raise
+        self._entered = True
         return self
 
     def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        self._entered = False
         self._workspace.clear()
         self._stack.close()
 
@@ -126,38 +170,76 @@ class Engine:
         rows = torch.arange(h.shape[0], device=h.device)[:, None]
         return (h[rows, self._gather.to(h.device)],) + tuple(args[1:])
 
-    def _capture(self, w: Weight):
-        def hook(module, args, output):
-            if not torch.is_tensor(output) or not output.requires_grad:
-                return None
-            if w.name in self._seen:
-                raise UserError(f"module {w.name} is called twice per forward; not supported")
-            self._seen.add(w.name)
-            valid = self._valid.to(args[0].device)[..., None]
+    def _on_input(self, w: Weight, x: torch.Tensor, out: torch.Tensor, tokens: torch.Tensor | None) -> None:
+        if self._valid is None or not out.requires_grad:
+            return
+        if w.key in self._seen:
+            raise UserError(f"weight {w.key} is used twice per forward; not supported")
+        self._seen.add(w.key)
+        valid = self._valid.to(x.device)
+        if tokens is None:
             # some models (OPT) flatten tokens to [B*T, in]: view every input as [B, T, in]
-            x = args[0].detach().reshape(valid.shape[0], valid.shape[1], -1)
-            x = torch.where(valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
-            output.register_hook(lambda g: self._on_grad(w, x, g))
-            return None
+            x = x.detach().reshape(valid.shape[0], valid.shape[1], -1)
+            x = torch.where(valid[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+            out.register_hook(lambda g: self._accumulate(w, x, self._dense(g)))
+            return
+        routed = _Routed(tokens, valid)
+        if routed.n == 0:
+            return  # only padding reached this expert: A = 0 for every sample
+        xs = routed.rows(x.detach())
+        if x.device.type == "cpu" and not PADDED_EXPERTS:
+            out.register_hook(lambda g: self._accumulate(w, xs, routed.rows(g), routed.segments))
+        else:
+            xp = routed.scatter(xs)
+            out.register_hook(lambda g: self._accumulate(w, xp, routed.scatter(routed.rows(g))))
 
-        return hook
-
-    def _on_grad(self, w: Weight, x: torch.Tensor, g: torch.Tensor) -> None:
+    def _dense(self, g: torch.Tensor) -> torch.Tensor:
         valid = self._valid.to(g.device)[..., None]
         g = g.reshape(valid.shape[0], valid.shape[1], -1)
-        g = torch.where(valid, g, torch.zeros((), dtype=g.dtype, device=g.device)).float()
+        return torch.where(valid, g, torch.zeros((), dtype=g.dtype, device=g.device)).float()
+
+    def _on_route(self, layer: int, top_k: torch.Tensor) -> None:
+        if self._valid is None:
+            return
+        B, T = self._valid.shape
+        if top_k.shape[0] != B * T:
+            raise UserError(f"the experts of layer {layer} saw {top_k.shape[0]} tokens, not the batch's {B}x{T}: "
+                            "an MoE block that reorders or drops tokens is not supported")
+        E = self.anatomy.n_experts(layer)
+        sample = torch.arange(B, device=top_k.device).repeat_interleave(T)[:, None].expand_as(top_k)
+        ok = self._valid.to(top_k.device).reshape(-1, 1).expand_as(top_k) & (top_k >= 0) & (top_k < E)
+        counts = torch.bincount((sample * E + top_k)[ok], minlength=B * E).view(B, E)
+        for s in self._sinks:
+            routed = getattr(s, "routed", None)
+            if routed is not None:
+                routed(layer, counts)
+
+    def _accumulate(self, w: Weight, x: torch.Tensor, g: torch.Tensor, segments=None) -> None:
+        """A = |W * sum_t g_t x_t^T| per sample, row block by row block, into the sinks.
+
+        x [B, T', in] and g [B, T', out] float32, zero where a token does not count; or, with
+        `segments` [(start, count)] per sample, x [n, in] and g [n, out] with sample b's rows at
+        start:start+count."""
         x = x.float()
         W = w.weight.detach()
-        # dW = sum_t g_t x_t^T for Linear (W [out, in]); sum_t x_t g_t^T for Conv1D (W [in, out])
-        left, right = (x, g) if w.transposed else (g, x)  # [B, T, rows], [B, T, cols]
-        B, R, C = g.shape[0], W.shape[0], W.shape[1]
+        # dW = sum_t g_t x_t^T (W stored [out, in]); sum_t x_t g_t^T when stored [in, out]
+        left, right = (x, g) if w.transposed else (g, x)  # [.., T', rows], [.., T', cols]
+        B = g.shape[0] if segments is None else len(segments)
+        R, C = W.shape
         step = chunk_rows(B, R, C, g.device)
         buf = self._workspace.get((B, step, C), g.device)
         for r0 in range(0, R, step):
             rows = slice(r0, min(R, r0 + step))
             n = rows.stop - r0
             A = buf[:, :n]  # [B, n, C]
-            torch.bmm(left[:, :, rows].transpose(1, 2), right, out=A)
+            if segments is None:
+                torch.bmm(left[:, :, rows].transpose(1, 2), right, out=A)
+            else:
+                for b, (s0, cnt) in enumerate(segments):
+                    if cnt:
+                        torch.mm(left[s0:s0 + cnt, rows].t(), right[s0:s0 + cnt], out=A[b])
+                    else:
+                        A[b].zero_()
             A.mul_(W[rows].to(A)).abs_()
             for s in self._sinks:
                 s.update(w, rows, A)
@@ -165,7 +247,7 @@ class Engine:
     # -- running ----------------------------------------------------------------------
     def run(self, batch: Batch, target: str | Target, sinks: Iterable[Sink]) -> torch.Tensor:
         """One forward + one backward for the batch; returns D per sample ([B], detached)."""
-        if not self._handles:
+        if not self._entered:
             raise RuntimeError("Engine.run must be called inside `with Engine(model):`")
         target = get_target(target)
         device = next(self.model.parameters()).device
@@ -182,6 +264,10 @@ class Engine:
                 out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
                 D = target.value(out.logits, batch, pos, pos_valid)
                 del out
+                missed = [w.name for w in self._routers if w.key not in self._seen]
+                if missed:
+                    raise UserError(f"cannot attribute router weight {missed[0]}: its module's forward did not "
+                                    "pass it to F.linear")
                 if not torch.isfinite(D).all():
                     raise UserError("non-finite target value (overflow?): use float32 or bfloat16 instead of float16")
                 D.sum().backward()

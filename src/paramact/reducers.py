@@ -24,9 +24,9 @@ class MeanMap:
 
     def __init__(self, anatomy: Anatomy, device: torch.device | str | None = None):
         self.anatomy = anatomy
-        self.sums = {
-            w.name: torch.zeros(w.weight.shape, dtype=torch.float32, device=device or w.weight.device)
-            for w in anatomy.weights
+        self.sums = {  # keyed by HF parameter name, shaped like the parameter (3-D for fused experts)
+            name: torch.zeros(p.shape, dtype=torch.float32, device=device or p.device)
+            for name, p in anatomy.params().items()
         }
         self.n = 0
 
@@ -34,7 +34,7 @@ class MeanMap:
         pass
 
     def update(self, w: Weight, rows: slice, A: torch.Tensor) -> None:
-        s = self.sums[w.name][rows]
+        s = w.select(self.sums[w.name])[rows]
         s.add_(A.sum(0).to(s.device))
 
     def end_batch(self, batch: Batch) -> None:

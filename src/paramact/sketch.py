@@ -44,13 +44,13 @@ class CountSketch:
             hc = torch.randint(0, dim, (1, C), generator=g)
             sr = torch.randint(0, 2, (R, 1), generator=g).float().mul_(2).sub_(1)
             sc = torch.randint(0, 2, (1, C), generator=g).float().mul_(2).sub_(1)
-            self._params[w.name] = (hr, hc, sr, sc)
+            self._params[w.key] = (hr, hc, sr, sc)
         self._scratch = Workspace()
 
     def _on(self, w: Weight, device: torch.device) -> tuple[torch.Tensor, ...]:
-        p = self._params[w.name]
+        p = self._params[w.key]
         if p[0].device != device:
-            p = self._params[w.name] = tuple(t.to(device) for t in p)
+            p = self._params[w.key] = tuple(t.to(device) for t in p)
         return p
 
     def zeros(self, batch: int, device: torch.device) -> torch.Tensor:

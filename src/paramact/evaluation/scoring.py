@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from ..anatomy import input_embeddings
+from ..anatomy import input_embeddings, vocab_size
 from ..batching import Encoded, collate
 
 LOGIT_BUDGET = 1 << 26  # floats of [B, positions, vocab] per forward (256 MiB in float32)
@@ -28,12 +28,6 @@ class Request:
 
     ids: tuple[int, ...]
     targets: tuple[tuple[int, int], ...]
-
-
-def _vocab(model) -> int:
-    cfg = getattr(model, "config", None)
-    cfg = getattr(cfg, "text_config", None) or cfg
-    return int(getattr(cfg, "vocab_size", 0) or 50000)
 
 
 def _plan(requests: Sequence[Request], batch_size: int, vocab: int) -> list[list[int]]:
@@ -68,7 +62,7 @@ def target_logprobs(model, requests: Sequence[Request], batch_size: int = 8, pad
     device = input_embeddings(model).weight.device
     result: list[torch.Tensor | None] = [None] * len(requests)
     with torch.no_grad():
-        for batch in _plan(requests, batch_size, _vocab(model)):
+        for batch in _plan(requests, batch_size, vocab_size(model) or 50000):
             padded = collate([Encoded(list(requests[i].ids), len(requests[i].ids), False) for i in batch], batch, pad_id)
             ids, mask = padded.input_ids, padded.attention_mask
             positions = sorted({p for i in batch for p, _ in requests[i].targets})

@@ -20,6 +20,7 @@ import torch
 from ..api import ActivationConfig, Analysis, analyze
 from ..data import load_answers, load_texts
 from ..density import gamma_key
+from ..experts import usage_summary
 from ..errors import UserError
 from ..runs import Checkpoint, check_resumable, TensorFileWriter, environment, prepare_out, read_tensors, write_json, write_tensors
 from .. import distributed
@@ -88,15 +89,20 @@ def mean_pair_llmdcos(a: _FingerprintStream, b: _FingerprintStream | None = None
 
 
 def _results(an: Analysis, source: dict) -> dict:
-    return {
+    res = {
         "source": source,
         "n_samples": int(an.norms.shape[0]),
         "n_truncated": an.n_truncated,
         "max_length": an.meta["max_length"],
         "layer_index_base": 0,
+        "coverage": an.anatomy.coverage(),
         "layers": an.layers,
         "sample_norm_mean": an.norms.mean(0).tolist(),
     }
+    if an.expert_tokens is not None:
+        res["experts"] = {"usage": usage_summary(an.expert_tokens, an.expert_mass, an.anatomy.moe_layers),
+                          "density": an.expert_layers}
+    return res
 
 
 def _finished(out: Path, n_layers: int, dim: int) -> tuple[dict, _FingerprintStream]:
@@ -135,12 +141,13 @@ def _gather_fingerprints(out: Path, stream: _FingerprintStream, batches: list[li
 
 
 def run_dataset(out: Path, run: ActivationsRun, model, tokenizer, texts, source, env, progress, resume,
-                shard: tuple[int, int] = (0, 1), save_map: bool = True, continuations=None):
+                shard: tuple[int, int] = (0, 1), save_map: bool = True, continuations=None, anatomy=None):
     """One dataset's pass into `out` (checkpointed, resumable, sharded over processes); rank 0
     returns (results, fingerprint stream), other ranks (None, stream). continuations: one per
     text, for targets that score one (gold_logprob)."""
     rank, world = shard
-    n_layers, dim = discover(model).n_layers, run.activation.sketch_dim
+    anatomy = anatomy or discover(model, run.activation.allow_uncovered)
+    n_layers, dim = anatomy.n_layers, run.activation.sketch_dim
     out = Path(out)
     if resume and (out / "results.json").is_file():
         return _finished(out, n_layers, dim)
@@ -170,7 +177,7 @@ def run_dataset(out: Path, run: ActivationsRun, model, tokenizer, texts, source,
     try:
         an = analyze(model, tokenizer, texts, run.activation, continuations, progress=progress and rank == 0,
                      on_fingerprints=stream, checkpoint=ckpt, extra_state={"fingerprints": stream} if stream else None,
-                     shard=shard, merge=distributed.merge if world > 1 else None)
+                     shard=shard, merge=distributed.merge if world > 1 else None, anatomy=anatomy)
     finally:
         if stream is not None:
             own = distributed.owned_samples(an.meta["batches"], rank, world) if an is not None else None
@@ -184,6 +191,8 @@ def run_dataset(out: Path, run: ActivationsRun, model, tokenizer, texts, source,
     if save_map:
         write_tensors(out / "mean_map.safetensors", an.mean_map, meta)
     per_sample = {"norms": an.norms, "sums": an.sums, "target_values": an.target_values}
+    if an.expert_tokens is not None:  # [N, MoE layers, experts]
+        per_sample.update(expert_tokens=an.expert_tokens, expert_mass=an.expert_mass)
     if stream is not None:
         per_sample.update(fingerprint_sum=stream.sum, fingerprint_sq=stream.sq)
     write_tensors(out / "samples.safetensors", per_sample, meta)
@@ -214,6 +223,7 @@ def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, 
     if model is None:
         device = run.device or distributed.device_for_rank()
         model, tokenizer = load_model(run.model, run.dtype, device, run.trust_remote_code, run.device_map)
+    anatomy = discover(model, run.activation.allow_uncovered)  # an unsupported model fails before any data is read
     loaded = [
         load_texts(spec, run.samples, run.data_seed, run.text_field, tokenizer=tokenizer, data_dir=run.data_dir)
         for spec in run.data
@@ -227,7 +237,7 @@ def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, 
         if gold is not None:
             source = {**source, "continuations": "the gold answer of each item (data.load_answers)"}
         results[name], streams[name] = run_dataset(sub, run, model, tokenizer, texts, source, env, progress, resume,
-                                                   shard, continuations=gold)
+                                                   shard, continuations=gold, anatomy=anatomy)
     if shard[0] != 0:
         return {}
     if len(loaded) == 1:

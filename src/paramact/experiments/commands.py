@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from ..options import (add_config_option, add_device_map_option, add_model_options, add_resume_options,
-                       add_stats_device_option, floats)
+from ..options import (add_config_option, add_coverage_option, add_device_map_option, add_model_options,
+                       add_resume_options, add_stats_device_option, floats)
 
 
 def _model_args(p) -> None:
@@ -20,6 +20,7 @@ def _model_args(p) -> None:
     p.add_argument("--target", default="max_logit", choices=sorted(TARGETS))
     p.add_argument("--batch-size", type=int, default=8)
     add_device_map_option(p)
+    add_coverage_option(p)
     p.add_argument("--out", type=Path, default=None, help="run directory (required; must not hold a finished run)")
     add_config_option(p)
 
@@ -97,7 +98,8 @@ def _findings(args) -> int:
     names = [d.strip() for d in args.datasets.split(",") if d.strip()]
     cfg = ActivationConfig(target=args.target, batch_size=args.batch_size, max_length=args.max_length,
                            gammas=args.gammas, sketch_dim=args.sketch_dim, seed=args.seed,
-                           sort_by_length=not args.keep_order, stats_device=args.stats_device)
+                           sort_by_length=not args.keep_order, stats_device=args.stats_device,
+                           allow_uncovered=args.allow_uncovered)
     if args.check_samples < 0:
         raise UserError(f"--check-samples must be >= 0, got {args.check_samples}")
     run = FindingsRun(model=args.model, datasets=tuple(names), samples=args.samples, data_seed=args.data_seed,
@@ -131,7 +133,7 @@ def _sts(args) -> int:
                  order=args.order, data_dir=args.data_dir, layer_range=args.layer_range, target=args.target,
                  batch_size=args.batch_size, baselines=not args.no_baselines, dtype=args.dtype, device=args.device,
                  device_map=args.device_map, trust_remote_code=args.trust_remote_code,
-                 checkpoint_every=args.checkpoint_every)
+                 checkpoint_every=args.checkpoint_every, allow_uncovered=args.allow_uncovered)
     res = run_sts(run, args.out, progress=not getattr(args, "quiet", False), resume=args.resume)
     if not res:  # a torchrun process other than rank 0: rank 0 reports
         return 0

@@ -28,6 +28,7 @@ from ..api import ActivationConfig, analyze
 from ..data import load_texts
 from ..density import gamma_key
 from ..errors import UserError
+from ..experts import usage_similarity
 from ..runs import check_resumable, environment, prepare_out, read_tensors, write_json
 from ..targets import get_target
 from .activations import ActivationsRun, mean_pair_llmdcos, run_dataset
@@ -89,15 +90,16 @@ def _load_fp(path: Path, rows: list[int] | None = None) -> torch.Tensor:
     return t if rows is None else t[rows]
 
 
-def _check_matrix(model, tok, texts_by_name, fp_paths, cfg, total, names, n_layers) -> dict:
+def _check_matrix(model, tok, texts_by_name, fp_paths, cfg, total, names, anatomy) -> dict:
     """Exact LLMDcos of a few items of every dataset, all in one batch (in-batch Gram = exact),
     against the fingerprint estimate of the same pairs: per-pair errors and the subset matrix."""
+    n_layers = anatomy.n_layers
     k = max(2, total // len(names))
     ks = {n: min(k, len(texts_by_name[n])) for n in names}
     texts = [t for n in names for t in texts_by_name[n][:ks[n]]]
     owner = [n for n in names for _ in range(ks[n])]
     exact_cfg = ActivationConfig(target=cfg.target, batch_size=len(texts), max_length=cfg.max_length, sketch_dim=0)
-    (ids, exact), = analyze(model, tok, texts, exact_cfg, with_mean_map=False).batch_llmdcos  # [L, M, M]
+    (ids, exact), = analyze(model, tok, texts, exact_cfg, with_mean_map=False, anatomy=anatomy).batch_llmdcos
     exact = (exact.double() + exact.double().transpose(1, 2)) / 2  # symmetric up to float rounding
     fp = torch.cat([_load_fp(fp_paths[n], list(range(ks[n]))) for n in names])  # [M, L, m]
     est = torch.einsum("nlm,klm->lnk", fp.double(), fp.double())
@@ -124,6 +126,16 @@ def _check_matrix(model, tok, texts_by_name, fp_paths, cfg, total, names, n_laye
             "matrix_error_max": float(diff.max()),
             "standard_error_bound": math.sqrt(2 / m),
             "note": "standard error of one fingerprint LLMDcos is sqrt((1 + cos^2) / m) <= sqrt(2 / m)"}
+
+
+def _experts(finding1: dict, names: list[str]) -> dict:
+    """Mixture-of-experts models: each dataset's expert usage (layer x expert shares) and, for every
+    pair of datasets, how far they use the same experts."""
+    usage = {n: finding1[n]["experts"]["usage"] for n in names}
+    sim = {f"{a}|{b}": usage_similarity(usage[a], usage[b]) for i, a in enumerate(names) for b in names[i + 1:]}
+    return {"layers": usage[names[0]]["layers"], "usage": usage, "similarity": sim,
+            "note": "token_share / mass_share: each MoE layer's routed tokens / activation mass per expert (rows sum "
+                    "to 1); similarity: cosine of two datasets' shares and Jaccard overlap of their top experts"}
 
 
 def _pair_values(fp_paths, pairs, counts) -> dict:
@@ -196,7 +208,8 @@ def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progre
     for a, b in pairs:
         if a not in loaded or b not in loaded:
             raise UserError(f"pair {a}-{b} names a dataset that is not in --datasets ({', '.join(names)})")
-    n_layers = discover(model).n_layers
+    anatomy = discover(model, run.activation.allow_uncovered)
+    n_layers = anatomy.n_layers
     env = environment(model, run.activation.seed)
     if rank == 0:
         write_json(out / "config.json", {**asdict(run), "pairs": pairs,
@@ -207,7 +220,7 @@ def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progre
         log.info("%s: %d samples", name, len(loaded[name][0]))
         texts, source = loaded[name]
         res, streams[name] = run_dataset(out / subdir(name), _dataset_run(run, name), model, tokenizer, texts, source,
-                                         env, progress, resume, shard, save_map=run.save_maps)
+                                         env, progress, resume, shard, save_map=run.save_maps, anatomy=anatomy)
         if rank == 0:
             finding1[name] = {"kind": "corpus" if is_corpus(name) else "task", **res}
     if rank != 0:
@@ -228,7 +241,7 @@ def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progre
     check = None
     if run.check_samples:
         check = _check_matrix(model, tokenizer, texts_by_name, fp_paths, run.activation, run.check_samples,
-                              names, n_layers)
+                              names, anatomy)
     result = {
         "kind": "findings", "model": run.model, "n_layers": n_layers, "layer_index_base": 0,
         "index_note": INDEX_NOTE, "datasets": names, "corpora": [n for n in names if is_corpus(n)],
@@ -242,6 +255,9 @@ def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progre
                      "method": "mean over all cross pairs (distinct items on the diagonal) of the fingerprint "
                                "LLMDcos, averaged over the deep layers",
                      "check": check},
+        "coverage": anatomy.coverage(),
     }
+    if anatomy.experts:
+        result["experts"] = _experts(finding1, names)
     write_json(out / "results.json", result)
     return result

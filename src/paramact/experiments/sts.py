@@ -48,6 +48,7 @@ class StsRun:
     device_map: str | None = None  # "auto": spread the model over every device (accelerate)
     trust_remote_code: bool = False
     checkpoint_every: int = 20  # batches between checkpoints (0: none)
+    allow_uncovered: bool = False  # run without block parameters paramact cannot attribute
 
 
 def spearman(x, y) -> tuple[float | None, float | None]:
@@ -126,8 +127,9 @@ def _start(run: StsRun, out: Path, source: dict, model, tokenizer, rng=None, res
     if resume:
         check_resumable(out, config, ignore=("checkpoint_every",))
     model, tokenizer = _load(run, model, tokenizer)
+    n_layers = discover(model, run.allow_uncovered).n_layers  # an unsupported model fails before anything is written
     if rng is not None:
-        rng.resolve(discover(model).n_layers)
+        rng.resolve(n_layers)
     if shard[0] == 0:
         if resume:
             out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +148,8 @@ def _similarity(run: StsRun, out: Path, model, tokenizer, pairs, shard, progress
         config = {"run": {**asdict(run), "checkpoint_every": None}, "pairs": pairs}
         ckpt = Checkpoint.for_process(out, shard, run.checkpoint_every, config, resume)
     sims = pair_similarity(model, tokenizer, pairs, run.batch_size, run.target, shard=shard,
-                           merge=distributed.merge if shard[1] > 1 else None, progress=progress, checkpoint=ckpt)
+                           merge=distributed.merge if shard[1] > 1 else None, progress=progress, checkpoint=ckpt,
+                           allow_uncovered=run.allow_uncovered)
     return sims, ckpt
 
 
@@ -211,6 +214,7 @@ def run_sts(run: StsRun, out: Path, model=None, tokenizer=None, progress: bool =
     result = {
         "kind": "sts", "model": run.model, "dataset": run.dataset, "split": source.get("split"),
         "source": source, "target": run.target, "n_layers": L, "layer_index_base": 0, "index_note": INDEX_NOTE,
+        "coverage": discover(model, run.allow_uncovered).coverage(),
         "spearman": {"rho": rho, "p": p, "n_pairs": len(pairs), "layer_range": rng.describe(L)},
         "ranges": range_rows(sims, gold, L),
         "per_layer_rho": per_layer,
@@ -254,6 +258,7 @@ def _crosslingual(run: StsRun, out, pairs, source, model, tokenizer, progress, r
         "kind": "crosslingual", "model": run.model, "dataset": run.dataset, "split": source.get("split"),
         "source": source, "target": run.target, "n_pairs": n, "n_layers": L, "layer_index_base": 0,
         "index_note": INDEX_NOTE, "layer_range": DEEP.describe(L),
+        "coverage": discover(model, run.allow_uncovered).coverage(),
         "mismatch": "zh item k with en item k + n/2",
         "matched": stats(mt), "mismatched": stats(mm),
         "matched_higher_share_per_layer": (mt > mm).double().mean(0).tolist(),

@@ -47,7 +47,7 @@ def _paper(x, nd=2) -> str:
 
 
 def _findings(res: dict) -> str:
-    parts = [f"<p>{_e(res['index_note'])}. Ranges: "
+    parts = [_coverage(res) + f"<p>{_e(res['index_note'])}. Ranges: "
              + "; ".join(f"{n} {_e(r['label'])} (paper at 32 layers: {_e(r['paper_at_32_layers'])})"
                          for n, r in res["ranges"].items()) + "</p>"]
     names, g = res["datasets"], res["gammas"][0]
@@ -96,7 +96,35 @@ def _findings(res: dict) -> str:
                      f"layers, sketch m={ck['sketch_dim']}): per-pair |error| mean {ck['pair_error_mean']:.4f}, "
                      f"p99 {ck['pair_error_p99']:.4f}, max {ck['pair_error_max']:.4f}; subset matrix max |error| "
                      f"{ck['matrix_error_max']:.4f} (standard error bound √(2/m) = {ck['standard_error_bound']:.4f}).</p>")
+    parts.append(_experts(res))
     return "".join(parts)
+
+
+def _coverage(res: dict) -> str:
+    cov = res.get("coverage")
+    if not cov:
+        return ""
+    miss = f"; not attributed: {_e(', '.join(cov['uncovered']))}" if cov["uncovered"] else ""
+    return (f"<p>Weights attributed: <b>{cov['share']:.3f}</b> of the decoder blocks' weights "
+            f"({cov['attributed_params']:,} of {cov['block_params']:,}; biases excluded){miss}.</p>")
+
+
+def _mean(xs) -> float:
+    return sum(xs) / len(xs)
+
+
+def _experts(res: dict) -> str:
+    ex = res.get("experts")
+    if not ex:
+        return ""
+    rows = [[_e(k.replace("|", " – ")), _f(_mean(v["token_cosine"])), _f(_mean(v["mass_cosine"])),
+             _f(_mean(v["top_overlap"]))] for k, v in ex["similarity"].items()]
+    used = [[_e(n), _f(sum(sum(1 for x in r if x > 0) for r in u["samples_reaching"])
+                       / max(1, sum(len(r) for r in u["samples_reaching"])))] for n, u in ex["usage"].items()]
+    return (f"<h3>Mixture of experts</h3><p>MoE layers {_e(', '.join(map(str, ex['layers'])))}. {_e(ex['note'])}. "
+            "Means over the MoE layers; top experts: the most used quarter.</p>"
+            + table(["pair", "token-share cosine", "mass-share cosine", "top-expert overlap"], rows)
+            + table(["dataset", "share of experts any sample reached"], used))
 
 
 def _sts(res: dict) -> str:
@@ -104,7 +132,7 @@ def _sts(res: dict) -> str:
     model_rows = [[_e(m), _paper(v)] for m, v in paper.TABLE3.get(res["dataset"], {}).items()]
     rows = [[_e(r["name"]), _e(r["layer_range"]["label"]), _f(r["rho"]), _p(r["p"])] for r in res["ranges"]]
     base = [[_e(n), _f(b.get("rho")), _p(b.get("p")), _e(b.get("note", ""))] for n, b in res["baselines"].items()]
-    return (f"<h3>Spearman ρ, {_e(res['dataset'])} {_e(res['split'])}</h3><p><b>ρ = {_f(sp['rho'])}</b> "
+    return (_coverage(res) + f"<h3>Spearman ρ, {_e(res['dataset'])} {_e(res['split'])}</h3><p><b>ρ = {_f(sp['rho'])}</b> "
             f"(p = {_p(sp['p'])}, {sp['n_pairs']} pairs, LLMDcos summed over {_e(sp['layer_range']['label'])}).</p>"
             + table(["range", "layers", "ρ", "p"], rows) + "<h3>Baselines on the same pairs</h3>"
             + table(["baseline", "ρ", "p", "note"], base, left=1)
@@ -113,7 +141,7 @@ def _sts(res: dict) -> str:
 
 def _crosslingual(res: dict) -> str:
     d = res["deep"]
-    return (f"<p>{res['n_pairs']} pairs; deep layers {_e(res['layer_range']['label'])}: translations "
+    return (_coverage(res) + f"<p>{res['n_pairs']} pairs; deep layers {_e(res['layer_range']['label'])}: translations "
             f"{d['matched']:.3f}, mismatched {d['mismatched']:.3f}; translation above its mismatched pair in "
             f"{100 * d['matched_higher_share']:.0f}% of pairs. The paper's code ran this experiment but recorded no "
             "numbers.</p>")

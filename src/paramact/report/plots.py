@@ -123,6 +123,40 @@ def findings_figures(res: dict, folder: Path) -> list[Figure]:
     return out
 
 
+def experts_figures(res: dict, folder: Path) -> list[Figure]:
+    """Mixture-of-experts models: one layer x expert heatmap of activation-mass shares per dataset,
+    and the datasets' mean expert-usage similarity."""
+    plt = _plt()
+    ex = res["experts"]
+    names = list(ex["usage"])
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 0.5 + 0.25 * len(ex["layers"]) * rows + 1.2 * rows),
+                             squeeze=False)
+    top = max(max(max(r) for r in ex["usage"][n]["mass_share"]) for n in names) or 1.0
+    for k, ax in enumerate(axes.flat):
+        if k >= len(names):
+            ax.axis("off")
+            continue
+        im = ax.imshow(ex["usage"][names[k]]["mass_share"], cmap="magma", vmin=0, vmax=top, aspect="auto")
+        ax.set_title(names[k], fontsize=8)
+        ax.set_yticks(range(len(ex["layers"])), [str(i) for i in ex["layers"]], fontsize=6)
+        ax.set_xlabel("expert", fontsize=7)
+        ax.set_ylabel(LAYER_AXIS, fontsize=7)
+    fig.colorbar(im, ax=axes, fraction=0.02)
+    out = [Figure(_save(fig, folder, "experts_mass.png"), "Experts: share of each MoE layer's activation mass",
+                  "Per dataset, each row (an MoE layer) is the share of that layer's expert activation mass (Σ A "
+                  "over an expert's matrices, summed over samples) carried by each expert.")]
+    if len(names) > 1:
+        mat = [[1.0 if a == b else sum(v) / len(v) for b in names
+                for v in [ex["similarity"].get(f"{a}|{b}", ex["similarity"].get(f"{b}|{a}", {})).get("token_cosine", [0])]]
+               for a in names]
+        out.append(Figure(_heatmap(names, mat, folder, "experts_similarity.png", "expert usage: token-share cosine"),
+                          "Experts: how far two datasets route to the same experts",
+                          "Cosine of the datasets' token-share vectors per MoE layer, averaged over MoE layers."))
+    return out
+
+
 def _heatmap(names, matrix, folder, file, title) -> str:
     plt = _plt()
     n = len(names)
@@ -187,7 +221,7 @@ def figures(res: dict, folder: Path) -> list[Figure]:
     folder.mkdir(parents=True, exist_ok=True)
     kind = res.get("kind")
     if kind == "findings":
-        return findings_figures(res, folder)
+        return findings_figures(res, folder) + (experts_figures(res, folder) if res.get("experts") else [])
     if kind == "sts":
         return sts_figures(res, folder)
     if kind == "crosslingual":
