@@ -19,6 +19,14 @@ from .reducers import MeanMap, SampleStats
 from .similarity import llmdcos_from_gram
 from .targets import get_target
 
+# The reducers an analysis can run, each paid for only when asked:
+#   mean_map      Σ_i A_i per parameter -> the mean map, density (Finding 1), pruning scores
+#   norms         per sample and layer ‖A‖ and ΣA
+#   grams         per batch, the exact LLMDcos of every pair in it (in-batch Gram)
+#   fingerprints  per sample and layer, a count sketch (needs sketch_dim > 0)
+#   experts       per sample, MoE layer and expert: routed tokens and activation mass
+REDUCERS = ("mean_map", "norms", "grams", "fingerprints", "experts")
+
 # 2**16 buckets per layer: standard error of a fingerprint LLMDcos ≈ sqrt((1+cos²)/m)
 # ≈ 0.0044 at cos 0.5; measured on SmolLM2 pairs, 99% of |errors| ≤ 0.01 (README).
 DEFAULT_SKETCH_DIM = 2**16
@@ -41,8 +49,15 @@ class ActivationConfig:
     # run without the block parameters paramact cannot attribute (Anatomy.coverage records them)
     # instead of refusing the model
     allow_uncovered: bool = False
+    reducers: tuple[str, ...] = REDUCERS  # what to compute (see REDUCERS); target values always
+
+    def wants(self, name: str) -> bool:
+        return name in self.reducers and (name != "fingerprints" or self.sketch_dim > 0)
 
     def __post_init__(self) -> None:
+        unknown = [r for r in self.reducers if r not in REDUCERS]
+        if unknown:
+            raise UserError(f"unknown reducer {unknown[0]!r}; choose among: {', '.join(REDUCERS)}")
         get_target(self.target)
         check_gammas(self.gammas)
         if self.batch_size < 1:
@@ -64,10 +79,10 @@ class Analysis:
     anatomy: Anatomy
     mean_map: dict[str, torch.Tensor]  # HF parameter name -> mean |A|, float32
     gammas: tuple[float, ...]
-    norms: torch.Tensor  # [N, L] ‖A_i‖ per layer
-    sums: torch.Tensor  # [N, L] Σ A_i per layer
+    norms: torch.Tensor | None  # [N, L] ‖A_i‖ per layer (reducer "norms", "grams" or "fingerprints")
+    sums: torch.Tensor | None  # [N, L] Σ A_i per layer
     fingerprints: torch.Tensor | None  # [N, L, m], f_i·f_j ≈ LLMDcos(i, j)
-    batch_llmdcos: list[tuple[list[int], torch.Tensor]]  # (sample ids, [L, B, B]) exact
+    batch_llmdcos: list[tuple[list[int], torch.Tensor]]  # (sample ids, [L, B, B]) exact; [] without grams
     target_values: torch.Tensor  # [N] D(s_i)
     n_truncated: int = 0
     meta: dict = field(default_factory=dict)
@@ -94,14 +109,13 @@ def analyze(
     continuations: Sequence[str] | None = None,
     progress: bool = False,
     on_fingerprints=None,
-    with_mean_map: bool = True,
     checkpoint=None,
     extra_state: dict | None = None,
     shard: tuple[int, int] = (0, 1),
     merge=None,
     anatomy: Anatomy | None = None,
 ) -> Analysis:
-    """Run the engine over `texts` and reduce every statistic of the mission.
+    """Run the engine over `texts` and reduce the statistics config.reducers asks for.
 
     on_fingerprints: optional callable(sample_ids, [B, L, m] tensor) that receives each
     batch's fingerprints instead of keeping them in memory (Analysis.fingerprints is then None).
@@ -116,9 +130,11 @@ def analyze(
     max_len = config.max_length or anatomy.context_length
     batches, n_trunc = make_batches(tokenizer, texts, config.batch_size, continuations, max_len,
                                      config.sort_by_length, anatomy.prepend_bos)
-    mean = MeanMap(anatomy, config.stats_device) if with_mean_map else None
-    stats = SampleStats(anatomy, config.sketch_dim, config.seed, on_fingerprints=on_fingerprints)
-    usage = ExpertUsage(anatomy) if anatomy.experts else None
+    mean = MeanMap(anatomy, config.stats_device) if config.wants("mean_map") else None
+    sketch = config.sketch_dim if config.wants("fingerprints") else 0
+    stats = SampleStats(anatomy, sketch, config.seed, grams=config.wants("grams"), on_fingerprints=on_fingerprints,
+                        norms=config.wants("norms"))
+    usage = ExpertUsage(anatomy) if anatomy.experts and config.wants("experts") else None
     parts = {"mean": mean, "stats": stats, "experts": usage, **(extra_state or {})}
     parts = {k: v for k, v in parts.items() if v is not None}
     start = checkpoint.load(parts) if checkpoint is not None else 0
@@ -132,14 +148,14 @@ def analyze(
                 checkpoint.save(k + 1, parts)
     if merge is not None:  # sharded run: combine every process's reducers
         merge(mean, stats, *([usage] if usage is not None else []))
-    mmap = mean.mean() if mean is not None else {}
+    mmap = mean.mean(in_place=True) if mean is not None else {}
     return Analysis(
         anatomy=anatomy,
         mean_map=mmap,
         gammas=config.gammas,
         norms=stats.norms(),
         sums=stats.sums(),
-        fingerprints=stats.normalized_fingerprints() if config.sketch_dim and on_fingerprints is None else None,
+        fingerprints=stats.normalized_fingerprints() if sketch and on_fingerprints is None else None,
         batch_llmdcos=[(ids, llmdcos_from_gram(g).float()) for ids, g in stats.grams],
         target_values=stats.target_values(),
         n_truncated=n_trunc,
@@ -154,7 +170,7 @@ def activation_map(
 ) -> dict[str, torch.Tensor]:
     """Mean |A| per parameter name over `texts` (float32), for every decoder-block weight, shaped
     like the parameter (a fused [E, out, in] expert tensor gives a 3-D map)."""
-    cfg = ActivationConfig(target=target, batch_size=batch_size, sketch_dim=0)
+    cfg = ActivationConfig(target=target, batch_size=batch_size, reducers=("mean_map",))
     return analyze(model, tokenizer, texts, cfg, continuations).mean_map
 
 
@@ -175,9 +191,9 @@ def pair_similarity(
         raise UserError("no pairs given")
     texts = [t for p in pairs for t in p]
     per_batch = max(2, batch_size - batch_size % 2)
-    cfg = ActivationConfig(target=target, batch_size=per_batch, sketch_dim=0, allow_uncovered=allow_uncovered)
-    res = analyze(model, tokenizer, texts, cfg, with_mean_map=False, shard=shard, merge=merge, progress=progress,
-                  checkpoint=checkpoint)
+    cfg = ActivationConfig(target=target, batch_size=per_batch, allow_uncovered=allow_uncovered,
+                           reducers=("grams",))
+    res = analyze(model, tokenizer, texts, cfg, shard=shard, merge=merge, progress=progress, checkpoint=checkpoint)
     out = torch.empty(len(pairs), res.anatomy.n_layers)
     for ids, cos in res.batch_llmdcos:
         for j in range(0, len(ids), 2):

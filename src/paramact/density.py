@@ -27,31 +27,30 @@ def check_gammas(gammas) -> tuple[float, ...]:
     return gammas
 
 
-def mass_shares(v: torch.Tensor, fractions=(0.5, 0.9), bins: int = 4096) -> list[float]:
-    """For each fraction f: the smallest share of entries of v (>= 0) whose sum reaches f
-    of the total. Exact, in O(n): entries are binned by log-magnitude, whole bins are
-    taken from the top, and only the bin where the running mass crosses f·total is sorted."""
+def mass_shares(v: torch.Tensor, fractions=(0.5, 0.9)) -> list[float]:
+    """For each fraction f: the smallest share of entries of v (>= 0) whose sum reaches f of the
+    total. Exact, in O(n): entries are binned by the top bits of their float32 pattern (which order
+    non-negative floats like their values: 2^-10 relative bins), whole bins are taken from the top,
+    and only the bin where the running mass crosses f·total is sorted."""
     v = v.flatten().float()
     n = v.numel()
     total = float(v.sum(dtype=torch.float64))
     if total <= 0:
         return [0.0 for _ in fractions]
-    pos = v[v > 0]
-    lv = torch.log2(pos)
-    lo, hi = float(lv.min()), float(lv.max())
-    idx = ((lv - lo) * ((bins - 1) / max(hi - lo, 1e-12))).long().clamp_(0, bins - 1)
-    mass = torch.bincount(idx, weights=pos.double(), minlength=bins).flip(0)  # from the top bin down
-    count = torch.bincount(idx, minlength=bins).flip(0)
+    key = (v.view(torch.int32) >> 13).clamp_(min=0)
+    mass = torch.bincount(key, weights=v.double()).flip(0)  # from the top bin down
+    count = torch.bincount(key).flip(0)
+    top = len(mass) - 1
     cum_mass, cum_count = torch.cumsum(mass, 0), torch.cumsum(count, 0)
     out = []
     for f in fractions:
-        b = int(torch.searchsorted(cum_mass, torch.tensor(f * total, dtype=torch.float64)))
-        b = min(b, bins - 1)
+        goal = torch.tensor(f * total, dtype=torch.float64)
+        b = min(int(torch.searchsorted(cum_mass, goal)), top)
         before_mass = float(cum_mass[b - 1]) if b else 0.0
         before_count = int(cum_count[b - 1]) if b else 0
-        inside = torch.sort(pos[idx == bins - 1 - b], descending=True).values
+        inside = torch.sort(v[key == top - b], descending=True).values
         need = torch.cumsum(inside, 0, dtype=torch.float64) + before_mass
-        k = int(torch.searchsorted(need, torch.tensor(f * total, dtype=torch.float64))) + 1
+        k = int(torch.searchsorted(need, goal)) + 1
         out.append(min(before_count + k, n) / n)
     return out
 
@@ -59,7 +58,7 @@ def mass_shares(v: torch.Tensor, fractions=(0.5, 0.9), bins: int = 4096) -> list
 def layer_density(mean_map: dict[str, torch.Tensor], anatomy: Anatomy, gammas=DEFAULT_GAMMAS) -> list[dict]:
     """One dict per layer (0-based `index`): params, count_above, mass shares, mean_abs."""
     gammas = check_gammas(gammas)
-    total = sum(float(w.select(mean_map[w.name]).double().sum()) for w in anatomy.weights)
+    total = sum(float(w.select(mean_map[w.name]).sum(dtype=torch.float64)) for w in anatomy.weights)
     n_all = sum(w.numel for w in anatomy.weights)
     global_mean = total / n_all
     rows = []
@@ -70,11 +69,11 @@ def layer_density(mean_map: dict[str, torch.Tensor], anatomy: Anatomy, gammas=DE
             {
                 "index": i,
                 "params": v.numel(),
-                "count_above": {gamma_key(g): int((v > g).sum()) for g in gammas},
+                "count_above": {gamma_key(g): int(torch.count_nonzero(v > g)) for g in gammas},
                 "mass_share_50": m50,
                 "mass_share_90": m90,
-                "share_above_model_mean": float((v > global_mean).double().mean()),
-                "mean_abs": float(v.double().mean()),
+                "share_above_model_mean": int(torch.count_nonzero(v > global_mean)) / v.numel(),
+                "mean_abs": float(v.sum(dtype=torch.float64)) / v.numel(),
             }
         )
     return rows

@@ -38,6 +38,9 @@ class Sink(Protocol):
 
     # optional, for mixture-of-experts blocks: routed(layer, counts) with counts [B, E] the
     # number of each sample's real tokens routed to each expert
+    # optional: update_abs_grad(w, rows, G, absW) receives |dD/dW[rows]| [B, n, C] and |W[rows]|
+    # [n, C] *instead of* update, before A = |W| * |G| is formed: a reducer that sums over samples
+    # (the mean map) multiplies its [n, C] sum once instead of reading B products
 
 
 # Expert rows on a CPU go through one exact-size product per sample; set True to use the padded
@@ -131,7 +134,10 @@ class Engine:
         self.model = model
         self.anatomy = anatomy or discover(model)
         self._sinks: list[Sink] = []
+        self._grad_sinks: list[Sink] = []
+        self._a_sinks: list[Sink] = []
         self._valid: torch.Tensor | None = None  # [B, T] bool of the running batch
+        self._padded = False
         self._gather: torch.Tensor | None = None  # [B, K] positions for the output head
         self._seen: set[str] = set()
         self._routers = [w for w in self.anatomy.weights if w.kind == "router"]
@@ -180,7 +186,8 @@ class Engine:
         if tokens is None:
             # some models (OPT) flatten tokens to [B*T, in]: view every input as [B, T, in]
             x = x.detach().reshape(valid.shape[0], valid.shape[1], -1)
-            x = torch.where(valid[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+            if self._padded:  # padding contributes nothing (a batch without padding skips the copy)
+                x = torch.where(valid[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
             out.register_hook(lambda g: self._accumulate(w, x, self._dense(g)))
             return
         routed = _Routed(tokens, valid)
@@ -196,7 +203,9 @@ class Engine:
     def _dense(self, g: torch.Tensor) -> torch.Tensor:
         valid = self._valid.to(g.device)[..., None]
         g = g.reshape(valid.shape[0], valid.shape[1], -1)
-        return torch.where(valid, g, torch.zeros((), dtype=g.dtype, device=g.device)).float()
+        if self._padded:
+            g = torch.where(valid, g, torch.zeros((), dtype=g.dtype, device=g.device))
+        return g.float()
 
     def _on_route(self, layer: int, top_k: torch.Tensor) -> None:
         if self._valid is None:
@@ -240,9 +249,14 @@ class Engine:
                         torch.mm(left[s0:s0 + cnt, rows].t(), right[s0:s0 + cnt], out=A[b])
                     else:
                         A[b].zero_()
-            A.mul_(W[rows].to(A)).abs_()
-            for s in self._sinks:
-                s.update(w, rows, A)
+            A.abs_()  # |G|; A = |W| * |G|
+            absW = W[rows].to(A).abs()
+            for s in self._grad_sinks:
+                s.update_abs_grad(w, rows, A, absW)
+            if self._a_sinks:
+                A.mul_(absW)
+                for s in self._a_sinks:
+                    s.update(w, rows, A)
 
     # -- running ----------------------------------------------------------------------
     def run(self, batch: Batch, target: str | Target, sinks: Iterable[Sink]) -> torch.Tensor:
@@ -253,7 +267,10 @@ class Engine:
         device = next(self.model.parameters()).device
         batch = batch.to(device)
         self._sinks = list(sinks)
+        self._grad_sinks = [s for s in self._sinks if hasattr(s, "update_abs_grad")]
+        self._a_sinks = [s for s in self._sinks if not hasattr(s, "update_abs_grad")]
         self._valid = batch.attention_mask.bool()
+        self._padded = not bool(self._valid.all())
         pos, pos_valid = target.positions(batch)
         self._gather = pos
         self._seen = set()
@@ -276,5 +293,5 @@ class Engine:
             self._valid = None
         for s in self._sinks:
             s.end_batch(batch)
-        self._sinks = []
+        self._sinks = self._grad_sinks = self._a_sinks = []
         return D.detach()

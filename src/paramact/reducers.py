@@ -19,6 +19,22 @@ from .sketch import CountSketch
 _GRAM_PIECE = 1 << 13
 
 
+def _piecewise_gram(flat: torch.Tensor) -> torch.Tensor:
+    """flat [B, N] -> flat @ flat.T in float64, from float32 products over _GRAM_PIECE-long pieces
+    (one batched product for all whole pieces): a single float32 GEMM over millions of terms
+    would lose ~1e-4 relative. Computing the B x B products costs less than the B squares alone."""
+    B, N = flat.shape
+    whole = N - N % _GRAM_PIECE
+    out = torch.zeros(B, B, dtype=torch.float64, device=flat.device)
+    if whole:
+        pieces = flat[:, :whole].reshape(B, -1, _GRAM_PIECE)  # [B, P, K]
+        out += torch.matmul(pieces.transpose(0, 1), pieces.permute(1, 2, 0)).double().sum(0)
+    if whole < N:
+        rest = flat[:, whole:]
+        out += (rest @ rest.T).double()
+    return out
+
+
 class MeanMap:
     """Sum over samples of A, per parameter: the mean activation map Ā = sum / n."""
 
@@ -37,12 +53,21 @@ class MeanMap:
         s = w.select(self.sums[w.name])[rows]
         s.add_(A.sum(0).to(s.device))
 
+    def update_abs_grad(self, w: Weight, rows: slice, G: torch.Tensor, absW: torch.Tensor) -> None:
+        """Σ_b A_b = |W| * Σ_b |G_b|: one [n, C] product instead of B (the engine's fast path)."""
+        s = w.select(self.sums[w.name])[rows]
+        s.add_(G.sum(0).mul_(absW).to(s.device))
+
     def end_batch(self, batch: Batch) -> None:
         self.n += batch.size
 
-    def mean(self) -> dict[str, torch.Tensor]:
+    def mean(self, in_place: bool = False) -> dict[str, torch.Tensor]:
+        """sum / n per parameter; in_place turns the sums themselves into the means (no copy of
+        4 bytes per weight; the reducer is spent afterwards)."""
         if self.n == 0:
             raise ValueError("no samples were reduced")
+        if in_place:
+            return {k: v.div_(self.n) for k, v in self.sums.items()}
         return {k: v / self.n for k, v in self.sums.items()}
 
     def merge(self, other: "MeanMap") -> None:
@@ -60,10 +85,12 @@ class MeanMap:
 
 
 class SampleStats:
-    """Per sample and layer: ‖A‖², ΣA, the in-batch Gram (exact LLMDcos of every pair in a
-    batch) and, optionally, a count-sketch fingerprint whose dot products estimate A·A'.
+    """Per sample and layer: ‖A‖², ΣA, optionally the in-batch Gram (exact LLMDcos of every pair
+    in a batch) and a count-sketch fingerprint whose dot products estimate A·A'.
 
-    A "layer" is the concatenation of every matrix of one block, as in the paper.
+    A "layer" is the concatenation of every matrix of one block, as in the paper. Without
+    grams only the Gram's diagonal (‖A‖²) is accumulated: B times fewer products. With neither
+    norms, grams nor a sketch it reads no A at all and keeps only the samples' target values.
     """
 
     def __init__(
@@ -71,15 +98,17 @@ class SampleStats:
         anatomy: Anatomy,
         sketch_dim: int = 0,
         seed: int = 0,
-        keep_grams: bool = True,
+        grams: bool = True,
         fingerprint_dtype: torch.dtype = torch.float16,
         on_fingerprints=None,
+        norms: bool = True,
     ):
         self.anatomy = anatomy
         self.on_fingerprints = on_fingerprints  # callable(index, [B, L, m]) instead of keeping them
         self.fingerprint_dtype = fingerprint_dtype
         self.sketch = CountSketch(anatomy, sketch_dim, seed) if sketch_dim else None
-        self.keep_grams = keep_grams
+        self.keep_grams = grams
+        self.active = norms or grams or self.sketch is not None
         self.index: list[int] = []
         self.sq_norm: list[torch.Tensor] = []  # [B, L] per batch
         self.total: list[torch.Tensor] = []  # [B, L]
@@ -92,30 +121,37 @@ class SampleStats:
         self.values.append(values.detach().float().cpu())
 
     def begin_batch(self, batch: Batch) -> None:
+        if not self.active:
+            return
         L, B = self.anatomy.n_layers, batch.size
         dev = batch.input_ids.device
-        self._gram = torch.zeros(L, B, B, dtype=torch.float64, device=dev)
+        shape = (L, B, B) if self.keep_grams else (L, B)  # without grams: the diagonal alone
+        self._gram = torch.zeros(shape, dtype=torch.float64, device=dev)
         self._sum = torch.zeros(L, B, dtype=torch.float32, device=dev)
         self._sk = self.sketch.zeros(B, dev) if self.sketch else None
 
     def update(self, w: Weight, rows: slice, A: torch.Tensor) -> None:
+        if not self.active:
+            return
         flat = A.reshape(A.shape[0], -1)  # [B, n]
         # fp32 GEMMs over 8192-long pieces, summed in fp64: one fp32 GEMM over millions of
         # terms would lose ~1e-4 relative in the norms
         gram = self._gram[w.layer]
-        for part in flat.split(_GRAM_PIECE, dim=1):  # (.to: a device_map model spans devices)
-            gram += (part @ part.T).double().to(gram.device)
+        prod = _piecewise_gram(flat)  # [B, B] float64
+        gram += (prod if self.keep_grams else torch.diagonal(prod)).to(gram.device)  # (a device_map spans devices)
         self._sum[w.layer] += flat.sum(1).to(self._sum)
         if self.sketch is not None:
             self.sketch.add(self._sk[w.layer], w, rows, A)
 
     def end_batch(self, batch: Batch) -> None:
+        self.index.extend(batch.index)
+        if not self.active:
+            return
         g = self._gram.cpu()  # float64
-        sq = torch.diagonal(g, dim1=1, dim2=2).T.float().contiguous()  # [B, L]
+        sq = (torch.diagonal(g, dim1=1, dim2=2) if self.keep_grams else g).T.float().contiguous()  # [B, L]
         if not torch.isfinite(sq).all():
             raise UserError("non-finite activations (NaN/inf gradients, e.g. float16 overflow): "
                             "use --dtype float32 or bfloat16")
-        self.index.extend(batch.index)
         self.sq_norm.append(sq)
         self.total.append(self._sum.T.cpu())
         if self.keep_grams:
@@ -124,7 +160,7 @@ class SampleStats:
             norm = sq.clamp(min=0).sqrt().clamp(min=torch.finfo(torch.float32).tiny)
             fp = self._sk.transpose(0, 1).cpu() / norm[..., None]
             if self.on_fingerprints is not None:
-                self.on_fingerprints(list(batch.index), fp.to(self.fingerprint_dtype))
+                self.on_fingerprints(list(batch.index), fp)  # float32: the receiver chooses the storage
             else:
                 self.fingerprints.append(fp.to(self.fingerprint_dtype))
         self._gram = self._sum = self._sk = None
@@ -134,13 +170,13 @@ class SampleStats:
         order = torch.argsort(torch.tensor(self.index, dtype=torch.long))
         return torch.cat(parts)[order]
 
-    def norms(self) -> torch.Tensor:
-        """‖A_i‖ per sample and layer, [N, L]."""
-        return self._ordered(self.sq_norm).clamp(min=0).sqrt()
+    def norms(self) -> torch.Tensor | None:
+        """‖A_i‖ per sample and layer, [N, L] (None when not collected)."""
+        return self._ordered(self.sq_norm).clamp(min=0).sqrt() if self.active else None
 
-    def sums(self) -> torch.Tensor:
-        """Σ A_i per sample and layer, [N, L]."""
-        return self._ordered(self.total)
+    def sums(self) -> torch.Tensor | None:
+        """Σ A_i per sample and layer, [N, L] (None when not collected)."""
+        return self._ordered(self.total) if self.active else None
 
     def target_values(self) -> torch.Tensor:
         return self._ordered(self.values)
@@ -153,13 +189,15 @@ class SampleStats:
 
     # -- state: checkpoints and merging shards ----------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
-        sizes = [len(ids) for ids, _ in self.grams] if self.keep_grams else [t.shape[0] for t in self.total]
+        sizes = [t.shape[0] for t in self.values]
         state = {
             "index": torch.tensor(self.index, dtype=torch.long),
             "batch_sizes": torch.tensor(sizes, dtype=torch.long),
         }
         if self.index:
-            state.update(sq_norm=torch.cat(self.sq_norm), total=torch.cat(self.total), values=torch.cat(self.values))
+            state["values"] = torch.cat(self.values)
+        if self.index and self.active:
+            state.update(sq_norm=torch.cat(self.sq_norm), total=torch.cat(self.total))
             if self.fingerprints:
                 state["fingerprints"] = torch.cat(self.fingerprints)
             for k, (_, g) in enumerate(self.grams):
@@ -170,8 +208,8 @@ class SampleStats:
         self.index = state["index"].tolist()
         sizes = state["batch_sizes"].tolist()
         split = lambda t: list(torch.split(t, sizes)) if sizes else []  # noqa: E731
-        self.sq_norm = split(state["sq_norm"]) if self.index else []
-        self.total = split(state["total"]) if self.index else []
+        self.sq_norm = split(state["sq_norm"]) if "sq_norm" in state else []
+        self.total = split(state["total"]) if "total" in state else []
         self.values = split(state["values"]) if self.index else []
         self.fingerprints = split(state["fingerprints"]) if "fingerprints" in state else []
         ids = split(state["index"]) if self.index else []

@@ -72,7 +72,7 @@ class _FingerprintStream:
 
     def __call__(self, index: list[int], fp: torch.Tensor) -> None:
         if self.writer is not None:
-            self.writer.write(index, fp)
+            self.writer.write(index, fp.to(torch.float16))  # unit-scale values: < 1e-3 relative
         f = fp.double()
         self.sum += f.sum(0)
         self.sq += (f * f).sum((0, 2))

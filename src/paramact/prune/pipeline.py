@@ -93,7 +93,7 @@ def activation_counts(model, tokenizer, sc: ScheduleConfig, batch_size: int = 8,
     g = density_gamma(sc.density)
     gammas = tuple(sorted(set(DEFAULT_GAMMAS + ((g,) if g else ()))))
     t0 = time.perf_counter()
-    cfg = ActivationConfig(target=sc.target, batch_size=batch_size, gammas=gammas, sketch_dim=0)
+    cfg = ActivationConfig(target=sc.target, batch_size=batch_size, gammas=gammas, reducers=("mean_map",))
     res = analyze(model, tokenizer, texts, cfg, progress=progress, shard=shard, merge=_merge(shard))
     label, measure = density_measure(sc.density)
     rows = res.layers
@@ -171,7 +171,7 @@ def activation_map(model, tokenizer, windows: Sequence[Sequence[int]], batch_siz
                    target: str = "max_logit", progress: bool = False, shard: Shard = (0, 1)) -> dict[str, torch.Tensor]:
     """The engine's mean |A| of the dense model over the calibration windows (decoded to text)."""
     texts = [tokenizer.decode(w) for w in windows]
-    cfg = ActivationConfig(target=target, batch_size=batch_size, sketch_dim=0)
+    cfg = ActivationConfig(target=target, batch_size=batch_size, reducers=("mean_map",))
     return analyze(model, tokenizer, texts, cfg, progress=progress, shard=shard, merge=_merge(shard)).mean_map
 
 
