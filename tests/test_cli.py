@@ -10,6 +10,7 @@ import paramact
 from conftest import cli
 from oracle import rel_err
 from paramact.data import load_texts
+from paramact.sketch import read_fingerprints
 
 
 def test_activations_run_directory(model_dir, data_file, tmp_path):
@@ -48,9 +49,9 @@ def test_activations_run_directory(model_dir, data_file, tmp_path):
     # counts recomputed from the saved map
     layer0 = torch.cat([mm[w.name].flatten() for w in an.layers[0]])
     assert res["layers"][0]["count_above"]["0.01"] == int((layer0 > 0.01).sum())
-    fp = load_file(str(out / "fingerprints.safetensors"))["fingerprints"]
+    fp = read_fingerprints(out / "fingerprints.safetensors")
     ref = paramact.analyze(model, tok, texts, paramact.ActivationConfig(batch_size=3, sketch_dim=256))
-    assert fp.shape == (6, an.n_layers, 256) and rel_err(fp.float(), ref.fingerprints.float()) <= 2e-3  # fp16
+    assert fp.shape == (6, an.n_layers, 256) and rel_err(fp, ref.fingerprints.float()) <= 2e-3  # fp16
     per = load_file(str(out / "samples.safetensors"))
     assert rel_err(per["norms"], ref.norms) <= 1e-5 and rel_err(per["sums"], ref.sums) <= 1e-5
 

@@ -74,7 +74,8 @@ def test_results_contents(tiny_run):
         for r in f1["layers"]:
             assert 0 <= r["count_above"]["0.01"] <= r["count_above"]["0.001"] <= r["params"]
             assert 0 < r["mass_share_50"] < r["mass_share_90"] <= 1
-        assert (out / name / "fingerprints.safetensors").is_file() and (out / name / "results.json").is_file()
+        assert (out / name / "results.json").is_file() and (out / name / "samples.safetensors").is_file()
+        assert not (out / name / "fingerprints.safetensors").exists()  # used, then removed (--save-fingerprints)
     assert not (out / "pydoc" / "mean_map.safetensors").exists()  # only with --save-maps
     mat = torch.tensor(res["finding3"]["matrix"])
     assert mat.shape == (3, 3) and torch.equal(mat, mat.T)
@@ -101,7 +102,7 @@ def test_fingerprint_matrix_agrees_with_exact_pairs(tiny_run):
     model, tok = load_model(str(model_dir))
     texts = [t for n in DATASETS for t in load_texts(n, N, 1, tokenizer=tok)[0]]
     (_, exact), = analyze(model, tok, texts, ActivationConfig(batch_size=len(texts), max_length=MAXLEN,
-                                                             sketch_dim=0), with_mean_map=False).batch_llmdcos
+                                                             reducers=("grams",))).batch_llmdcos
     exact = exact.double()  # [L, 18, 18]
     a, b = DEEP.resolve(3)
     deep = exact[a:b].mean(0)

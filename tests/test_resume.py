@@ -114,7 +114,7 @@ def test_killed_findings_run_resumes_to_identical_results(setup, tmp_path):
     model = setup[0][setup[0].index("--model") + 1]
     args = ["--quiet", "findings", "--model", model, "--datasets", "pydoc,pycode", "--samples", "6",
             "--batch-size", "2", "--max-length", "24", "--sketch-dim", "256", "--check-samples", "4",
-            "--checkpoint-every", "1"]
+            "--checkpoint-every", "1", "--save-fingerprints"]
     ref, out = tmp_path / "ref", tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(ref)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -62,5 +62,17 @@ class CountSketch:
         hr, hc, sr, sc = self._on(w, A.device)
         idx = (hr[rows] + hc).bitwise_and_(self.dim - 1).view(-1)  # [n*C]
         buf = self._scratch.get(A.shape, A.device)
-        torch.mul(A, sr[rows], out=buf).mul_(sc)
+        torch.mul(A, sr[rows] * sc, out=buf)  # the [n, C] signs once, then one pass over the B samples
         out.index_add_(1, idx.to(out.device), buf.view(A.shape[0], -1).to(out.device))
+
+
+def read_fingerprints(path, rows: list[int] | None = None) -> torch.Tensor:
+    """The float32 [N, L, m] fingerprints of a run's fingerprints.safetensors, or some of its rows."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            t = f.get_slice("fingerprints")
+            return (t[:] if rows is None else torch.stack([t[i] for i in rows]) if rows else t[0:0]).float()
+    except (SafetensorError, OSError) as e:
+        raise UserError(f"cannot read fingerprints from {path}: {str(e).splitlines()[0] if str(e) else 'corrupt'}") from e

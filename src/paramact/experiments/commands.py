@@ -43,6 +43,8 @@ def add_parsers(sub) -> None:
     f.add_argument("--check-samples", type=int, default=16,
                    help="items (all datasets together, one batch) whose exact LLMDcos checks the matrix; 0 = no check")
     f.add_argument("--save-maps", action="store_true", help="also save each dataset's mean map (4 bytes per weight)")
+    f.add_argument("--save-fingerprints", action="store_true",
+                   help="keep each dataset's per-sample fingerprints (int8: layers x sketch-dim bytes per sample)")
     f.add_argument("--max-length", type=int, default=None, help="truncate samples to this many tokens")
     f.add_argument("--gammas", type=floats, default=DEFAULT_GAMMAS, help="thresholds γ, comma-separated")
     f.add_argument("--sketch-dim", type=int, default=DEFAULT_SKETCH_DIM, help="fingerprint buckets per layer")
@@ -69,6 +71,8 @@ def add_parsers(sub) -> None:
 
     r = sub.add_parser("report", help="render DIR/report.html (figures, tables, config, the paper's numbers)")
     r.add_argument("dir", type=Path)
+    r.add_argument("--no-screenshot", action="store_true",
+                   help="skip report_first_screen.png (a headless-Chromium picture of the page's first screen)")
 
 
 def parse_pairs(spec: str | None, names: list[str]) -> tuple[tuple[str, str], ...] | None:
@@ -92,19 +96,19 @@ def _need_out(args) -> None:
 
 def _findings(args) -> int:
     from ..api import ActivationConfig
-    from .findings import FindingsRun, run_findings
+    from .findings import FINDINGS_REDUCERS, FindingsRun, run_findings
 
     _need_out(args)
     names = [d.strip() for d in args.datasets.split(",") if d.strip()]
     cfg = ActivationConfig(target=args.target, batch_size=args.batch_size, max_length=args.max_length,
                            gammas=args.gammas, sketch_dim=args.sketch_dim, seed=args.seed,
                            sort_by_length=not args.keep_order, stats_device=args.stats_device,
-                           allow_uncovered=args.allow_uncovered)
+                           allow_uncovered=args.allow_uncovered, reducers=FINDINGS_REDUCERS)
     if args.check_samples < 0:
         raise UserError(f"--check-samples must be >= 0, got {args.check_samples}")
     run = FindingsRun(model=args.model, datasets=tuple(names), samples=args.samples, data_seed=args.data_seed,
                       data_dir=args.data_dir, pairs=parse_pairs(args.pairs, names), check_samples=args.check_samples,
-                      save_maps=args.save_maps, dtype=args.dtype, device=args.device, device_map=args.device_map,
+                      save_maps=args.save_maps, save_fingerprints=args.save_fingerprints, dtype=args.dtype, device=args.device, device_map=args.device_map,
                       trust_remote_code=args.trust_remote_code, checkpoint_every=args.checkpoint_every,
                       activation=cfg)
     res = run_findings(run, args.out, progress=not getattr(args, "quiet", False), resume=args.resume)
@@ -153,10 +157,16 @@ def _sts(args) -> int:
     return _report(args.out)
 
 
-def _report(run_dir: Path) -> int:
+def _report(run_dir: Path, screenshot: bool = False) -> int:
     from ..report import render_report
+    from ..report.screenshot import first_screen
 
-    print(f"report: {render_report(run_dir)}")
+    page = render_report(run_dir)
+    print(f"report: {page}")
+    if screenshot:
+        shot = first_screen(page)
+        if shot is not None:
+            print(f"first screen: {shot}")
     return 0
 
 
@@ -167,5 +177,5 @@ def run(args) -> int | None:
     if cmd == "sts":
         return _sts(args)
     if cmd == "report":
-        return _report(args.dir)
+        return _report(args.dir, screenshot=not args.no_screenshot)
     return None

@@ -29,7 +29,8 @@ from ..data import load_texts
 from ..density import gamma_key
 from ..errors import UserError
 from ..experts import usage_similarity
-from ..runs import check_resumable, environment, prepare_out, read_tensors, write_json
+from ..runs import check_resumable, environment, prepare_out, write_json
+from ..sketch import read_fingerprints
 from ..targets import get_target
 from .activations import ActivationsRun, mean_pair_llmdcos, run_dataset
 from .layers import DEEP, INDEX_NOTE, SHALLOW
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 # WikiText-2: the paper windows its train split; the local copy in shared/data has only test/validation.
 DEFAULT_DATASETS = ("boolq", "mmlu", "humaneval", "siqa", "hellaswag", "c4", "wikitext2:test", "pydoc")
 CORPORA = frozenset({"c4", "wikitext2", "pydoc", "pycode"})
+FINDINGS_REDUCERS = ("mean_map", "norms", "fingerprints", "experts")
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,17 @@ class FindingsRun:
     pairs: tuple[tuple[str, str], ...] | None = None  # Finding 2 boxplots; None: see default_pairs
     check_samples: int = 16  # items (all datasets together) for the exact check of the matrix
     save_maps: bool = False  # also write each dataset's mean map (4 bytes per weight)
+    # keep each dataset's per-sample fingerprints (int8, 1 byte x layers x m per sample); the
+    # findings need only their sums, the pairs and the check, all computed within the run
+    save_fingerprints: bool = False
     dtype: str | None = None
     device: str | None = None
     device_map: str | None = None  # "auto": spread the model over every device (accelerate)
     trust_remote_code: bool = False
     checkpoint_every: int = 20  # batches between checkpoints (0: none)
-    activation: ActivationConfig = field(default_factory=lambda: ActivationConfig(sort_by_length=True))
+    # no in-batch Grams: Finding 2 pairs items through fingerprints and the check runs a pass of its own
+    activation: ActivationConfig = field(default_factory=lambda: ActivationConfig(
+        sort_by_length=True, reducers=FINDINGS_REDUCERS))
 
 
 def is_corpus(name: str) -> bool:
@@ -86,22 +93,27 @@ def range_mean(per_layer, rng, n_layers: int) -> float:
 
 
 def _load_fp(path: Path, rows: list[int] | None = None) -> torch.Tensor:
-    t = read_tensors(path)["fingerprints"]
-    return t if rows is None else t[rows]
+    return read_fingerprints(path, rows)
 
 
 def _check_matrix(model, tok, texts_by_name, fp_paths, cfg, total, names, anatomy) -> dict:
-    """Exact LLMDcos of a few items of every dataset, all in one batch (in-batch Gram = exact),
-    against the fingerprint estimate of the same pairs: per-pair errors and the subset matrix."""
+    """Exact LLMDcos of a few items of every dataset (its shortest, to keep the pass cheap), all in
+    one batch (in-batch Gram = exact), against the fingerprint estimate of the same pairs:
+    per-pair errors and the subset matrix."""
     n_layers = anatomy.n_layers
     k = max(2, total // len(names))
     ks = {n: min(k, len(texts_by_name[n])) for n in names}
-    texts = [t for n in names for t in texts_by_name[n][:ks[n]]]
+    chosen = {}
+    for n in names:
+        lengths = [len(tok(t)["input_ids"]) for t in texts_by_name[n]]
+        chosen[n] = sorted(sorted(range(len(lengths)), key=lambda i: (lengths[i], i))[:ks[n]])
+    texts = [texts_by_name[n][i] for n in names for i in chosen[n]]
     owner = [n for n in names for _ in range(ks[n])]
-    exact_cfg = ActivationConfig(target=cfg.target, batch_size=len(texts), max_length=cfg.max_length, sketch_dim=0)
-    (ids, exact), = analyze(model, tok, texts, exact_cfg, with_mean_map=False, anatomy=anatomy).batch_llmdcos
+    exact_cfg = ActivationConfig(target=cfg.target, batch_size=len(texts), max_length=cfg.max_length,
+                                 reducers=("grams",))
+    (ids, exact), = analyze(model, tok, texts, exact_cfg, anatomy=anatomy).batch_llmdcos
     exact = (exact.double() + exact.double().transpose(1, 2)) / 2  # symmetric up to float rounding
-    fp = torch.cat([_load_fp(fp_paths[n], list(range(ks[n]))) for n in names])  # [M, L, m]
+    fp = torch.cat([_load_fp(fp_paths[n], chosen[n]) for n in names])  # [M, L, m]
     est = torch.einsum("nlm,klm->lnk", fp.double(), fp.double())
     err = (est - exact).abs()
     iu = torch.triu_indices(len(texts), len(texts), 1)
@@ -120,7 +132,7 @@ def _check_matrix(model, tok, texts_by_name, fp_paths, cfg, total, names, anatom
         sub_est.append(row_f)
     diff = (torch.tensor(sub_exact) - torch.tensor(sub_est)).abs()
     m = fp.shape[-1]
-    return {"samples_per_dataset": ks, "n_pairs": int(iu.shape[1]), "n_layers": n_layers, "sketch_dim": m,
+    return {"samples_per_dataset": ks, "items": chosen, "n_pairs": int(iu.shape[1]), "n_layers": n_layers, "sketch_dim": m,
             "pair_error_mean": float(pair_err.mean()), "pair_error_p99": float(pair_err.quantile(0.99)),
             "pair_error_max": float(pair_err.max()), "matrix_exact": sub_exact, "matrix_fingerprint": sub_est,
             "matrix_error_max": float(diff.max()),
@@ -256,8 +268,14 @@ def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progre
                                "LLMDcos, averaged over the deep layers",
                      "check": check},
         "coverage": anatomy.coverage(),
+        "fingerprint_files": "kept: DIR/<dataset>/fingerprints.safetensors (int8 x fingerprint_scale)"
+        if run.save_fingerprints else "removed once used (their sums stay in samples.safetensors); "
+                                      "--save-fingerprints keeps them",
     }
     if anatomy.experts:
         result["experts"] = _experts(finding1, names)
     write_json(out / "results.json", result)
+    if not run.save_fingerprints:
+        for p in fp_paths.values():
+            p.unlink(missing_ok=True)
     return result
