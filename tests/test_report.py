@@ -72,6 +72,28 @@ def test_sts_report_contents(runs):
     assert len(_imgs(page)) == 2
 
 
+def test_report_leads_with_the_claims_and_figures(runs):
+    """The first screen: the six claims with a verdict, our number and the paper's, each linked to its
+    section; figures come before the long tables; a screenshot of the first screen is saved."""
+    from PIL import Image, ImageStat
+
+    chromium()
+    assert cli("report", str(runs)) == 0
+    page = (runs / "report.html").read_text(encoding="utf-8")
+    summary = page[page.index('<section id=summary>'):page.index("</section>")]
+    assert page.index("<section id=summary>") < page.index("<figure>") < page.index("Finding 1: density per layer")
+    for claim in ("Finding 1", "Finding 2", "Finding 3", "Validation 1", "Validation 2", "Validation 3"):
+        assert claim in summary
+    for anchor in ("findings-finding1", "findings-finding2", "findings-finding3", "sts-sts"):
+        assert f'href="#{anchor}"' in summary and f'id="{anchor}"' in page
+    assert "not run here" in summary and "class=paper" in summary
+    sts = json.loads((runs / "sts" / "results.json").read_text())
+    assert f"ρ = {sts['spearman']['rho']:.2f}" in summary
+    shot = runs / "report_first_screen.png"
+    img = Image.open(shot).convert("L")
+    assert img.size == (1200, 900) and ImageStat.Stat(img).stddev[0] > 10
+
+
 def test_combined_report_of_a_folder_of_runs(runs, tmp_path):
     """`make run` leaves findings/ and sts/ in one folder: one page, a section each, every figure
     (here with a third run, findings on a mixture-of-experts model, between them by name)."""

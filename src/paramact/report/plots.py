@@ -100,16 +100,24 @@ def findings_figures(res: dict, folder: Path) -> list[Figure]:
                           "Fingerprint LLMDcos of paired items (k-th with k-th; a dataset with itself: different "
                           "items), per layer, boxes with 1.5 IQR whiskers (paper Fig. 3/5)."))
     fig, ax = plt.subplots(figsize=(8, 4))
-    for k, v in res["mean_llmdcos"].items():
-        ax.plot(range(len(v)), v, marker=".", linestyle="-" if k.split("|")[0] == k.split("|")[1] else "--",
-                label=k.replace("|", " – "))
+    groups = {"a dataset with itself": [v for k, v in res["mean_llmdcos"].items() if k.split("|")[0] == k.split("|")[1]],
+              "two different datasets": [v for k, v in res["mean_llmdcos"].items() if k.split("|")[0] != k.split("|")[1]]}
+    for (label, curves), color in zip(groups.items(), ("tab:blue", "tab:orange")):
+        if not curves:
+            continue
+        x = list(range(len(curves[0])))
+        cols = list(zip(*curves))
+        ax.plot(x, [sum(c) / len(c) for c in cols], marker=".", color=color, label=f"{label}: mean of {len(curves)}")
+        ax.fill_between(x, [min(c) for c in cols], [max(c) for c in cols], color=color, alpha=0.18,
+                        label=f"{label}: min–max")
     _shade(ax, res["ranges"])
     _layer_axis(ax)
     ax.set_ylabel("mean LLMDcos over all pairs")
-    ax.legend(fontsize=6, ncol=2)
-    out.append(Figure(_save(fig, folder, "finding2_means.png"), "Finding 2: mean LLMDcos per layer, every pair",
-                      "Mean over all item pairs (distinct items within a dataset), from fingerprints; solid: a "
-                      "dataset with itself, dashed: two datasets. Shaded: the shallow and deep ranges."))
+    ax.legend(fontsize=7)
+    out.append(Figure(_save(fig, folder, "finding2_means.png"), "Finding 2: within- and cross-dataset similarity per layer",
+                      "Per layer, the mean LLMDcos over all item pairs (fingerprints) of each dataset with itself "
+                      "(distinct items) and of each pair of datasets: the line is the mean over those curves, the band "
+                      "their range. Shaded: the shallow and deep ranges. Every pair's numbers are in the tables."))
     f3 = res["finding3"]
     out.append(Figure(_heatmap(f3["datasets"], f3["matrix"], folder, "finding3_matrix.png",
                                f"mean LLMDcos, layers {f3['layer_range']['label']}"),
