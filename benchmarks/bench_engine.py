@@ -1,15 +1,21 @@
 """Engine benchmark on SmolLM2-135M: ratios measured side by side in one run.
 
-    python benchmarks/bench_engine.py [--parts abcd] [--reps 3] [--json out.json]
+    python benchmarks/bench_engine.py [--parts abcd] [--reps 5] [--device cpu|cuda] [--json out.json]
 
-(a) engine / plain batched forward+backward with weight gradients, same 8 samples of 128 tokens
-(b) one mean map: paper's method (batch 1, full logits, deep copy of grad*weight per
-    sample) / paramact
+(a) per batch (8 samples of 128 tokens), against a plain batched forward+backward with weight
+    gradients and full logits (a training step's work):
+    - the engine feeding the mean map only, and feeding every reducer (mean map, per-sample norms,
+      in-batch Grams, 65 536-bucket fingerprints);
+    - the public API as a user calls it, finalization included: `activation_map(...)` and
+      `analyze(...)` with every reducer followed by reading `.layers` (the density table);
+(b) one mean map: the paper's method (batch 1, full logits, deep copy of grad*weight per
+    sample) / paramact.activation_map
 (c) 4x4 dataset LLMDcos matrix, 16 samples per dataset: paper's method (a pair of passes
     per sample pair and dataset pair) / paramact (one pass per sample, fingerprints)
 (d) peak RSS of a run over 8 vs 64 samples, and of paramact vs the paper's method
-Absolute times on a shared 2-core machine are noise; the ratios are the result.
-Every timed configuration runs interleaved with its competitor, `reps` times; medians.
+Absolute times on a shared 2-core machine are noise; the ratios are the result. Every timed
+configuration runs interleaved with its competitors, `reps` times; medians of wall time and of
+process CPU time (the latter is immune to time the virtual machine's CPUs were taken away).
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ import torch
 
 import paramact
 from paramact.api import DEFAULT_SKETCH_DIM, ActivationConfig, analyze
-from paramact.density import layer_density
 from paramact.engine import Engine
 from paramact.reducers import MeanMap, SampleStats
 from paramact.batching import make_batches
@@ -56,7 +61,7 @@ def kept_params(model):
 def paper_grad_w(model, tok, text):
     """One paper-style pass: batch 1, full logits, D = max logit at the last position,
     then a deep copy of grad * weight for every kept parameter (signed, fp32)."""
-    ids = tok(text, return_tensors="pt").input_ids
+    ids = tok(text, return_tensors="pt").input_ids.to(next(model.parameters()).device)
     for p in model.parameters():
         p.requires_grad_(True)
     model.zero_grad(set_to_none=True)
@@ -98,61 +103,73 @@ def plain_step(model, batch):
         p.requires_grad_(False)
 
 
-def interleaved(fns: dict, reps: int) -> dict:
-    times = {k: [] for k in fns}
-    for k, f in fns.items():  # warm-up
+def interleaved(fns: dict, reps: int, device: str = "cpu") -> dict:
+    """Median wall and CPU seconds of each function, run in turn `reps` times after a warm-up."""
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for f in fns.values():  # warm-up
         f()
     for _ in range(reps):
         for k, f in fns.items():
-            t = time.perf_counter()
+            _sync(device)
+            t, c = time.perf_counter(), time.process_time()
             f()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+            _sync(device)
+            wall[k].append(time.perf_counter() - t)
+            cpu[k].append(time.process_time() - c)
+    out = {k: statistics.median(v) for k, v in wall.items()}
+    out["cpu"] = {k: statistics.median(v) for k, v in cpu.items()}
+    return out
 
 
-def part_a(model, tok, reps):
-    """Per-batch engine work (forward, backward, every reducer) vs a plain training step.
-    One-off finalization (density sort, file writing) is timed apart: it is per run."""
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _ratios(t: dict, base: str = "plain") -> dict:
+    return {k: {"wall": t[k] / t[base], "cpu": t["cpu"][k] / t["cpu"][base]} for k in t if k not in ("cpu", base)}
+
+
+def part_a(model, tok, reps, device="cpu"):
+    """Per batch: the engine's work and the public API's calls, each against a plain training step."""
     texts = windows(tok, "pydoc", 8)
-    batch = make_batches(tok, texts, 8)[0][0]
+    batch = make_batches(tok, texts, 8)[0][0].to(device)
     an = paramact.discover(model)
-    full = [MeanMap(an), SampleStats(an, DEFAULT_SKETCH_DIM)]
-    nosk = [MeanMap(an), SampleStats(an, 0)]
 
     def engine(sinks):
         with Engine(model, an) as eng:
-            eng.run(batch, "max_logit", sinks)
+            eng.run(batch, "max_logit", sinks())
+
+    def api_all():
+        res = analyze(model, tok, texts, ActivationConfig(batch_size=8), anatomy=an)
+        return res.layers  # finalization: the density table over every weight
 
     t = interleaved({
         "plain": lambda: plain_step(model, batch),
-        "engine": lambda: engine(full),
-        "engine_no_fingerprints": lambda: engine(nosk),
-        "engine_no_reducers": lambda: engine([]),
-    }, reps)
-    t0 = time.perf_counter()
-    layer_density(full[0].mean(), an)
-    t["finalize_density_once"] = time.perf_counter() - t0
-    return {"tokens": list(batch.input_ids.shape), "seconds": t,
-            "engine_over_plain": t["engine"] / t["plain"],
-            "engine_no_fingerprints_over_plain": t["engine_no_fingerprints"] / t["plain"],
-            "engine_no_reducers_over_plain": t["engine_no_reducers"] / t["plain"]}
+        "engine_mean_map": lambda: engine(lambda: [MeanMap(an)]),
+        "engine_all": lambda: engine(lambda: [MeanMap(an), SampleStats(an, DEFAULT_SKETCH_DIM)]),
+        "api_activation_map": lambda: paramact.activation_map(model, tok, texts, batch_size=8),
+        "api_analyze_all": api_all,
+    }, reps, device)
+    return {"tokens": list(batch.input_ids.shape), "seconds": t, "over_plain": _ratios(t)}
 
 
-def part_b(model, tok, reps):
+def part_b(model, tok, reps, device="cpu"):
     texts = windows(tok, "pydoc", 8, seed=2)
-    cfg = ActivationConfig(batch_size=8, sketch_dim=0)
     ours = {}
     t = interleaved({
         "paper": lambda: paper_mean_map(model, tok, texts),
-        "paramact": lambda: ours.update(m=analyze(model, tok, texts, cfg).mean_map),
-    }, reps)
+        "paramact": lambda: ours.update(m=paramact.activation_map(model, tok, texts, batch_size=8)),
+    }, reps, device)
     ref = paper_mean_map(model, tok, texts)
     names = [n for n, _ in kept_params(model)]
     err = max(float((ours["m"][n] - r).abs().max() / r.abs().max()) for n, r in zip(names, ref))
-    return {"samples": 8, "seconds": t, "speedup": t["paper"] / t["paramact"], "max_rel_diff_vs_paper": err}
+    return {"samples": 8, "seconds": t, "speedup": t["paper"] / t["paramact"],
+            "speedup_cpu": t["cpu"]["paper"] / t["cpu"]["paramact"], "max_rel_diff_vs_paper": err}
 
 
-def part_c(model, tok, reps, seq=64):
+def part_c(model, tok, reps, device="cpu", seq=64):
     domains = ["pydoc", "pycode"]
     data = {f"{d}{s}": windows(tok, d, 16, seq, seed=s) for d in domains for s in (1, 2)}  # 4 datasets
     names = list(data)
@@ -178,7 +195,7 @@ def part_c(model, tok, reps, seq=64):
         return M
 
     res = {}
-    t = interleaved({"paper": lambda: res.update(p=paper()), "paramact": lambda: res.update(o=ours())}, reps)
+    t = interleaved({"paper": lambda: res.update(p=paper()), "paramact": lambda: res.update(o=ours())}, reps, device)
     off = (res["o"] - res["p"]).abs()
     return {"datasets": names, "samples_per_dataset": 16, "seq": seq, "seconds": t,
             "speedup": t["paper"] / t["paramact"], "passes": {"paper": 10 * 16 * 2, "paramact": 4 * 16},
@@ -190,7 +207,6 @@ import resource, sys, torch, paramact
 sys.path.insert(0, {bench_dir!r})
 from bench_engine import windows, paper_mean_map
 from paramact.api import DEFAULT_SKETCH_DIM, ActivationConfig, analyze
-from paramact.density import layer_density
 from paramact.engine import Engine
 from paramact.reducers import MeanMap, SampleStats
 torch.set_num_threads(2)
@@ -226,7 +242,7 @@ def _rss(n, paper=False, store=None):
     return {"after_load_mb": base / 1024, "peak_mb": peak / 1024, "peak_above_load_mb": (peak - base) / 1024}
 
 
-def part_d(_model, _tok, _reps):
+def part_d(_model, _tok, _reps, device="cpu"):
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
@@ -243,16 +259,21 @@ def part_d(_model, _tok, _reps):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default="abcd")
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("bench_engine: --device cuda but this machine (or this torch build) has no CUDA device")
+    if args.device != "cpu" and "d" in args.parts:
+        args.parts = args.parts.replace("d", "")  # peak RSS is a host-memory measure
     torch.manual_seed(0)
-    model, tok = paramact.load_model("smollm2-135m")
+    model, tok = paramact.load_model("smollm2-135m", device=args.device)
     parts = {"a": part_a, "b": part_b, "c": part_c, "d": part_d}
-    results = {"threads": torch.get_num_threads(), "torch": torch.__version__}
+    results = {"threads": torch.get_num_threads(), "torch": torch.__version__, "device": args.device}
     for p in args.parts:
         t = time.perf_counter()
-        results[p] = parts[p](model, tok, args.reps if p != "c" else 1)
+        results[p] = parts[p](model, tok, args.reps if p != "c" else 1, args.device)
         results[p]["wall_s"] = time.perf_counter() - t
         print(p, json.dumps(results[p], indent=1), flush=True)
     if args.json:
