@@ -36,8 +36,8 @@ install: $(STAMP)
 run: install
 	$(BIN)/paramact models fetch $(MODEL)
 	$(BIN)/paramact findings --model $(MODEL) --samples $(SAMPLES) \
-		$(if $(DATA_DIR),--data-dir $(DATA_DIR),--datasets pydoc,pycode,humaneval) --out $(RUN_DIR)/findings
-	$(if $(DATA_DIR),$(BIN)/paramact sts --model $(MODEL) --dataset stsb --split dev --pairs $(PAIRS) \
+		$(if $(DATA_DIR),--data-dir $(DATA_DIR),--data pydoc,pycode,humaneval) --out $(RUN_DIR)/findings
+	$(if $(DATA_DIR),$(BIN)/paramact sts --model $(MODEL) --data stsb --split dev --samples $(PAIRS) \
 		--data-dir $(DATA_DIR) --out $(RUN_DIR)/sts,@echo "no ../shared/data: STS-B skipped")
 	$(BIN)/paramact report $(RUN_DIR)
 

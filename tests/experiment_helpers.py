@@ -3,14 +3,12 @@ subcommands, a synthetic STS-B data directory, and a headless Chromium finder.""
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 
 import pytest
 
-from paramact.errors import UserError
-from paramact.experiments import commands
+from paramact.cli import main
 
 STS_ROWS = [
     (5.0, "A man is playing a guitar.", "A man plays the guitar."),
@@ -27,16 +25,8 @@ STS_ROWS = [
 
 
 def cli(*argv: str) -> int:
-    """Parse and run one of findings / sts / report as the paramact CLI would; UserError -> 2."""
-    p = argparse.ArgumentParser(prog="paramact")
-    p.add_argument("--quiet", action="store_true")
-    commands.add_parsers(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(["--quiet", *argv])
-    try:
-        return commands.run(args)
-    except UserError as e:
-        print(f"paramact: error: {e}")
-        return 2
+    """Run a paramact command in this process, quietly, as the command line does (bad input -> 2)."""
+    return main(["--quiet", *argv])
 
 
 def sts_data_dir(root):

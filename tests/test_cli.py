@@ -63,14 +63,14 @@ def test_activations_run_directory(model_dir, data_file, tmp_path):
         (["--model", "no-such-registry-model"], "unknown model 'no-such-registry-model'"),
         (["--data", "/nonexistent/file.txt"], "data file not found"),
         (["--gammas", "0,1e-6"], "positive"),
-        (["--target", "nope"], "invalid choice"),
+        (["--target", "nope"], "is not one of"),
         (["--samples", "0"], "got 0"),
         (["--samples", "999"], "only 10"),
         (["--sketch-dim", "1000"], "power of two"),
         (["--batch-size", "0"], "batch size"),
         (["--device", "gpu0"], "--device 'gpu0' is not a device name"),
         (["--stats-device", "meta"], "--stats-device meta holds no data"),
-        (["--checkpoint-every", "-3"], "expected an integer >= 0, got -3"),
+        (["--checkpoint-every", "-3"], "must be >= 0, got -3"),
     ] + ([] if torch.cuda.is_available() else [(["--device", "cuda:0"], "has no CUDA device")]),
 )
 def test_bad_input_is_one_line_and_exit_2(model_dir, data_file, tmp_path, args, message):

@@ -1,20 +1,16 @@
-"""`paramact data list|show` through the data layer's own argparse wiring (commands.add_parser/run)."""
+"""`paramact data list|show`: the command's own function (bad input raises) and the whole CLI (one line, exit 2)."""
 
 from __future__ import annotations
-
-import argparse
 
 import pytest
 
 from data_helpers import FIXTURES, shared_dataset, synthetic_dir
-from paramact.data import commands
+from paramact.cli import COMMANDS, main, parser
 from paramact.errors import UserError
 
 
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="paramact")
-    commands.add_parser(parser.add_subparsers(dest="command", required=True))
-    return commands.run(parser.parse_args(argv))
+    return COMMANDS["data"].run(None, None, parser().parse_args(argv))
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +39,7 @@ def test_list_real_data(capsys):
 
 def test_show_prints_rendered_prompts(tmp_path, capsys):
     root = synthetic_dir(tmp_path, {"hellaswag/hellaswag_val.jsonl": "hellaswag_val_synthetic.jsonl"})
-    assert _run(["data", "--data-dir", str(root), "show", "hellaswag", "--n", "2", "--seed", "0"]) == 0
+    assert _run(["data", "--data-dir", str(root), "show", "hellaswag", "--samples", "2", "--data-seed", "0"]) == 0
     out = capsys.readouterr().out
     assert out.count("=== hellaswag validation row ") == 2
     assert out.count("How does the description likely end?\n\nA. ") == 2
@@ -78,6 +74,6 @@ def test_bad_input_raises_user_error(tmp_path, argv, message):
 
 
 def test_main_prints_one_line_and_exits_2(capsys):
-    assert commands.main(["data", "show", "nosuch"]) == 2
+    assert main(["data", "show", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("paramact: error: unknown dataset 'nosuch'") and err.count("\n") == 1

@@ -90,7 +90,7 @@ def test_sts_two_processes_equal_one(tmp_path):
 
     model = save_tiny(tmp_path / "model", "llama")
     data = sts_data_dir(tmp_path / "data")
-    args = ["--quiet", "sts", "--model", str(model), "--pairs", "10", "--data-dir", str(data), "--batch-size", "4",
+    args = ["--quiet", "sts", "--model", str(model), "--samples", "10", "--data-dir", str(data), "--batch-size", "4",
             "--no-baselines"]  # 5 batches of 2 pairs: an uneven split
     one, two = one_and_two(args, tmp_path, 29547)
     ta, tb = load_file(str(one / "pairs.safetensors")), load_file(str(two / "pairs.safetensors"))

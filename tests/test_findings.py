@@ -12,6 +12,7 @@ from experiment_helpers import cli
 from paramact.api import ActivationConfig, analyze
 from paramact.data import load_texts
 from paramact.errors import UserError
+from paramact.context import RunContext
 from paramact.experiments.findings import FindingsRun, default_pairs, paired_items, run_findings
 from paramact.experiments.layers import DEEP, RANGES, SHALLOW, STS, parse_range
 from paramact.models import load_model
@@ -56,7 +57,7 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("findings") / "run"
     rc = cli("findings", "--model", str(model_dir), "--datasets", ",".join(DATASETS), "--samples", str(N),
              "--max-length", str(MAXLEN), "--batch-size", "4", "--gammas", "1e-3,1e-2", "--check-samples", "9",
-             "--pairs", "pydoc-pydoc,pycode-humaneval", "--out", str(out))
+             "--dataset-pairs", "pydoc-pydoc,pycode-humaneval", "--out", str(out))
     assert rc == 0
     return model_dir, out, json.loads((out / "results.json").read_text())
 
@@ -127,13 +128,13 @@ def test_fingerprint_matrix_agrees_with_exact_pairs(tiny_run):
 def test_bad_input_is_one_line_exit_2(tiny_run, tmp_path, capsys):
     model_dir = str(tiny_run[0])
     assert cli("findings", "--model", model_dir, "--datasets", "pydoc,pydoc", "--out", str(tmp_path / "a")) == 2
-    assert cli("findings", "--model", model_dir, "--datasets", "pydoc,pycode", "--pairs", "pydoc-boolq",
+    assert cli("findings", "--model", model_dir, "--datasets", "pydoc,pycode", "--dataset-pairs", "pydoc-boolq",
                "--out", str(tmp_path / "b")) == 2
     assert cli("findings", "--model", model_dir, "--datasets", "pydoc", "--sketch-dim", "0",
                "--out", str(tmp_path / "c")) == 2
     assert cli("findings", "--model", model_dir, "--datasets", "pydoc", "--out", str(tiny_run[1])) == 2
     assert cli("report", str(tmp_path / "nothing")) == 2
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("paramact: error")]
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("paramact: error")]
     assert len(lines) == 5
 
 
@@ -141,9 +142,9 @@ def test_findings_on_smollm2(smollm2, tmp_path):
     """A few real samples: 30 layers, deep = [15, 28), the matrix checked against exact pairs at the
     default sketch size (documented: 99% of fingerprint errors <= 0.01)."""
     model, tok = smollm2
-    run = FindingsRun(model="smollm2-135m", datasets=("pydoc", "pycode"), samples=3, check_samples=6,
+    run = FindingsRun(data=("pydoc", "pycode"), samples=3, check_samples=6,
                       activation=ActivationConfig(batch_size=3, max_length=48))
-    res = run_findings(run, tmp_path / "run", model, tok)
+    res = run_findings(run, RunContext(out=tmp_path / "run"), model, tok)
     assert res["n_layers"] == 30 and res["ranges"]["deep"]["label"].startswith("[15, 28)")
     mat = torch.tensor(res["finding3"]["matrix"])
     assert torch.equal(mat, mat.T) and bool(((mat > 0.05) & (mat < 1)).all())

@@ -15,8 +15,8 @@ def runs():
     model, tok = tiny_model("qwen2"), ByteTokenizer()
     out = {}
     for bs in (1, 3, 8):
-        out[bs] = analyze(model, tok, TEXTS, ActivationConfig(batch_size=bs, sketch_dim=256, seed=7))
-    out["sorted"] = analyze(model, tok, TEXTS, ActivationConfig(batch_size=3, sketch_dim=256, seed=7,
+        out[bs] = analyze(model, tok, TEXTS, ActivationConfig(batch_size=bs, sketch_dim=256, sketch_seed=7))
+    out["sorted"] = analyze(model, tok, TEXTS, ActivationConfig(batch_size=3, sketch_dim=256, sketch_seed=7,
                                                                 sort_by_length=True))
     return out
 

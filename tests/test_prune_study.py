@@ -31,7 +31,7 @@ sys.exit(main(sys.argv[3:]))
 STUDY = {"methods": ["wanda"], "schedules": ["uniform", "owl"], "sparsities": [0.5], "calibrations": ["c4", "siqa"],
          "v1-tasks": ["wikitext2"], "v2-tasks": ["wikitext2", "siqa"], "nsamples": 4, "seqlen": 32,
          "density": "mass50", "schedule-samples": 4, "schedule-seqlen": 32, "ppl-seqlen": 32, "ppl-windows": 3,
-         "items": 4, "max-length": 120}
+         "items": 4, "eval-max-length": 120}
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def runs(tmp_path_factory):
     assert cli("findings", "--model", str(moe_dir), "--datasets", "pydoc,pycode", "--samples", "4",
                "--max-length", "32", "--sketch-dim", "1024", "--check-samples", "4", "--out", str(base / "moe")) == 0
     data = sts_data_dir(tmp_path_factory.mktemp("data"))
-    assert cli("sts", "--model", str(model_dir), "--pairs", "10", "--data-dir", str(data), "--no-baselines",
+    assert cli("sts", "--model", str(model_dir), "--samples", "10", "--data-dir", str(data), "--no-baselines",
                "--out", str(base / "sts")) == 0
     return base
 

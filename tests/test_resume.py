@@ -148,7 +148,7 @@ def test_killed_sts_run_resumes_to_identical_results(setup, tmp_path, mode, arg,
 
     model = setup[0][setup[0].index("--model") + 1]
     data = sts_data_dir(tmp_path / "data")
-    args = ["--quiet", "sts", "--model", model, "--pairs", "10", "--data-dir", str(data), "--batch-size", "4",
+    args = ["--quiet", "sts", "--model", model, "--samples", "10", "--data-dir", str(data), "--batch-size", "4",
             "--no-baselines", "--checkpoint-every", "2"]
     ref, out = tmp_path / "ref", tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(ref)], capture_output=True, text=True)

@@ -55,7 +55,7 @@ def test_findings_and_sts_read_config_files(tmp_path, model_dir):
     r = cli("--quiet", "findings", "--config", str(cfg), "--batch-size", "3")
     assert r.returncode == 0, r.stderr[-2000:]
     saved = json.loads((tmp_path / "f" / "config.json").read_text())
-    assert saved["datasets"] == ["pydoc", "pycode"] and saved["samples"] == 3
+    assert saved["data"] == ["pydoc", "pycode"] and saved["samples"] == 3
     assert saved["activation"]["batch_size"] == 3 and saved["activation"]["gammas"] == [0.001]
     bad = tmp_path / "sts.json"
     bad.write_text(json.dumps({"model": str(model_dir), "pairz": 5}))

@@ -67,7 +67,7 @@ def test_sketch_is_unbiased_with_predicted_variance():
     exact, sd = torch.tensor(exact, dtype=torch.float64), torch.tensor(sd, dtype=torch.float64)
     est = torch.empty(seeds, len(pairs), dtype=torch.float64)
     for s in range(seeds):
-        fp = analyze(model, tok, TEXTS, ActivationConfig(batch_size=4, sketch_dim=m, seed=s)).fingerprints
+        fp = analyze(model, tok, TEXTS, ActivationConfig(batch_size=4, sketch_dim=m, sketch_seed=s)).fingerprints
         mat = fingerprint_matrix(fp, fp).double()
         est[s] = torch.stack([mat[L, i, j] for L, i, j in pairs])
     z = (est - exact) / sd
@@ -80,7 +80,7 @@ def test_sketch_is_unbiased_with_predicted_variance():
 
 def test_sketch_is_deterministic_per_seed_and_differs_across_seeds():
     model, tok = tiny_model("gpt2"), ByteTokenizer()
-    run = lambda seed: analyze(model, tok, TEXTS[:3], ActivationConfig(batch_size=3, sketch_dim=128, seed=seed))
+    run = lambda seed: analyze(model, tok, TEXTS[:3], ActivationConfig(batch_size=3, sketch_dim=128, sketch_seed=seed))
     a, b, c = run(5).fingerprints, run(5).fingerprints, run(6).fingerprints
     assert torch.equal(a, b)
     assert not torch.equal(a, c)

@@ -12,7 +12,9 @@ from data_helpers import shared_dataset
 from experiment_helpers import STS_ROWS, cli, sts_data_dir
 from paramact.api import pair_similarity
 from paramact.batching import encode
+from paramact.context import RunContext
 from paramact.experiments.sts import MINILM, StsRun, run_sts, spearman
+from paramact.models import ModelConfig
 from paramact.models import load_model
 from tiny import save_tiny
 
@@ -92,7 +94,8 @@ def test_crosslingual_tiny(tiny, tmp_path):
     root = shared_dataset("ted_zh_en")
     model_dir, _ = tiny
     model, tok = load_model(str(model_dir))
-    res = run_sts(StsRun(model="tiny", dataset="ted_zh_en", pairs=6, data_dir=str(root)), tmp_path / "x", model, tok)
+    res = run_sts(StsRun(model=ModelConfig("tiny"), data="ted_zh_en", samples=6, data_dir=str(root)),
+                  RunContext(out=tmp_path / "x"), model, tok)
     assert res["kind"] == "crosslingual" and res["n_pairs"] == 6 and res["n_layers"] == 3
     t = load_file(str(tmp_path / "x" / "pairs.safetensors"))
     assert t["matched"].shape == (6, 3) == t["mismatched"].shape
@@ -104,7 +107,7 @@ def test_crosslingual_tiny(tiny, tmp_path):
 def test_sts_on_smollm2(smollm2, tmp_path):
     root = shared_dataset("stsb")
     model, tok = smollm2
-    res = run_sts(StsRun(model="smollm2-135m", dataset="stsb", pairs=8, data_dir=str(root)), tmp_path / "s", model, tok)
+    res = run_sts(StsRun(data="stsb", samples=8, data_dir=str(root)), RunContext(out=tmp_path / "s"), model, tok)
     sp = res["spearman"]
     assert res["n_layers"] == 30 and (sp["layer_range"]["start"], sp["layer_range"]["stop"]) == (19, 28)
     assert sp["n_pairs"] == 8 and -1 <= sp["rho"] <= 1

@@ -17,7 +17,8 @@ from .errors import UserError
 from .experts import ExpertUsage, expert_density
 from .reducers import MeanMap, SampleStats
 from .similarity import llmdcos_from_gram
-from .targets import get_target
+from .fields import option
+from .targets import TARGETS, get_target
 
 # The reducers an analysis can run, each paid for only when asked:
 #   mean_map      Σ_i A_i per parameter -> the mean map, density (Finding 1), pruning scores
@@ -36,20 +37,22 @@ DEFAULT_SKETCH_DIM = 2**16
 class ActivationConfig:
     """Everything that decides the numbers of one activation pass."""
 
-    target: str = "max_logit"
-    batch_size: int = 8
-    max_length: int | None = None  # None: the model's context length
-    gammas: tuple[float, ...] = DEFAULT_GAMMAS
-    sketch_dim: int = DEFAULT_SKETCH_DIM  # 0 disables fingerprints
-    seed: int = 0
-    stats_device: str | None = None  # where the mean map lives (None: beside each weight)
-    # batch texts of similar length together (less padding); in-batch LLMDcos then pairs
-    # neighbours in length instead of neighbours in order, every other statistic is unchanged
-    sort_by_length: bool = False
-    # run without the block parameters paramact cannot attribute (Anatomy.coverage records them)
-    # instead of refusing the model
-    allow_uncovered: bool = False
-    reducers: tuple[str, ...] = REDUCERS  # what to compute (see REDUCERS); target values always
+    target: str = option("max_logit", "D(s), the scalar whose gradient is attributed", choices=lambda: sorted(TARGETS))
+    batch_size: int = option(8, "texts per forward/backward pass")
+    max_length: int | None = option(None, "truncate each text to this many tokens (default: the model's context)")
+    gammas: tuple[float, ...] = option(DEFAULT_GAMMAS, "activation thresholds γ, comma-separated")
+    sketch_dim: int = option(DEFAULT_SKETCH_DIM, "fingerprint buckets per layer (a power of two; 0: no fingerprints)")
+    sketch_seed: int = option(0, "fingerprint hash seed")
+    stats_device: str | None = option(
+        None, "where the mean map (4 bytes per weight) lives, e.g. cpu to spare accelerator memory "
+              "(default: beside each weight)")
+    sort_by_length: bool = option(
+        False, "batch texts of similar length together: less padding, the same statistics (in-batch LLMDcos then "
+               "pairs length neighbours)")
+    allow_uncovered: bool = option(
+        False, "run without the block parameters paramact cannot attribute (default: refuse the model with one line "
+               "naming the first); results.json records the coverage")
+    reducers: tuple[str, ...] = option(REDUCERS, "what to compute (see REDUCERS); target values always", cli=False)
 
     def wants(self, name: str) -> bool:
         return name in self.reducers and (name != "fingerprints" or self.sketch_dim > 0)
@@ -101,6 +104,96 @@ class Analysis:
         return expert_density(self.mean_map, self.anatomy, self.gammas) if self.mean_map else []
 
 
+@dataclass
+class Prepared:
+    """Texts tokenized into the batches of one pass (batch k holds sample ids batches[k].index)."""
+
+    anatomy: Anatomy
+    batches: list
+    n_texts: int
+    n_truncated: int
+    max_length: int
+
+
+@dataclass
+class Reducers:
+    """The reducers one pass feeds, as `config.reducers` asks; `parts` is what a checkpoint saves."""
+
+    mean: MeanMap | None
+    stats: SampleStats
+    experts: ExpertUsage | None
+
+    @property
+    def sinks(self) -> list:
+        return [s for s in (self.mean, self.stats, self.experts) if s is not None]
+
+    @property
+    def parts(self) -> dict:
+        return {k: v for k, v in (("mean", self.mean), ("stats", self.stats), ("experts", self.experts)) if v is not None}
+
+
+def prepare(model, tokenizer, texts: Sequence[str], config: ActivationConfig, continuations: Sequence[str] | None = None,
+            anatomy: Anatomy | None = None) -> Prepared:
+    """Check the inputs and tokenize `texts` into batches (anatomy: the model's, discovered when not given)."""
+    if len(texts) == 0:
+        raise UserError("no texts to analyse (the dataset is empty)")
+    if get_target(config.target).needs_continuation and continuations is None:
+        raise UserError(f"target {config.target} needs a continuation (answer) per text")
+    anatomy = anatomy or discover(model, config.allow_uncovered)
+    max_len = config.max_length or anatomy.context_length
+    batches, n_trunc = make_batches(tokenizer, texts, config.batch_size, continuations, max_len,
+                                     config.sort_by_length, anatomy.prepend_bos)
+    return Prepared(anatomy, batches, len(texts), n_trunc, max_len)
+
+
+def new_reducers(anatomy: Anatomy, config: ActivationConfig, on_fingerprints=None) -> Reducers:
+    """Empty reducers for what config.reducers asks (target values are always kept).
+
+    on_fingerprints: optional callable(sample_ids, [B, L, m] float32) that receives each batch's
+    fingerprints instead of keeping them in memory."""
+    mean = MeanMap(anatomy, config.stats_device) if config.wants("mean_map") else None
+    sketch = config.sketch_dim if config.wants("fingerprints") else 0
+    stats = SampleStats(anatomy, sketch, config.sketch_seed, grams=config.wants("grams"), on_fingerprints=on_fingerprints,
+                        norms=config.wants("norms"))
+    usage = ExpertUsage(anatomy) if anatomy.experts and config.wants("experts") else None
+    return Reducers(mean, stats, usage)
+
+
+def reduce(model, anatomy: Anatomy, batches: Sequence, target: str, reducers: Reducers, progress: bool = False,
+           after_batch=None) -> Reducers:
+    """Feed `batches` (all of a pass, or one process's share) through the engine into `reducers`.
+
+    after_batch: optional callable(i), called after the i-th batch of `batches` (e.g. to checkpoint)."""
+    tgt = get_target(target)
+    with Engine(model, anatomy) as eng:
+        for i, batch in enumerate(tqdm(batches, desc="activations", unit="batch", disable=not progress)):
+            reducers.stats.add_values(eng.run(batch, tgt, reducers.sinks))
+            if after_batch is not None:
+                after_batch(i)
+    return reducers
+
+
+def finalize(prepared: Prepared, reducers: Reducers, config: ActivationConfig) -> Analysis:
+    """The Analysis of a finished pass (the mean map is divided in place)."""
+    stats, usage = reducers.stats, reducers.experts
+    sketch = stats.sketch is not None and stats.on_fingerprints is None  # kept in memory, not streamed
+    return Analysis(
+        anatomy=prepared.anatomy,
+        mean_map=reducers.mean.mean(in_place=True) if reducers.mean is not None else {},
+        gammas=config.gammas,
+        norms=stats.norms(),
+        sums=stats.sums(),
+        fingerprints=stats.normalized_fingerprints() if sketch else None,
+        batch_llmdcos=[(ids, llmdcos_from_gram(g).float()) for ids, g in stats.grams],
+        target_values=stats.target_values(),
+        n_truncated=prepared.n_truncated,
+        meta={"max_length": prepared.max_length, "n_samples": prepared.n_texts,
+              "batches": [b.index for b in prepared.batches]},
+        expert_tokens=usage.tokens() if usage is not None else None,
+        expert_mass=usage.mass() if usage is not None else None,
+    )
+
+
 def analyze(
     model,
     tokenizer,
@@ -109,10 +202,6 @@ def analyze(
     continuations: Sequence[str] | None = None,
     progress: bool = False,
     on_fingerprints=None,
-    checkpoint=None,
-    extra_state: dict | None = None,
-    shard: tuple[int, int] = (0, 1),
-    merge=None,
     anatomy: Anatomy | None = None,
 ) -> Analysis:
     """Run the engine over `texts` and reduce the statistics config.reducers asks for.
@@ -121,48 +210,10 @@ def analyze(
     batch's fingerprints instead of keeping them in memory (Analysis.fingerprints is then None).
     anatomy: the model's (discovered here when not given).
     """
-    if len(texts) == 0:
-        raise UserError("no texts to analyse (the dataset is empty)")
-    target = get_target(config.target)
-    if target.needs_continuation and continuations is None:
-        raise UserError(f"target {config.target} needs a continuation (answer) per text")
-    anatomy = anatomy or discover(model, config.allow_uncovered)
-    max_len = config.max_length or anatomy.context_length
-    batches, n_trunc = make_batches(tokenizer, texts, config.batch_size, continuations, max_len,
-                                     config.sort_by_length, anatomy.prepend_bos)
-    mean = MeanMap(anatomy, config.stats_device) if config.wants("mean_map") else None
-    sketch = config.sketch_dim if config.wants("fingerprints") else 0
-    stats = SampleStats(anatomy, sketch, config.seed, grams=config.wants("grams"), on_fingerprints=on_fingerprints,
-                        norms=config.wants("norms"))
-    usage = ExpertUsage(anatomy) if anatomy.experts and config.wants("experts") else None
-    parts = {"mean": mean, "stats": stats, "experts": usage, **(extra_state or {})}
-    parts = {k: v for k, v in parts.items() if v is not None}
-    start = checkpoint.load(parts) if checkpoint is not None else 0
-    rank, world = shard
-    todo = [k for k in range(start, len(batches)) if k % world == rank]
-    sinks = [s for s in (mean, stats, usage) if s is not None]
-    with Engine(model, anatomy) as eng:
-        for k in tqdm(todo, desc="activations", unit="batch", disable=not progress, initial=0):
-            stats.add_values(eng.run(batches[k], target, sinks))
-            if checkpoint is not None and checkpoint.due(k + 1, len(batches)):
-                checkpoint.save(k + 1, parts)
-    if merge is not None:  # sharded run: combine every process's reducers
-        merge(mean, stats, *([usage] if usage is not None else []))
-    mmap = mean.mean(in_place=True) if mean is not None else {}
-    return Analysis(
-        anatomy=anatomy,
-        mean_map=mmap,
-        gammas=config.gammas,
-        norms=stats.norms(),
-        sums=stats.sums(),
-        fingerprints=stats.normalized_fingerprints() if sketch and on_fingerprints is None else None,
-        batch_llmdcos=[(ids, llmdcos_from_gram(g).float()) for ids, g in stats.grams],
-        target_values=stats.target_values(),
-        n_truncated=n_trunc,
-        meta={"max_length": max_len, "n_samples": len(texts), "batches": [b.index for b in batches]},
-        expert_tokens=usage.tokens() if usage is not None else None,
-        expert_mass=usage.mass() if usage is not None else None,
-    )
+    prep = prepare(model, tokenizer, texts, config, continuations, anatomy)
+    red = reduce(model, prep.anatomy, prep.batches, config.target, new_reducers(prep.anatomy, config, on_fingerprints),
+                 progress)
+    return finalize(prep, red, config)
 
 
 def activation_map(
@@ -174,27 +225,30 @@ def activation_map(
     return analyze(model, tokenizer, texts, cfg, continuations).mean_map
 
 
-def pair_similarity(
-    model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 8, target: str = "max_logit",
-    shard: tuple[int, int] = (0, 1), merge=None, progress: bool = False, checkpoint=None,
-    allow_uncovered: bool = False,
-) -> torch.Tensor:
+def pair_similarity(model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 8,
+                    target: str = "max_logit", allow_uncovered: bool = False) -> torch.Tensor:
     """Exact LLMDcos of each text pair, per layer: [n_pairs, n_layers].
 
     Both texts of a pair go into the same batch, so the in-batch Gram gives their
     LLMDcos exactly; batch_size counts texts (rounded down to an even number, min 2).
-    shard/merge: this process's (rank, world) and the merge of every process's reducers
-    (distributed.merge) under torchrun; every process returns the full result.
-    checkpoint: a runs.Checkpoint that saves (and, resuming, restores) the reducer state.
     """
+    texts, cfg = pair_pass(pairs, batch_size, target, allow_uncovered)
+    return pairs_from_grams(analyze(model, tokenizer, texts, cfg), len(pairs))
+
+
+def pair_pass(pairs: Sequence[tuple[str, str]], batch_size: int, target: str,
+              allow_uncovered: bool = False) -> tuple[list[str], ActivationConfig]:
+    """The texts (a, b, a, b, ...) and the config of a pass that puts each pair in one batch."""
     if not pairs:
         raise UserError("no pairs given")
-    texts = [t for p in pairs for t in p]
     per_batch = max(2, batch_size - batch_size % 2)
-    cfg = ActivationConfig(target=target, batch_size=per_batch, allow_uncovered=allow_uncovered,
-                           reducers=("grams",))
-    res = analyze(model, tokenizer, texts, cfg, shard=shard, merge=merge, progress=progress, checkpoint=checkpoint)
-    out = torch.empty(len(pairs), res.anatomy.n_layers)
+    cfg = ActivationConfig(target=target, batch_size=per_batch, allow_uncovered=allow_uncovered, reducers=("grams",))
+    return [t for p in pairs for t in p], cfg
+
+
+def pairs_from_grams(res: Analysis, n_pairs: int) -> torch.Tensor:
+    """[n_pairs, n_layers] LLMDcos of texts 2p and 2p+1 from a pair pass's in-batch Grams."""
+    out = torch.empty(n_pairs, res.anatomy.n_layers)
     for ids, cos in res.batch_llmdcos:
         for j in range(0, len(ids), 2):
             out[ids[j] // 2] = cos[:, j, j + 1]

@@ -8,16 +8,19 @@ all-reduce, per-sample statistics by an all-gather. NCCL on GPUs, gloo on CPUs.
 from __future__ import annotations
 
 import copy
-import os
 
 import torch
 
+from . import api
+from .api import ActivationConfig, Analysis
+from .context import RunContext
 from .reducers import MeanMap
+from .runs import Checkpoint
 
 
-def init() -> tuple[int, int]:
-    """(rank, world size); initializes the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+def init(world: int, local_rank: int = 0) -> tuple[int, int]:
+    """(rank, world size); initializes the process group when `world` > 1 (torchrun's WORLD_SIZE,
+    read by the shell; the process group reads torchrun's rendezvous variables itself)."""
     if world <= 1:
         return 0, 1
     import torch.distributed as dist
@@ -25,7 +28,7 @@ def init() -> tuple[int, int]:
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(local_rank)
         dist.init_process_group(backend)
     return dist.get_rank(), dist.get_world_size()
 
@@ -35,10 +38,10 @@ def owned_samples(batches: list[list[int]], rank: int, world: int) -> list[int]:
     return [i for k, ids in enumerate(batches) if k % world == rank for i in ids]
 
 
-def device_for_rank() -> str | None:
+def device_for_rank(world: int, local_rank: int) -> str | None:
     """The device a process should load its replica on (its local GPU), or None."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    if world > 1 and torch.cuda.is_available():
+        return f"cuda:{local_rank}"
     return None
 
 
@@ -91,3 +94,30 @@ def reduce_input_stats(stats) -> None:
         n = torch.tensor([st.n], dtype=torch.long, device=st.sq.device)
         dist.all_reduce(n)
         st.n = int(n.item())
+
+
+def run_pass(ctx: RunContext, model, tokenizer, texts, config: ActivationConfig, folder, key, continuations=None,
+             on_fingerprints=None, extra_state: dict | None = None, anatomy=None) -> tuple[Analysis, Checkpoint | None]:
+    """One activation pass as a process of a run: this process's share of the batches (batch k to
+    rank k % world), checkpointed every ctx.checkpoint_every batches into `folder` under `key`
+    (resumed from there when ctx.resume), the reducers merged over the processes at the end.
+
+    extra_state: more parts (state_dict/load_state_dict) that a checkpoint saves with the reducers.
+    Returns the Analysis (every process holds the full result) and the checkpoint, which the
+    caller clears once the run's results are written."""
+    prep = api.prepare(model, tokenizer, texts, config, continuations, anatomy)
+    red = api.new_reducers(prep.anatomy, config, on_fingerprints)
+    parts = {**red.parts, **(extra_state or {})}
+    ckpt = ctx.checkpoint(folder, key)
+    start = ckpt.load(parts) if ckpt is not None else 0
+    mine = ctx.share(prep.batches, start)
+
+    def after(i: int) -> None:
+        k = mine[i][0]
+        if ckpt is not None and ckpt.due(k + 1, len(prep.batches)):
+            ckpt.save(k + 1, parts)
+
+    api.reduce(model, prep.anatomy, [b for _, b in mine], config.target, red, ctx.bars, after)
+    if ctx.world > 1:
+        merge(red.mean, red.stats, *([red.experts] if red.experts is not None else []))
+    return api.finalize(prep, red, config), ckpt

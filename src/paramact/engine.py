@@ -22,6 +22,7 @@ from torch import nn
 from .anatomy import Anatomy, Weight, discover, input_embeddings, output_head
 from .batching import Batch
 from .errors import UserError
+from .workspace import Workspace
 from .taps import Taps
 from .targets import Target, get_target
 
@@ -56,25 +57,6 @@ _DEFAULT_CHUNK = 1 << 25  # 128 MB of float32 per block on an accelerator
 def chunk_rows(batch: int, rows: int, cols: int, device: torch.device) -> int:
     per_row = batch * cols
     return max(1, min(rows, CHUNK_ELEMENTS.get(device.type, _DEFAULT_CHUNK) // per_row))
-
-
-class Workspace:
-    """One reusable float32 buffer, grown on demand and viewed into any shape: fresh large
-    allocations cost page faults on every call, and one buffer caps the engine's memory."""
-
-    def __init__(self) -> None:
-        self._flat: torch.Tensor | None = None
-
-    def get(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        n = 1
-        for d in shape:
-            n *= d
-        if self._flat is None or self._flat.numel() < n or self._flat.device != device:
-            self._flat = torch.empty(n, dtype=torch.float32, device=device)
-        return self._flat[:n].view(shape)
-
-    def clear(self) -> None:
-        self._flat = None
 
 
 @contextlib.contextmanager

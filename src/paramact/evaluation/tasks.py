@@ -16,6 +16,8 @@ from typing import Callable, Sequence
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..fields import DATA_DIR_HELP, option
+from ..models import ModelConfig
 from . import choice, ppl
 
 log = logging.getLogger(__name__)
@@ -30,18 +32,31 @@ TASKS: dict[str, str] = {
 }
 
 
+def count_or_all(s: str) -> int | None:
+    """A count >= 0 from the command line; 0 means 'no limit' (None)."""
+    try:
+        v = int(s)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {s!r}") from None
+    if v < 0:
+        raise ValueError(f"expected an integer >= 0, got {v}")
+    return v or None
+
+
 @dataclass(frozen=True)
 class EvalConfig:
-    ppl_seqlen: int = 256
-    ppl_windows: int | None = 32  # None: every window of the test text (Wanda scores all)
-    items: int | None = 256  # per accuracy task (the paper: 256); None: the whole split
-    humaneval_items: int | None = None  # None: all 164 problems
-    seed: int = 0
-    batch_size: int = 8
-    max_length: int | None = 2048  # prompts longer than this keep their last tokens
-    mmlu_shots: int = 5
-    mmlu_demo_split: str = "dev"
-    data_dir: str | None = None
+    ppl_seqlen: int = option(256, "perplexity window (Wanda: the context)")
+    ppl_windows: int | None = option(32, "perplexity windows per corpus (0: every window, as Wanda)",
+                                     parse=count_or_all)
+    items: int | None = option(256, "items per accuracy task (the paper: 256; 0: the whole split)", parse=count_or_all)
+    humaneval_items: int | None = option(None, "HumanEval problems (default: all 164)", parse=count_or_all)
+    seed: int = option(0, "seed of the item draw", flag="eval-seed")
+    batch_size: int = option(8, "evaluation items per forward", flag="eval-batch-size")
+    max_length: int | None = option(2048, "prompts keep their last N tokens (0: the context)",
+                                    flag="eval-max-length", parse=count_or_all)
+    mmlu_shots: int = option(5, "MMLU demonstrations")
+    mmlu_demo_split: str = option("dev", "split the MMLU demonstrations come from", cli=False)
+    data_dir: str | None = option(None, DATA_DIR_HELP)
 
     def __post_init__(self) -> None:
         for k in ("ppl_seqlen", "batch_size"):
@@ -132,3 +147,13 @@ def evaluate(model, prepared: Sequence[Prepared], progress: bool = False) -> dic
 
 def config_dict(cfg: EvalConfig) -> dict:
     return asdict(cfg)
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """`paramact eval`: a model evaluated on tasks."""
+
+    tasks: tuple[str, ...] = option((), "tasks, comma-separated (required): " + ", ".join(TASKS))
+    model: ModelConfig = option(factory=ModelConfig)
+    eval: EvalConfig = option(factory=EvalConfig)
+

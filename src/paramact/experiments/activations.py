@@ -12,17 +12,20 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from ..api import ActivationConfig, Analysis, analyze
+from ..api import ActivationConfig, Analysis
+from ..context import RunContext
+from ..fields import DATA_DIR_HELP, DATA_SEED_HELP, option
+from ..models import ModelConfig
 from ..data import load_answers, load_texts
 from ..density import gamma_key
 from ..experts import usage_summary
 from ..errors import UserError
-from ..runs import Checkpoint, check_resumable, TensorFileWriter, environment, prepare_out, read_tensors, write_json, write_tensors
+from ..runs import check_resumable, TensorFileWriter, environment, prepare_out, read_tensors, write_json, write_tensors
 from .. import distributed
 from ..anatomy import discover
 from ..targets import get_target
@@ -30,20 +33,19 @@ from ..targets import get_target
 log = logging.getLogger(__name__)
 
 
+DATA_HELP = ("registry datasets (boolq, mmlu, c4, ...; `paramact data list`), embedded domains (pydoc, pycode), or "
+             ".txt (paragraphs) / .jsonl / .csv files; comma-separated or repeated")
+
+
 @dataclass(frozen=True)
 class ActivationsRun:
-    model: str
-    data: tuple[str, ...]
-    samples: int | None = 64
-    data_seed: int = 1  # the paper's analysis scripts use seed 1
-    text_field: str = "text"
-    data_dir: str | None = None  # official dataset layouts (default $PARAMACT_DATA_DIR)
-    dtype: str | None = None
-    device: str | None = None
-    device_map: str | None = None  # "auto": spread the model over every device (accelerate)
-    trust_remote_code: bool = False
-    checkpoint_every: int = 20  # batches between checkpoints (0: none)
-    activation: ActivationConfig = field(default_factory=ActivationConfig)
+    data: tuple[str, ...] = option((), DATA_HELP, aliases=("datasets", "dataset"))
+    model: ModelConfig = option(factory=ModelConfig)
+    samples: int | None = option(64, "samples per dataset, drawn with --data-seed")
+    data_seed: int = option(1, DATA_SEED_HELP)
+    text_field: str = option("text", "jsonl field / csv column holding the text", flag="field")
+    data_dir: str | None = option(None, DATA_DIR_HELP)
+    activation: ActivationConfig = option(factory=ActivationConfig)
 
 
 class _FingerprintStream:
@@ -140,54 +142,59 @@ def _gather_fingerprints(out: Path, stream: _FingerprintStream, batches: list[li
     distributed.barrier()
 
 
-def run_dataset(out: Path, run: ActivationsRun, model, tokenizer, texts, source, env, progress, resume,
-                shard: tuple[int, int] = (0, 1), save_map: bool = True, continuations=None, anatomy=None):
-    """One dataset's pass into `out` (checkpointed, resumable, sharded over processes); rank 0
-    returns (results, fingerprint stream), other ranks (None, stream). continuations: one per
-    text, for targets that score one (gold_logprob)."""
-    rank, world = shard
+def run_dataset(ctx: RunContext, out: Path, run: ActivationsRun, model, tokenizer, texts, source, env,
+                save_map: bool = True, continuations=None, anatomy=None):
+    """One dataset's pass into `out` (checkpointed, resumable, shared among the processes): every
+    process computes its share, rank 0 writes and returns (results, fingerprint stream), the other
+    ranks (None, stream). continuations: one per text, for targets that score one (gold_logprob)."""
     anatomy = anatomy or discover(model, run.activation.allow_uncovered)
     n_layers, dim = anatomy.n_layers, run.activation.sketch_dim
     out = Path(out)
-    if resume and (out / "results.json").is_file():
+    if ctx.resume and (out / "results.json").is_file():
         return _finished(out, n_layers, dim)
-    config = {**asdict(run), "data": source["name"], "source": source, "processes": world}
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True) if resume else prepare_out(out)
-        if resume:
+    config = {**asdict(run), "data": source["name"], "source": source, "processes": ctx.world}
+    if ctx.writer:
+        out.mkdir(parents=True, exist_ok=True) if ctx.resume else prepare_out(out)
+        if ctx.resume:
             check_resumable(out, config)
         write_json(out / "config.json", config)
         write_json(out / "env.json", env)
-    if world > 1:
+    if ctx.world > 1:
         distributed.barrier()
-    meta = {"model": run.model, "target": run.activation.target, "n_samples": str(len(texts)),
+    meta = {"model": run.model.name, "target": run.activation.target, "n_samples": str(len(texts)),
             "batch_size": str(run.activation.batch_size)}
     stream = None
     if dim:
-        fmeta = {**meta, "sketch_dim": dim, "sketch_seed": run.activation.seed,
+        fmeta = {**meta, "sketch_dim": dim, "sketch_seed": run.activation.sketch_seed,
                  "normalized": "sketch / exact layer norm: f_i . f_j estimates LLMDcos(i, j)"}
         path = out / "fingerprints.safetensors"
-        if world > 1:  # each rank fills its own rows of a scratch file; rank 0 assembles them
-            path = out / ".shards" / f"fingerprints.rank{rank}.safetensors"
-        stream = _FingerprintStream(path, len(texts), n_layers, dim, fmeta, resume)
-    ckpt = None
-    if run.checkpoint_every:
-        ckpt = Checkpoint.for_process(out, shard, run.checkpoint_every, {"run": asdict(run), "source": source}, resume)
-    an = None
+        if ctx.world > 1:  # each rank fills its own rows of a scratch file; rank 0 assembles them
+            path = out / ".shards" / f"fingerprints.rank{ctx.rank}.safetensors"
+        stream = _FingerprintStream(path, len(texts), n_layers, dim, fmeta, ctx.resume)
+    an = ckpt = None
     try:
-        an = analyze(model, tokenizer, texts, run.activation, continuations, progress=progress and rank == 0,
-                     on_fingerprints=stream, checkpoint=ckpt, extra_state={"fingerprints": stream} if stream else None,
-                     shard=shard, merge=distributed.merge if world > 1 else None, anatomy=anatomy)
+        an, ckpt = distributed.run_pass(ctx, model, tokenizer, texts, run.activation, out,
+                                        {"run": asdict(run), "source": source}, continuations, on_fingerprints=stream,
+                                        extra_state={"fingerprints": stream} if stream else None, anatomy=anatomy)
     finally:
         if stream is not None:
-            own = distributed.owned_samples(an.meta["batches"], rank, world) if an is not None else None
+            own = distributed.owned_samples(an.meta["batches"], *ctx.shard) if an is not None else None
             stream.writer.close(complete=own is not None and stream.n == len(own))
-    if world > 1 and stream is not None:
-        _gather_fingerprints(out, stream, an.meta["batches"], shard, fmeta)
-    if rank != 0:
+    if ctx.world > 1 and stream is not None:
+        _gather_fingerprints(out, stream, an.meta["batches"], ctx.shard, fmeta)
+    if not ctx.writer:
         if ckpt is not None:
             ckpt.clear()
         return None, stream
+    res = write_dataset(out, an, source, meta, stream, save_map)
+    if ckpt is not None:
+        ckpt.clear()
+    return res, stream
+
+
+def write_dataset(out: Path, an: Analysis, source: dict, meta: dict, stream: "_FingerprintStream | None",
+                  save_map: bool = True) -> dict:
+    """The files of one finished dataset pass; results.json last. Returns the results."""
     if save_map:
         write_tensors(out / "mean_map.safetensors", an.mean_map, meta)
     per_sample = {"norms": an.norms, "sums": an.sums, "target_values": an.target_values}
@@ -198,37 +205,34 @@ def run_dataset(out: Path, run: ActivationsRun, model, tokenizer, texts, source,
     write_tensors(out / "samples.safetensors", per_sample, meta)
     res = _results(an, source)
     write_json(out / "results.json", res)
-    if ckpt is not None:
-        ckpt.clear()
-    return res, stream
+    return res
 
 
-def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, progress: bool = True,
-                    resume: bool = False) -> dict:
-    """Run (or, with resume=True, continue after a crash) an activations job into `out`."""
-    from ..models import load_model
+def run_activations(run: ActivationsRun, ctx: RunContext, model=None, tokenizer=None) -> dict:
+    """Run (or, with ctx.resume, continue after a crash) an activations job into ctx.out."""
+    from ..models import load
 
-    out = Path(out)
-    shard = distributed.init()
+    if not run.data:
+        raise UserError("activations needs --data (on the command line or in --config)")
+    out = Path(ctx.out)
     answers = [None] * len(run.data)
     if get_target(run.activation.target).needs_continuation:  # the gold answers, before anything is written
         answers = [load_answers(spec, run.samples, run.data_seed, data_dir=run.data_dir) for spec in run.data]
-    if resume:
+    if ctx.resume:
         if (out / "results.json").is_file() and not any(out.glob("*/checkpoint.safetensors")):
             if len(run.data) == 1:
                 raise UserError(f"{out} already holds a finished run; nothing to resume")
         out.mkdir(parents=True, exist_ok=True)
-    elif shard[0] == 0:
+    elif ctx.writer:
         prepare_out(out)
     if model is None:
-        device = run.device or distributed.device_for_rank()
-        model, tokenizer = load_model(run.model, run.dtype, device, run.trust_remote_code, run.device_map)
+        model, tokenizer = load(run.model, ctx.device)
     anatomy = discover(model, run.activation.allow_uncovered)  # an unsupported model fails before any data is read
     loaded = [
         load_texts(spec, run.samples, run.data_seed, run.text_field, tokenizer=tokenizer, data_dir=run.data_dir)
         for spec in run.data
     ]
-    env = environment(model, run.activation.seed)
+    env = environment(model, run.activation.sketch_seed)
     streams, results = {}, {}
     for (texts, source), gold in zip(loaded, answers):
         name = source["name"]
@@ -236,9 +240,9 @@ def run_activations(run: ActivationsRun, out: Path, model=None, tokenizer=None, 
         sub = out if len(loaded) == 1 else out / name
         if gold is not None:
             source = {**source, "continuations": "the gold answer of each item (data.load_answers)"}
-        results[name], streams[name] = run_dataset(sub, run, model, tokenizer, texts, source, env, progress, resume,
-                                                   shard, continuations=gold, anatomy=anatomy)
-    if shard[0] != 0:
+        results[name], streams[name] = run_dataset(ctx, sub, run, model, tokenizer, texts, source, env,
+                                                   continuations=gold, anatomy=anatomy)
+    if not ctx.writer:
         return {}
     if len(loaded) == 1:
         return results

@@ -18,21 +18,23 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from .. import distributed
 from ..api import ActivationConfig, analyze
+from ..context import RunContext
 from ..data import load_texts
 from ..density import gamma_key
 from ..errors import UserError
 from ..experts import usage_similarity
+from ..fields import DATA_DIR_HELP, DATA_SEED_HELP, option
+from ..models import ModelConfig, load
 from ..runs import check_resumable, environment, prepare_out, write_json
 from ..sketch import read_fingerprints
 from ..targets import get_target
-from .activations import ActivationsRun, mean_pair_llmdcos, run_dataset
+from .activations import DATA_HELP, ActivationsRun, mean_pair_llmdcos, run_dataset
 from .layers import DEEP, INDEX_NOTE, SHALLOW
 
 log = logging.getLogger(__name__)
@@ -45,25 +47,24 @@ FINDINGS_REDUCERS = ("mean_map", "norms", "fingerprints", "experts")
 
 @dataclass(frozen=True)
 class FindingsRun:
-    model: str
-    datasets: tuple[str, ...] = DEFAULT_DATASETS
-    samples: int = 64
-    data_seed: int = 1  # the paper's analysis scripts use seed 1
-    data_dir: str | None = None
-    pairs: tuple[tuple[str, str], ...] | None = None  # Finding 2 boxplots; None: see default_pairs
-    check_samples: int = 16  # items (all datasets together) for the exact check of the matrix
-    save_maps: bool = False  # also write each dataset's mean map (4 bytes per weight)
-    # keep each dataset's per-sample fingerprints (int8, 1 byte x layers x m per sample); the
-    # findings need only their sums, the pairs and the check, all computed within the run
-    save_fingerprints: bool = False
-    dtype: str | None = None
-    device: str | None = None
-    device_map: str | None = None  # "auto": spread the model over every device (accelerate)
-    trust_remote_code: bool = False
-    checkpoint_every: int = 20  # batches between checkpoints (0: none)
-    # no in-batch Grams: Finding 2 pairs items through fingerprints and the check runs a pass of its own
-    activation: ActivationConfig = field(default_factory=lambda: ActivationConfig(
-        sort_by_length=True, reducers=FINDINGS_REDUCERS))
+    data: tuple[str, ...] = option(DEFAULT_DATASETS, DATA_HELP, aliases=("datasets",))
+    model: ModelConfig = option(factory=ModelConfig)
+    samples: int = option(64, "samples per dataset (the paper: 64)")
+    data_seed: int = option(1, DATA_SEED_HELP)
+    data_dir: str | None = option(None, DATA_DIR_HELP)
+    dataset_pairs: tuple[str, ...] | None = option(
+        None, "Finding 2 boxplot pairs A-B of --data names, e.g. boolq-boolq,mmlu-boolq (default: every dataset with "
+              "itself and the cross pairs of the first three tasks)")
+    check_samples: int = option(
+        16, "items (all datasets together, one batch) whose exact LLMDcos checks the matrix; 0: no check")
+    save_maps: bool = option(False, "also save each dataset's mean map (4 bytes per weight)")
+    save_fingerprints: bool = option(
+        False, "keep each dataset's per-sample fingerprints (float16: layers x sketch-dim x 2 bytes per sample); the "
+               "findings need only their sums, the pairs and the check, all computed within the run")
+    # no in-batch Grams: Finding 2 pairs items through fingerprints and the check runs a pass of its own;
+    # texts of similar length batched together (less padding, the same numbers)
+    activation: ActivationConfig = option(factory=lambda: ActivationConfig(sort_by_length=True,
+                                                                           reducers=FINDINGS_REDUCERS))
 
 
 def is_corpus(name: str) -> bool:
@@ -171,28 +172,41 @@ def subdir(name: str) -> str:
 
 def _dataset_run(run: FindingsRun, name: str) -> ActivationsRun:
     return ActivationsRun(model=run.model, data=(name,), samples=run.samples, data_seed=run.data_seed,
-                          data_dir=run.data_dir, dtype=run.dtype, device=run.device, device_map=run.device_map,
-                          trust_remote_code=run.trust_remote_code, checkpoint_every=run.checkpoint_every,
-                          activation=run.activation)
+                          data_dir=run.data_dir, activation=run.activation)
 
 
-def _start(run: FindingsRun, out: Path, resume: bool, rank: int) -> None:
+def parse_pairs(spec, names: list[str]) -> list[tuple[str, str]] | None:
+    """('a-b', 'c-d') or 'a-b,c-d' -> [(a, b), (c, d)]; a name may itself contain '-', so every
+    split point is tried."""
+    if spec is None:
+        return None
+    items = spec.split(",") if isinstance(spec, str) else spec
+    out = []
+    for item in (x.strip() for x in items if x.strip()):
+        cuts = [(item[:i], item[i + 1:]) for i, ch in enumerate(item) if ch == "-"]
+        found = [c for c in cuts if c[0] in names and c[1] in names]
+        if len(found) != 1:
+            raise UserError(f"pair {item!r}: write it as A-B with A and B among --data ({', '.join(names)})")
+        out.append(found[0])
+    return out
+
+
+def _start(run: FindingsRun, out: Path, resume: bool, writer: bool) -> None:
     """A fresh run directory, or, with resume, the same configuration as the one in `out`."""
     if not resume:
-        if rank == 0:
+        if writer:
             prepare_out(out)
         return
     check_resumable(out, asdict(run), ignore=("pairs", "sources"))  # both resolved after loading the data
     out.mkdir(parents=True, exist_ok=True)
 
 
-def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progress: bool = False,
-                 resume: bool = False) -> dict:
+def run_findings(run: FindingsRun, ctx: RunContext, model=None, tokenizer=None) -> dict:
     """Findings 1-3 into `out`; under torchrun every process takes its share of each dataset's
     batches and rank 0 alone writes (the other ranks return {}); resume=True continues a killed run."""
     from ..anatomy import discover
 
-    names = list(run.datasets)
+    names = list(run.data)
     if not names or len(set(names)) != len(names) or len({subdir(n) for n in names}) != len(names):
         raise UserError(f"datasets must be distinct and non-empty, got {', '.join(names) or 'none'}")
     if not run.activation.sketch_dim:
@@ -202,16 +216,11 @@ def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progre
     if get_target(run.activation.target).needs_continuation:
         raise UserError(f"findings compares corpora too, which have no gold answers: use max_logit or lm_loss "
                         f"(`activations --target {run.activation.target}` runs task datasets with their answers)")
-    pairs = list(run.pairs) if run.pairs is not None else None
-    out = Path(out)
-    shard = distributed.init()
-    rank = shard[0]
-    _start(run, out, resume, rank)
+    pairs = parse_pairs(run.dataset_pairs, names)
+    out = Path(ctx.out)
+    _start(run, out, ctx.resume, ctx.writer)
     if model is None:
-        from ..models import load_model
-
-        model, tokenizer = load_model(run.model, run.dtype, run.device or distributed.device_for_rank(),
-                                      run.trust_remote_code, run.device_map)
+        model, tokenizer = load(run.model, ctx.device)
     loaded = {}
     for spec in names:
         texts, source = load_texts(spec, run.samples, run.data_seed, tokenizer=tokenizer, data_dir=run.data_dir)
@@ -219,11 +228,10 @@ def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progre
     pairs = pairs if pairs is not None else default_pairs(names)
     for a, b in pairs:
         if a not in loaded or b not in loaded:
-            raise UserError(f"pair {a}-{b} names a dataset that is not in --datasets ({', '.join(names)})")
+            raise UserError(f"pair {a}-{b} names a dataset that is not in --data ({', '.join(names)})")
     anatomy = discover(model, run.activation.allow_uncovered)
-    n_layers = anatomy.n_layers
-    env = environment(model, run.activation.seed)
-    if rank == 0:
+    env = environment(model, run.activation.sketch_seed)
+    if ctx.writer:
         write_json(out / "config.json", {**asdict(run), "pairs": pairs,
                                          "sources": {n: s for n, (_, s) in loaded.items()}})
         write_json(out / "env.json", env)
@@ -231,13 +239,34 @@ def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progre
     for name in names:
         log.info("%s: %d samples", name, len(loaded[name][0]))
         texts, source = loaded[name]
-        res, streams[name] = run_dataset(out / subdir(name), _dataset_run(run, name), model, tokenizer, texts, source,
-                                         env, progress, resume, shard, save_map=run.save_maps, anatomy=anatomy)
-        if rank == 0:
+        res, streams[name] = run_dataset(ctx, out / subdir(name), _dataset_run(run, name), model, tokenizer, texts,
+                                         source, env, save_map=run.save_maps, anatomy=anatomy)
+        if ctx.writer:
             finding1[name] = {"kind": "corpus" if is_corpus(name) else "task", **res}
-    if rank != 0:
+    if not ctx.writer:
         return {}
     fp_paths = {n: out / subdir(n) / "fingerprints.safetensors" for n in names}
+    check = None
+    if run.check_samples:
+        check = _check_matrix(model, tokenizer, {n: loaded[n][0] for n in names}, fp_paths, run.activation,
+                              run.check_samples, names, anatomy)
+    result = findings_result(run, anatomy, names, {n: len(loaded[n][0]) for n in names}, finding1, streams, pairs,
+                             fp_paths, check)
+    write_findings(out, result, fp_paths, run.save_fingerprints)
+    return result
+
+
+def write_findings(out: Path, result: dict, fp_paths: dict, keep_fingerprints: bool) -> None:
+    """The write part: results.json last; the per-sample fingerprints go unless asked to stay."""
+    write_json(out / "results.json", result)
+    if not keep_fingerprints:
+        for p in fp_paths.values():
+            p.unlink(missing_ok=True)
+
+
+def findings_result(run: FindingsRun, anatomy, names, counts, finding1, streams, pairs, fp_paths, check) -> dict:
+    """The compute part: Findings 2 and 3 from the datasets' fingerprint sums and files."""
+    n_layers = anatomy.n_layers
     mean_cos = {}
     for i, a in enumerate(names):
         for b in names[i:]:
@@ -248,14 +277,8 @@ def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progre
                for k, v in mean_cos.items()}
     for v in summary.values():
         v["drop"] = v["shallow"] - v["deep"]
-    counts = {n: len(loaded[n][0]) for n in names}
-    texts_by_name = {n: loaded[n][0] for n in names}
-    check = None
-    if run.check_samples:
-        check = _check_matrix(model, tokenizer, texts_by_name, fp_paths, run.activation, run.check_samples,
-                              names, anatomy)
     result = {
-        "kind": "findings", "model": run.model, "n_layers": n_layers, "layer_index_base": 0,
+        "kind": "findings", "model": run.model.name, "n_layers": n_layers, "layer_index_base": 0,
         "index_note": INDEX_NOTE, "datasets": names, "corpora": [n for n in names if is_corpus(n)],
         "samples": counts, "gammas": [gamma_key(g) for g in run.activation.gammas],
         "sketch_dim": run.activation.sketch_dim,
@@ -274,8 +297,4 @@ def run_findings(run: FindingsRun, out: Path, model=None, tokenizer=None, progre
     }
     if anatomy.experts:
         result["experts"] = _experts(finding1, names)
-    write_json(out / "results.json", result)
-    if not run.save_fingerprints:
-        for p in fp_paths.values():
-            p.unlink(missing_ok=True)
     return result

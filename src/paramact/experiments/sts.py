@@ -22,8 +22,11 @@ import torch
 
 from .. import distributed
 from ..anatomy import discover
-from ..api import pair_similarity
+from ..api import ActivationConfig, pair_pass, pairs_from_grams
+from ..context import RunContext
 from ..errors import UserError
+from ..fields import DATA_DIR_HELP, DATA_SEED_HELP, option
+from ..models import ModelConfig, load
 from ..runs import Checkpoint, check_resumable, environment, prepare_out, write_json, write_tensors
 from .layers import DEEP, INDEX_NOTE, RANGES, SHALLOW, STS, STS_CODE, parse_range
 
@@ -32,23 +35,21 @@ MINILM = "all-MiniLM-L6-v2"
 
 @dataclass(frozen=True)
 class StsRun:
-    model: str
-    dataset: str = "stsb"  # stsb | sick | ted_zh_en
-    split: str | None = None  # default: STS-B dev, SICK validation, TED tst2016
-    pairs: int | None = 256
-    seed: int = 1
-    order: str | None = None  # default: the paper's (STS-B first, SICK random)
-    data_dir: str | None = None
-    layer_range: str = "sts"  # a name from layers.RANGES or 'start:stop' fractions of depth
-    target: str = "max_logit"
-    batch_size: int = 8
-    baselines: bool = True
-    dtype: str | None = None
-    device: str | None = None
-    device_map: str | None = None  # "auto": spread the model over every device (accelerate)
-    trust_remote_code: bool = False
-    checkpoint_every: int = 20  # batches between checkpoints (0: none)
-    allow_uncovered: bool = False  # run without block parameters paramact cannot attribute
+    data: str = option("stsb", "sentence pairs: STS-B, SICK, or TED zh-en (cross-lingual)",
+                       choices=("stsb", "sick", "ted_zh_en"), aliases=("dataset",))
+    model: ModelConfig = option(factory=ModelConfig)
+    split: str | None = option(None, "split (default: STS-B dev, SICK validation, TED tst2016)")
+    samples: int | None = option(256, "number of pairs (the paper: 256)", aliases=("pairs",))
+    data_seed: int = option(1, DATA_SEED_HELP)
+    order: str | None = option(None, "pair order (default: the paper's: STS-B first, SICK random)",
+                               choices=("first", "random"))
+    data_dir: str | None = option(None, DATA_DIR_HELP)
+    layer_range: str = option(
+        "sts", f"summed range: one of {', '.join(RANGES)}, fractions 'start:stop', or 0-based indices '19:28' "
+               "(default sts = the paper's [20, L-2) at 32 layers)")
+    baselines: bool = option(True, "the hidden-state and MiniLM baselines on the same pairs")
+    # the pair pass: both texts of a pair in one batch, in-batch Grams only
+    activation: ActivationConfig = option(factory=lambda: ActivationConfig(reducers=("grams",)))
 
 
 def spearman(x, y) -> tuple[float | None, float | None]:
@@ -110,47 +111,34 @@ def minilm_cosines(a: list[str], b: list[str], batch_size: int = 32) -> torch.Te
     return (embed(a) * embed(b)).sum(-1)
 
 
-def _load(run: StsRun, model, tokenizer):
-    if model is None:
-        from ..models import load_model
-
-        model, tokenizer = load_model(run.model, run.dtype, run.device or distributed.device_for_rank(),
-                                      run.trust_remote_code, run.device_map)
-    return model, tokenizer
-
-
-def _start(run: StsRun, out: Path, source: dict, model, tokenizer, rng=None, resume: bool = False):
-    """(shard, model, tokenizer); rank 0 prepares the run directory (resume: checks it holds this
+def _start(run: StsRun, ctx: RunContext, source: dict, model, tokenizer, rng=None):
+    """(model, tokenizer); rank 0 prepares the run directory (resume: checks it holds this
     configuration). A layer range outside the model is refused before anything is written."""
-    shard = distributed.init()
+    out = Path(ctx.out)
     config = {**asdict(run), "source": source}
-    if resume:
-        check_resumable(out, config, ignore=("checkpoint_every",))
-    model, tokenizer = _load(run, model, tokenizer)
-    n_layers = discover(model, run.allow_uncovered).n_layers  # an unsupported model fails before anything is written
+    if ctx.resume:
+        check_resumable(out, config)
+    if model is None:
+        model, tokenizer = load(run.model, ctx.device)
+    n_layers = discover(model, run.activation.allow_uncovered).n_layers  # an unsupported model fails before anything is written
     if rng is not None:
         rng.resolve(n_layers)
-    if shard[0] == 0:
-        if resume:
+    if ctx.writer:
+        if ctx.resume:
             out.mkdir(parents=True, exist_ok=True)
         else:
             prepare_out(out)
         write_json(out / "config.json", config)
         write_json(out / "env.json", environment(model))
-    return shard, model, tokenizer
+    return model, tokenizer
 
 
-def _similarity(run: StsRun, out: Path, model, tokenizer, pairs, shard, progress, resume: bool):
+def _similarity(run: StsRun, ctx: RunContext, model, tokenizer, pairs):
     """Exact per-layer LLMDcos of every pair; the pairs' batches are shared among the processes,
-    and every process checkpoints its own reducer state every run.checkpoint_every batches."""
-    ckpt = None
-    if run.checkpoint_every:
-        config = {"run": {**asdict(run), "checkpoint_every": None}, "pairs": pairs}
-        ckpt = Checkpoint.for_process(out, shard, run.checkpoint_every, config, resume)
-    sims = pair_similarity(model, tokenizer, pairs, run.batch_size, run.target, shard=shard,
-                           merge=distributed.merge if shard[1] > 1 else None, progress=progress, checkpoint=ckpt,
-                           allow_uncovered=run.allow_uncovered)
-    return sims, ckpt
+    and every process checkpoints its own reducer state every ctx.checkpoint_every batches."""
+    texts, cfg = pair_pass(pairs, run.activation.batch_size, run.activation.target, run.activation.allow_uncovered)
+    res, ckpt = distributed.run_pass(ctx, model, tokenizer, texts, cfg, ctx.out, {"run": asdict(run), "pairs": pairs})
+    return pairs_from_grams(res, len(pairs)), ckpt
 
 
 def range_rows(sims: torch.Tensor, gold: list[float], n_layers: int) -> list[dict]:
@@ -162,32 +150,41 @@ def range_rows(sims: torch.Tensor, gold: list[float], n_layers: int) -> list[dic
     return rows
 
 
-def run_sts(run: StsRun, out: Path, model=None, tokenizer=None, progress: bool = False, resume: bool = False) -> dict:
+def run_sts(run: StsRun, ctx: RunContext, model=None, tokenizer=None) -> dict:
     """Validation 3 (or the cross-lingual comparison) into `out`; under torchrun the pairs are
     shared among the processes and rank 0 alone writes (the other ranks return {}).
     resume=True continues a killed run from its checkpoints."""
     from ..data import parallel_pairs, sts_pairs
     from ..targets import get_target
 
-    if get_target(run.target).needs_continuation:
-        raise UserError(f"target {run.target} scores a gold answer; sentence pairs have none: use max_logit or lm_loss")
-    if run.dataset == "ted_zh_en":
-        pairs, source = parallel_pairs(run.dataset, run.pairs, run.seed, split=run.split, order=run.order,
+    if get_target(run.activation.target).needs_continuation:
+        raise UserError(f"target {run.activation.target} scores a gold answer; sentence pairs have none: use max_logit or lm_loss")
+    if run.data == "ted_zh_en":
+        pairs, source = parallel_pairs(run.data, run.samples, run.data_seed, split=run.split, order=run.order,
                                        data_dir=run.data_dir)
-        return _crosslingual(run, Path(out), pairs, source, model, tokenizer, progress, resume)
+        return _crosslingual(run, ctx, pairs, source, model, tokenizer)
     rng = parse_range(run.layer_range)
-    pairs, source = sts_pairs(run.dataset, run.pairs, run.seed, split=run.split, order=run.order,
+    pairs, source = sts_pairs(run.data, run.samples, run.data_seed, split=run.split, order=run.order,
                               data_dir=run.data_dir)
     if len(pairs) < 3:
         raise UserError(f"a Spearman correlation needs at least 3 pairs, got {len(pairs)}")
-    out = Path(out)
-    shard, model, tokenizer = _start(run, out, source, model, tokenizer, rng, resume)
-    a, b = [p.a for p in pairs], [p.b for p in pairs]
-    gold = [float(p.score) for p in pairs]
-    sims, ckpt = _similarity(run, out, model, tokenizer, list(zip(a, b)), shard, progress, resume)  # [n, L]
-    if shard[0] != 0:
+    out = Path(ctx.out)
+    model, tokenizer = _start(run, ctx, source, model, tokenizer, rng)
+    sims, ckpt = _similarity(run, ctx, model, tokenizer, [(p.a, p.b) for p in pairs])  # [n, L]
+    if not ctx.writer:
         _done(ckpt)
         return {}
+    tensors, result = score_pairs(run, model, tokenizer, pairs, sims, rng, source)
+    write_sts_run(out, run, tensors, result)
+    _done(ckpt)
+    return result
+
+
+def score_pairs(run: StsRun, model, tokenizer, pairs, sims: torch.Tensor, rng, source: dict) -> tuple[dict, dict]:
+    """The compute part of Validation 3: Spearman ρ of the summed LLMDcos over every range, the
+    per-layer ρ and the baselines on the same pairs -> (tensors, results)."""
+    a, b = [p.a for p in pairs], [p.b for p in pairs]
+    gold = [float(p.score) for p in pairs]
     L = sims.shape[1]
     lo, hi = rng.resolve(L)
     summed = sims[:, lo:hi].sum(1)
@@ -210,20 +207,23 @@ def run_sts(run: StsRun, out: Path, model=None, tokenizer=None, progress: bool =
             tensors["minilm_cosine"] = mini
             m_rho, m_p = spearman(mini.tolist(), gold)
             baselines[MINILM] = {"rho": m_rho, "p": m_p, "available": True, "note": "sentence embedding cosine"}
-    write_tensors(out / "pairs.safetensors", tensors, {"model": run.model, "dataset": run.dataset})
     result = {
-        "kind": "sts", "model": run.model, "dataset": run.dataset, "split": source.get("split"),
-        "source": source, "target": run.target, "n_layers": L, "layer_index_base": 0, "index_note": INDEX_NOTE,
-        "coverage": discover(model, run.allow_uncovered).coverage(),
+        "kind": "sts", "model": run.model.name, "dataset": run.data, "split": source.get("split"),
+        "source": source, "target": run.activation.target, "n_layers": L, "layer_index_base": 0, "index_note": INDEX_NOTE,
+        "coverage": discover(model, run.activation.allow_uncovered).coverage(),
         "spearman": {"rho": rho, "p": p, "n_pairs": len(pairs), "layer_range": rng.describe(L)},
         "ranges": range_rows(sims, gold, L),
         "per_layer_rho": per_layer,
         "baselines": baselines,
         "scores": {"index": [pr.index for pr in pairs], "gold": gold, "llmdcos_sum": summed.tolist()},
     }
+    return tensors, result
+
+
+def write_sts_run(out: Path, run: StsRun, tensors: dict, result: dict) -> None:
+    """The write part: pairs.safetensors, then results.json last."""
+    write_tensors(out / "pairs.safetensors", tensors, {"model": run.model.name, "dataset": run.data})
     write_json(out / "results.json", result)
-    _done(ckpt)
-    return result
 
 
 def _done(ckpt: Checkpoint | None) -> None:
@@ -233,32 +233,33 @@ def _done(ckpt: Checkpoint | None) -> None:
         ckpt.clear()
 
 
-def _crosslingual(run: StsRun, out, pairs, source, model, tokenizer, progress, resume: bool) -> dict:
+def _crosslingual(run: StsRun, ctx: RunContext, pairs, source, model, tokenizer) -> dict:
     n = len(pairs)
     if n < 2:
         raise UserError(f"the cross-lingual comparison needs at least 2 pairs, got {n}")
-    shard, model, tokenizer = _start(run, out, source, model, tokenizer, resume=resume)
+    out = Path(ctx.out)
+    model, tokenizer = _start(run, ctx, source, model, tokenizer)
     matched = [(p.zh, p.en) for p in pairs]
     mismatched = [(pairs[k].zh, pairs[(k + n // 2) % n].en) for k in range(n)]
-    sims, ckpt = _similarity(run, out, model, tokenizer, matched + mismatched, shard, progress, resume)
-    if shard[0] != 0:
+    sims, ckpt = _similarity(run, ctx, model, tokenizer, matched + mismatched)
+    if not ctx.writer:
         _done(ckpt)
         return {}
     mt, mm = sims[:n].double(), sims[n:].double()
     L = sims.shape[1]
     lo, hi = DEEP.resolve(L)
     write_tensors(out / "pairs.safetensors", {"matched": mt.float(), "mismatched": mm.float()},
-                  {"model": run.model, "dataset": run.dataset})
+                  {"model": run.model.name, "dataset": run.data})
 
     def stats(t):
         return {"mean": t.mean(0).tolist(), "std": t.std(0, unbiased=False).tolist()}
 
     dm, dx = mt[:, lo:hi].mean(1), mm[:, lo:hi].mean(1)
     result = {
-        "kind": "crosslingual", "model": run.model, "dataset": run.dataset, "split": source.get("split"),
-        "source": source, "target": run.target, "n_pairs": n, "n_layers": L, "layer_index_base": 0,
+        "kind": "crosslingual", "model": run.model.name, "dataset": run.data, "split": source.get("split"),
+        "source": source, "target": run.activation.target, "n_pairs": n, "n_layers": L, "layer_index_base": 0,
         "index_note": INDEX_NOTE, "layer_range": DEEP.describe(L),
-        "coverage": discover(model, run.allow_uncovered).coverage(),
+        "coverage": discover(model, run.activation.allow_uncovered).coverage(),
         "mismatch": "zh item k with en item k + n/2",
         "matched": stats(mt), "mismatched": stats(mm),
         "matched_higher_share_per_layer": (mt > mm).double().mean(0).tolist(),

@@ -6,9 +6,12 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import UserError
+from ..evaluation import EvalConfig
+from ..fields import DATA_DIR_HELP, option
+from ..models import ModelConfig
 from .masks import check_sparsity, parse_pattern
-from .schedules import density_measure, get_schedule
-from .scores import get_method
+from .schedules import SCHEDULES, density_measure, get_schedule
+from .scores import METHODS, get_method
 
 
 def _positive_int(v, what: str) -> None:
@@ -16,17 +19,26 @@ def _positive_int(v, what: str) -> None:
         raise UserError(f"{what} must be a positive integer, got {v!r}")
 
 
+# the target mean sparsity when none is given (an N:M pattern fixes N/M, a schedule file its own mean)
+DEFAULT_SPARSITY = 0.5
+SPARSITY_HELP = (f"target mean sparsity in [0, 1) (default {DEFAULT_SPARSITY}; an N:M pattern: N/M; the file "
+                 "schedule: the file's mean)")
+
+
 @dataclass(frozen=True)
 class CalibrationConfig:
     """Calibration token windows. The paper used C4, 128 × 2048 tokens; the default fits a CPU."""
 
-    dataset: str = "c4"
-    nsamples: int = 32
-    seqlen: int = 256
-    seed: int = 0
-    split: str | None = None
-    batch_size: int = 8
-    data_dir: str | None = None
+    dataset: str = option("c4", "calibration data: c4, wikitext2, mmlu, siqa, ...", flag="calibration")
+    nsamples: int = option(32, "calibration sequences (the paper: 128)", flag="calibration-samples",
+                           aliases=("nsamples",))
+    seqlen: int = option(256, "tokens per calibration sequence (the paper: the context)", flag="calibration-seqlen",
+                         aliases=("seqlen",))
+    seed: int = option(0, "seed of the calibration draw", flag="calibration-seed")
+    split: str | None = option(None, "calibration split (default: the dataset's calibration split)",
+                               flag="calibration-split")
+    batch_size: int = option(8, "calibration sequences per forward")
+    data_dir: str | None = option(None, DATA_DIR_HELP)
 
     def __post_init__(self) -> None:
         _positive_int(self.nsamples, "calibration samples")
@@ -36,19 +48,20 @@ class CalibrationConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    name: str = "uniform"
-    alpha: float = 2.0  # activation: N'_i = σ(z_i + α/i)
-    beta: float = 0.2  # activation: S_i = S + βS(1 − N'_i·L/ΣN')
-    density: str = "gamma:2e-06"  # activation: N_i (gamma:<γ>, mass50, mass90, above_mean)
-    data: str = "c4"  # activation: data whose activation counts give N_i
-    samples: int = 64
-    seqlen: int = 256
-    seed: int = 1
-    target: str = "max_logit"
-    owl_lambda: float = 0.08
-    owl_m: float = 5.0
-    paper_model: str | None = None
-    file: str | None = None
+    name: str = option("uniform", "layer-wise sparsity schedule", flag="schedule", choices=lambda: list(SCHEDULES))
+    alpha: float = option(2.0, "activation schedule: N'_i = σ(z_i + α/i)")
+    beta: float = option(0.2, "activation schedule: S_i = S + βS(1 − N'_i·L/ΣN')")
+    density: str = option("gamma:2e-06", "activation schedule N_i: gamma:<γ> (count above γ), mass50, mass90, "
+                                         "above_mean")
+    data: str = option("c4", "activation schedule: data whose activation counts give N_i", flag="schedule-data")
+    samples: int = option(64, "activation schedule: samples", flag="schedule-samples")
+    seqlen: int = option(256, "activation schedule: tokens per corpus window", flag="schedule-seqlen")
+    seed: int = option(1, "activation schedule: seed of the sample draw", flag="schedule-seed")
+    target: str = option("max_logit", "activation schedule: D(s)", cli=False)
+    owl_lambda: float = option(0.08, "OWL: sparsities span target ± λ")
+    owl_m: float = option(5.0, "OWL: outlier = score > M × layer mean")
+    paper_model: str | None = option(None, "paper schedule: llama_7b, llama2_7b, llama2_13b, llama3_8b")
+    file: str | None = option(None, "file schedule: a JSON list or a schedule.json", flag="schedule-file")
 
     def __post_init__(self) -> None:
         spec = get_schedule(self.name)
@@ -72,13 +85,13 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class PruneConfig:
-    method: str = "wanda"
-    sparsity: float | None = 0.5  # None: the schedule file's mean, or N/M for an N:M pattern
-    pattern: str = "row"
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
-    blocksize: int = 128  # sparsegpt
-    damp: float = 0.01  # sparsegpt: λ = damp · mean diag(H)
+    method: str = option("wanda", "pruning score", choices=lambda: list(METHODS))
+    sparsity: float | None = option(None, SPARSITY_HELP)
+    pattern: str = option("row", "row (per output row), matrix, or N:M such as 2:4, 4:8 (N zeros per M)")
+    schedule: ScheduleConfig = option(factory=ScheduleConfig)
+    calibration: CalibrationConfig = option(factory=CalibrationConfig)
+    blocksize: int = option(128, "sparsegpt column block")
+    damp: float = option(0.01, "sparsegpt damping λ, a fraction of mean diag(H)")
 
     def __post_init__(self) -> None:
         get_method(self.method)
@@ -96,8 +109,17 @@ class PruneConfig:
 
     @property
     def target(self) -> float | None:
+        """The target mean sparsity: N/M for an N:M pattern, else resolve_sparsity."""
         pat = parse_pattern(self.pattern)
-        return pat.fixed_sparsity if pat.kind == "nm" else self.sparsity
+        return pat.fixed_sparsity if pat.kind == "nm" else resolve_sparsity(self.sparsity, self.schedule)
+
+
+def resolve_sparsity(sparsity: float | None, schedule: ScheduleConfig) -> float | None:
+    """The one place the default sparsity is decided: the given one, a schedule file's own mean
+    (None here), or DEFAULT_SPARSITY."""
+    if sparsity is not None or schedule.name == "file":
+        return sparsity
+    return DEFAULT_SPARSITY
 
 
 @dataclass
@@ -115,3 +137,35 @@ class Schedule:
     def from_dict(cls, d: dict) -> "Schedule":
         meta = {k: v for k, v in d.items() if k not in ("schedule", "name", "target", "mean", "n_layers")}
         return cls(list(d["schedule"]), d["name"], d["target"], meta)
+
+
+@dataclass(frozen=True)
+class PruneRun:
+    """`paramact prune`: one model pruned layer by layer, then evaluated."""
+
+    model: ModelConfig = option(factory=ModelConfig)
+    prune: PruneConfig = option(factory=PruneConfig)
+    eval_tasks: tuple[str, ...] = option((), "tasks to evaluate after pruning (see `paramact eval --help`)",
+                                         flag="eval")
+    eval: EvalConfig = option(factory=EvalConfig)
+    save_model: bool = option(False, "also save the pruned model to OUT/model (save_pretrained)")
+    checkpoint: bool = option(True, "save each pruned block to OUT/checkpoint (masks, and SparseGPT's rewritten "
+                                    "weights); without it a killed run starts over")
+
+
+@dataclass(frozen=True)
+class ScheduleRun:
+    """`paramact schedule`: a layer-wise sparsity schedule, without pruning."""
+
+    model: ModelConfig = option(factory=ModelConfig)
+    schedule: ScheduleConfig = option(factory=lambda: ScheduleConfig(name="activation"))
+    sparsity: float | None = option(None, SPARSITY_HELP)
+    calibration: CalibrationConfig = option(factory=CalibrationConfig)
+
+    def __post_init__(self) -> None:
+        if self.sparsity is not None:
+            check_sparsity(self.sparsity)
+
+    @property
+    def target(self) -> float | None:
+        return resolve_sparsity(self.sparsity, self.schedule)

@@ -14,7 +14,8 @@ import torch
 
 from .. import distributed
 from ..anatomy import discover
-from ..api import ActivationConfig, analyze
+from ..api import ActivationConfig
+from ..context import RunContext
 from ..errors import UserError
 from .driver import PruneOutcome, prune_model, sequential, token_batches
 from .config import CalibrationConfig, PruneConfig, Schedule, ScheduleConfig
@@ -73,8 +74,10 @@ def own_batches(batches: Sequence[torch.Tensor], shard: Shard) -> list[torch.Ten
     return list(batches[rank::world])
 
 
-def _merge(shard: Shard):
-    return distributed.merge if shard[1] > 1 else None
+def _mean_map_pass(model, tokenizer, texts, cfg: ActivationConfig, progress: bool, shard: Shard):
+    """The engine over `texts`, this process's share of the batches, merged over the processes."""
+    ctx = RunContext(rank=shard[0], world=shard[1], checkpoint_every=0, progress=progress)
+    return distributed.run_pass(ctx, model, tokenizer, texts, cfg, None, None)[0]
 
 
 def _reduce(shard: Shard):
@@ -94,7 +97,7 @@ def activation_counts(model, tokenizer, sc: ScheduleConfig, batch_size: int = 8,
     gammas = tuple(sorted(set(DEFAULT_GAMMAS + ((g,) if g else ()))))
     t0 = time.perf_counter()
     cfg = ActivationConfig(target=sc.target, batch_size=batch_size, gammas=gammas, reducers=("mean_map",))
-    res = analyze(model, tokenizer, texts, cfg, progress=progress, shard=shard, merge=_merge(shard))
+    res = _mean_map_pass(model, tokenizer, texts, cfg, progress, shard)
     label, measure = density_measure(sc.density)
     rows = res.layers
     return {"counts": [measure(r) for r in rows], "density": sc.density, "density_label": label,
@@ -172,7 +175,7 @@ def activation_map(model, tokenizer, windows: Sequence[Sequence[int]], batch_siz
     """The engine's mean |A| of the dense model over the calibration windows (decoded to text)."""
     texts = [tokenizer.decode(w) for w in windows]
     cfg = ActivationConfig(target=target, batch_size=batch_size, reducers=("mean_map",))
-    return analyze(model, tokenizer, texts, cfg, progress=progress, shard=shard, merge=_merge(shard)).mean_map
+    return _mean_map_pass(model, tokenizer, texts, cfg, progress, shard).mean_map
 
 
 # ---- one pruning run -----------------------------------------------------------------------------

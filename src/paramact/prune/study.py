@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..anatomy import discover
 from ..errors import UserError
+from ..fields import option
+from ..models import ModelConfig
 from ..evaluation import EvalConfig, evaluate, parse_tasks, prepare
 from .driver import token_batches
 from .config import CalibrationConfig, PruneConfig, ScheduleConfig
@@ -29,22 +31,23 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StudyConfig:
-    methods: tuple[str, ...] = ("wanda", "sparsegpt")
-    schedules: tuple[str, ...] = ("uniform", "activation", "owl")
-    sparsities: tuple[float, ...] = (0.5, 0.7)
-    calibrations: tuple[str, ...] = ("c4", "mmlu", "siqa")
+    methods: tuple[str, ...] = option(("wanda", "sparsegpt"), "Validation 1 pruning scores")
+    schedules: tuple[str, ...] = option(("uniform", "activation", "owl"), "Validation 1 schedules")
+    sparsities: tuple[float, ...] = option((0.5, 0.7), "Validation 1 target sparsities")
+    calibrations: tuple[str, ...] = option(("c4", "mmlu", "siqa"), "Validation 2 calibration sets")
     # each method with its own paper's mask: Wanda per output row, SparseGPT per (block of the) matrix
-    patterns: tuple[tuple[str, str], ...] = (("wanda", "row"), ("sparsegpt", "matrix"))
-    v2_method: str = "wanda"
-    v2_schedule: str = "activation"
-    v2_sparsity: float = 0.5
-    v1_tasks: tuple[str, ...] = ("wikitext2", "c4")
-    v2_tasks: tuple[str, ...] = ("wikitext2", "c4", "boolq", "siqa", "piqa", "hellaswag", "mmlu")
-    calibration: CalibrationConfig = field(default_factory=lambda: CalibrationConfig(nsamples=16))
+    patterns: tuple[tuple[str, str], ...] = option((("wanda", "row"), ("sparsegpt", "matrix")), cli=False)
+    v2_method: str = option("wanda", cli=False)
+    v2_schedule: str = option("activation", cli=False)
+    v2_sparsity: float = option(0.5, cli=False)
+    v1_tasks: tuple[str, ...] = option(("wikitext2", "c4"), "Validation 1 tasks")
+    v2_tasks: tuple[str, ...] = option(("wikitext2", "c4", "boolq", "siqa", "piqa", "hellaswag", "mmlu"),
+                                       "Validation 2 tasks")
+    calibration: CalibrationConfig = option(factory=lambda: CalibrationConfig(nsamples=16))
     # γ = 2e-5 (the paper's text): the code's 2e-6 puts 97-99.7% of SmolLM2's weights above γ in every layer
-    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(name="activation", density="gamma:2e-05",
-                                                                            samples=32))
-    eval: EvalConfig = field(default_factory=lambda: EvalConfig(ppl_windows=16, items=32))
+    schedule: ScheduleConfig = option(factory=lambda: ScheduleConfig(name="activation", density="gamma:2e-05",
+                                                                     samples=32))
+    eval: EvalConfig = option(factory=lambda: EvalConfig(ppl_windows=16, items=32))
 
     def pattern(self, method: str) -> str:
         return dict(self.patterns).get(method, "row")
@@ -205,3 +208,11 @@ def claims(res: dict, cfg: StudyConfig) -> list[str]:
         out.append(f"MMLU accuracy by calibration {', '.join(f'{c} {100 * v:.1f}' for c, v in accs.items())} "
                    f"(paper: MMLU calibration best; here {'best or tied' if accs['mmlu'] >= best else 'not best'})")
     return out
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """`paramact study prune`: the pruning validations on one model."""
+
+    model: ModelConfig = option(factory=ModelConfig)
+    study: StudyConfig = option(factory=StudyConfig)

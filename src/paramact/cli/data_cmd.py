@@ -1,22 +1,21 @@
-"""`paramact data list` and `paramact data show`: the only module of the data layer that prints.
+"""`paramact data list` and `paramact data show`: the datasets, their sources and rendered prompts.
 
     paramact data [--data-dir DIR] list
-    paramact data [--data-dir DIR] show NAME [--split S] [--n K] [--seed X] [--shots K]
+    paramact data [--data-dir DIR] show NAME [--split S] [--samples K] [--data-seed X] [--shots K]
                                             [--form prompt|eval] [--path FILE_OR_DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from ..data.registry import REGISTRY, get_spec
 from ..errors import UserError
-from .registry import REGISTRY, get_spec
+from .command import Command
+from .environment import env_data_dir
 
 
-def add_parser(subparsers) -> None:
-    """Add the `data` command (subcommands `list`, `show`) to an argparse subparsers object."""
-    d = subparsers.add_parser("data", help="datasets: registry, sources, rendered prompts")
+def _arguments(d) -> None:
     d.add_argument("--data-dir", type=Path, default=None,
                    help="folder holding NAME/ in each dataset's official layout (default $PARAMACT_DATA_DIR)")
     sub = d.add_subparsers(dest="data_command", required=True)
@@ -24,8 +23,9 @@ def add_parser(subparsers) -> None:
     s = sub.add_parser("show", help="print rendered prompts of a dataset")
     s.add_argument("name", help=f"one of: {', '.join(REGISTRY)}")
     s.add_argument("--split", default=None, help="split (default: the one the paper uses)")
-    s.add_argument("--n", type=int, default=3, help="items to show (default 3)")
-    s.add_argument("--seed", type=int, default=1, help="sampling seed (default 1, as the paper's analysis)")
+    s.add_argument("--samples", "--n", dest="n", type=int, default=3, help="items to show (default 3)")
+    s.add_argument("--data-seed", dest="seed", type=int, default=1,
+                   help="seed of the sample draw (default 1, as the paper's analysis)")
     s.add_argument("--shots", type=int, default=None, help="demonstrations (GSM8K 0-8, MMLU 0-5)")
     s.add_argument("--form", choices=("prompt", "eval"), default="prompt",
                    help="prompt: analysis prompts; eval: multiple-choice items in both scoring forms")
@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
 
 
 def _list(args) -> list[str]:
-    from .loading import source_status
+    from ..data.loading import source_status
 
     out = [f"{'name':<11} {'kind':<16} {'source':<24} rows per split / location"]
     for name, spec in REGISTRY.items():
@@ -55,7 +55,7 @@ def _show(args) -> list[str]:
     spec = get_spec(args.name)
     common = {"split": args.split, "data_dir": args.data_dir, "path": args.path}
     if args.form == "eval":
-        from .evaluation import mc_items
+        from ..data.evaluation import mc_items
 
         items, _ = mc_items(args.name, args.n, args.seed, shots=args.shots, **common)
         out = []
@@ -66,18 +66,18 @@ def _show(args) -> list[str]:
             out += [f"  [{'x' if c == it.gold else ' '}] {cont!r}" for c, cont in enumerate(it.continuations)]
         return out
     if spec.kind == "pairs":
-        from .sts import sts_pairs
+        from ..data.sts import sts_pairs
 
         pairs, _ = sts_pairs(args.name, args.n, args.seed, **common)
         return [line for k, p in enumerate(pairs, 1)
                 for line in (_header(f"{args.name} row {p.index} ({k}/{len(pairs)}) score={p.score:g}"), p.a, p.b)]
     if spec.kind == "parallel":
-        from .sts import parallel_pairs
+        from ..data.sts import parallel_pairs
 
         pairs, _ = parallel_pairs(args.name, args.n, args.seed, **common)
         return [line for k, p in enumerate(pairs, 1)
                 for line in (_header(f"{args.name} talk {p.talk} seg {p.seg} ({k}/{len(pairs)})"), p.zh, p.en)]
-    from .analysis import analysis_prompts
+    from ..data.analysis import analysis_prompts
 
     texts, source = analysis_prompts(args.name, args.n, args.seed, shots=args.shots, **common)
     rows = source.get("indices") or [None] * len(texts)
@@ -88,8 +88,9 @@ def _show(args) -> list[str]:
     return out
 
 
-def run(args) -> int:
-    """Execute `data list` / `data show`; UserError for bad input (the CLI prints one line, exit 2)."""
+def run(_config, _ctx, args) -> int:
+    """Execute `data list` / `data show`; UserError for bad input (one line, exit 2)."""
+    args.data_dir = env_data_dir(args.data_dir)
     if args.data_command == "list":
         lines = _list(args)
     elif args.data_command == "show":
@@ -100,19 +101,4 @@ def run(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m paramact.data.commands ...`), for use before cli.py wires it in."""
-    import sys
-
-    parser = argparse.ArgumentParser(prog="paramact")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except UserError as e:
-        print(f"paramact: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+COMMAND = Command("data", "datasets: registry, sources, rendered prompts", run, extra=_arguments, needs_out=False)
