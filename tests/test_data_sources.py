@@ -240,3 +240,45 @@ def test_cache_follows_companion_files(tmp_path):
     data = load_split("piqa", data_dir=tmp_path)
     assert data.rows[0]["label"] == 1
     assert data.source["files"][1]["sha256"] == hashlib.sha256(b"1\n\n").hexdigest()
+
+
+def _data_imports() -> dict[str, list[tuple[str, bool]]]:
+    """module -> [(sibling module of paramact.data it imports, imported inside a function)]."""
+    import ast
+    from pathlib import Path
+
+    import paramact.data
+
+    root = Path(paramact.data.__file__).parent
+    modules = {p.stem for p in root.glob("*.py")}
+    out: dict[str, list[tuple[str, bool]]] = {}
+    for path in sorted(root.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = {id(n) for n in tree.body}
+        found = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module] if node.module else [a.name for a in node.names]
+                found += [(n, id(node) not in top) for n in names if n in modules]
+        out[path.stem] = found
+    return out
+
+
+def test_data_modules_import_acyclic():
+    """The data modules form an acyclic graph of top-level imports (commands.py, the shell's, aside)."""
+    graph = _data_imports()
+    nested = [(m, dep) for m, deps in graph.items() if m != "commands" for dep, inside in deps if inside]
+    assert nested == []
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: tuple[str, ...]) -> None:
+        assert state.get(m) != 1, f"import cycle: {' -> '.join(path + (m,))}"
+        if state.get(m) == 2:
+            return
+        state[m] = 1
+        for dep, _ in graph.get(m, ()):
+            visit(dep, path + (m,))
+        state[m] = 2
+
+    for m in graph:
+        visit(m, ())

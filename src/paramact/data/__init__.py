@@ -2,6 +2,7 @@
 
 - registry.py    one DatasetSpec per dataset (boolq, mmlu, siqa, piqa, hellaswag, humaneval, gsm8k,
                  c4, wikitext2, stsb, sick, ted_zh_en, and the embedded pydoc / pycode)
+- embedded.py    the embedded domains' texts (pydoc, pycode), shipped with Python
 - formats.py,    readers of the official file formats (tasks; corpora and sentence pairs)
   corpora.py
 - hub.py         the Hugging Face hub via the optional `datasets` package, with the paper's ids
@@ -11,7 +12,7 @@
 - calibration.py token windows and calibration sequences for pruning
 - evaluation.py  multiple-choice items: letter scoring and log-likelihood forms
 - sts.py         STS-B / SICK scored pairs, TED zh-en parallel pairs
-- sources.py     `load_texts`, the one entry point the engine uses; the user's own files
+- sources.py     `load_texts`, the one entry point the engine uses: datasets, embedded domains, the user's own files
 - commands.py    `paramact data list|show`
 """
 
@@ -19,8 +20,8 @@ from .analysis import analysis_prompts
 from .calibration import WordTokenizer, calibration, corpus_windows
 from .evaluation import MC_TASKS, McItem, mc_items
 from .loading import ENV_DATA_DIR, Split, load_split, resolve_data_dir
-from .registry import REGISTRY, DatasetSpec, get_spec
-from .sources import EMBEDDED, load_answers, load_texts, read_records, read_text_file, render_records, sample
+from .registry import EMBEDDED, REGISTRY, DatasetSpec, get_spec
+from .sources import load_answers, load_texts, read_records, read_text_file, render_records, sample
 from .sts import ParallelPair, StsPair, parallel_pairs, sts_pairs
 
 __all__ = [

@@ -127,11 +127,9 @@ def load_split(name: str, split: str | None = None, *, data_dir: str | Path | No
     spec = get_spec(name)
     split = spec.split(split)
     if spec.embedded is not None:
-        from .sources import EMBEDDED
-
-        texts = spec.embedded()
+        texts = spec.embedded.load()
         return Split(name, split, tuple({"text": t} for t in texts),
-                     {"dataset": name, "split": split, "source": "embedded", "location": EMBEDDED[name][0],
+                     {"dataset": name, "split": split, "source": "embedded", "location": spec.embedded.origin,
                       "files": [], "rows": len(texts)})
     if path is not None:
         p = Path(path).expanduser()

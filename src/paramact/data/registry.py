@@ -13,6 +13,7 @@ from typing import Callable
 
 from ..errors import UserError
 from . import corpora, formats, hub, prompts
+from .embedded import PYCODE, PYDOC, Embedded
 from .formats import Read
 
 KINDS = ("multiple_choice", "generation", "code", "corpus", "pairs", "parallel", "text")
@@ -67,7 +68,7 @@ class DatasetSpec:
     local: LocalFormat | None = None
     hub: hub.HubSpec | None = None
     package: str | None = None  # a PyPI package that ships the data (HumanEval)
-    embedded: Callable[[], list[str]] | None = None
+    embedded: Embedded | None = None  # texts shipped with Python (embedded.py)
     aliases: tuple[tuple[str, str], ...] = (("dev", "validation"), ("val", "validation"), ("valid", "validation"))
     shots: tuple[int, int] = (0, 0)  # (default, max) demonstrations in analysis prompts
     calibration_answers: bool = False  # calibration items carry their answers (paper: MMLU, PIQA)
@@ -175,19 +176,16 @@ SPECS: tuple[DatasetSpec, ...] = (
         LocalFormat("en-zh/IWSLT17.TED.tstYYYY.en-zh.en.xml + zh-en/IWSLT17.TED.tstYYYY.zh-en.zh.xml",
                     tuple((s, (f"**/IWSLT17.TED.{s}.en-zh.en.xml",)) for s in ("tst2016", "tst2017")), corpora.read_ted),
         hub.HubSpec("davidstap/ted_talks", "zh-cn_en", convert=hub.ted), aliases=()),
+    DatasetSpec("pydoc", "Python documentation prose (embedded, no download)", "text", ("all",), "all", "all",
+                prompts.text, embedded=PYDOC, aliases=()),
+    DatasetSpec("pycode", "Python standard-library functions (embedded, no download)", "text", ("all",), "all", "all",
+                prompts.text, embedded=PYCODE, aliases=()),
 )
 
-
-def _embedded(name: str, description: str) -> DatasetSpec:
-    from .sources import EMBEDDED
-
-    return DatasetSpec(name, description, "text", ("all",), "all", "all", prompts.text,
-                       embedded=EMBEDDED[name][1], aliases=())
-
-
 REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in SPECS}
-REGISTRY["pydoc"] = _embedded("pydoc", "Python documentation prose (embedded, no download)")
-REGISTRY["pycode"] = _embedded("pycode", "Python standard-library functions (embedded, no download)")
+# the embedded domains as (origin, loader), for callers that want only them
+EMBEDDED: dict[str, tuple[str, Callable[[], list[str]]]] = {
+    s.name: (s.embedded.origin, s.embedded.load) for s in SPECS if s.embedded is not None}
 
 
 def get_spec(name: str) -> DatasetSpec:
