@@ -282,3 +282,15 @@ def test_data_modules_import_acyclic():
 
     for m in graph:
         visit(m, ())
+
+
+def test_corpora_come_from_the_registry():
+    """One list of corpora (the registry's kinds); the windowed and perplexity subsets derive from the specs."""
+    from paramact.data import CORPORA, PERPLEXITY_CORPORA, REGISTRY, WINDOWED_CORPORA
+    from paramact.data.registry import WINDOWS
+
+    assert CORPORA == ("c4", "wikitext2", "pydoc", "pycode")
+    assert WINDOWED_CORPORA == ("c4", "wikitext2") and PERPLEXITY_CORPORA == ("c4", "wikitext2", "pydoc")
+    assert set(WINDOWED_CORPORA) | set(PERPLEXITY_CORPORA) <= set(CORPORA)
+    for spec in REGISTRY.values():
+        assert (spec.windows in WINDOWS) == (spec.kind == "corpus"), spec.name

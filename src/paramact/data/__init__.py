@@ -1,7 +1,8 @@
 """The data layer: every dataset of the paper, rendered into its exact prompts.
 
 - registry.py    one DatasetSpec per dataset (boolq, mmlu, siqa, piqa, hellaswag, humaneval, gsm8k,
-                 c4, wikitext2, stsb, sick, ted_zh_en, and the embedded pydoc / pycode)
+                 c4, wikitext2, stsb, sick, ted_zh_en, and the embedded pydoc / pycode); the corpora
+                 (CORPORA) and those with token windows / a perplexity text, derived from the specs
 - embedded.py    the embedded domains' texts (pydoc, pycode), shipped with Python
 - formats.py,    readers of the official file formats (tasks; corpora and sentence pairs)
   corpora.py
@@ -20,13 +21,13 @@ from .analysis import analysis_prompts
 from .calibration import WordTokenizer, calibration, corpus_windows
 from .evaluation import MC_TASKS, McItem, mc_items
 from .loading import ENV_DATA_DIR, Split, load_split, resolve_data_dir
-from .registry import EMBEDDED, REGISTRY, DatasetSpec, get_spec
+from .registry import CORPORA, EMBEDDED, PERPLEXITY_CORPORA, REGISTRY, WINDOWED_CORPORA, DatasetSpec, get_spec
 from .sources import load_answers, load_texts, read_records, read_text_file, render_records, sample
 from .sts import ParallelPair, StsPair, parallel_pairs, sts_pairs
 
 __all__ = [
-    "EMBEDDED", "ENV_DATA_DIR", "MC_TASKS", "REGISTRY", "DatasetSpec", "McItem", "ParallelPair", "Split", "StsPair",
-    "WordTokenizer", "analysis_prompts", "calibration", "corpus_windows", "get_spec", "load_answers", "load_split", "load_texts",
-    "mc_items", "parallel_pairs", "read_records", "read_text_file", "render_records", "resolve_data_dir", "sample",
-    "sts_pairs",
+    "CORPORA", "DatasetSpec", "EMBEDDED", "ENV_DATA_DIR", "MC_TASKS", "McItem", "PERPLEXITY_CORPORA",
+    "ParallelPair", "REGISTRY", "Split", "StsPair", "WINDOWED_CORPORA", "WordTokenizer", "analysis_prompts",
+    "calibration", "corpus_windows", "get_spec", "load_answers", "load_split", "load_texts", "mc_items",
+    "parallel_pairs", "read_records", "read_text_file", "render_records", "resolve_data_dir", "sample", "sts_pairs",
 ]

@@ -25,7 +25,7 @@ import torch
 
 from .. import distributed
 from ..api import ActivationConfig, analyze
-from ..data import load_texts
+from ..data import CORPORA, load_texts
 from ..density import gamma_key
 from ..errors import UserError
 from ..experts import usage_similarity
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 # WikiText-2: the paper windows its train split; the local copy in shared/data has only test/validation.
 DEFAULT_DATASETS = ("boolq", "mmlu", "humaneval", "siqa", "hellaswag", "c4", "wikitext2:test", "pydoc")
-CORPORA = frozenset({"c4", "wikitext2", "pydoc", "pycode"})
 FINDINGS_REDUCERS = ("mean_map", "norms", "fingerprints", "experts")
 
 
