@@ -166,7 +166,7 @@ def test_golden_gsm8k_zero_shot():
 
 
 def test_golden_stsb_pairs_first_rows():
-    from paramact.data.sts import sts_pairs
+    from paramact.data.pairs import sts_pairs
 
     pairs, source = sts_pairs("stsb", 3, data_dir=shared_dataset("stsb"))
     assert [(p.a, p.b, p.score, p.index) for p in pairs] == [
@@ -178,7 +178,7 @@ def test_golden_stsb_pairs_first_rows():
 
 
 def test_golden_ted_first_pair():
-    from paramact.data.sts import parallel_pairs
+    from paramact.data.pairs import parallel_pairs
 
     pairs, _ = parallel_pairs("ted_zh_en", None, split="tst2016", data_dir=shared_dataset("ted_zh_en"))
     p = pairs[0]
