@@ -1,6 +1,6 @@
 """The real benchmark files in ../shared/data: official row counts (SOURCES.md), label counts,
 recorded sha256, and golden prompts of one fixed item per dataset, written by hand from the
-paper's templates (PAPER.md §2)."""
+paper's templates (the paper, §2)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Analysis inputs: seeded samples of a registered dataset rendered into the paper's prompts.
 
-The paper's activation analysis (PAPER.md §2) draws 64 random items per dataset (seed 1 in
+The paper's activation analysis (the paper, §2) draws 64 random items per dataset (seed 1 in
 its scripts) and feeds each prompt alone: BoolQ/MMLU/SIQA/PIQA/HellaSwag 0-shot, GSM8K with
 k chain-of-thought demos in a random order (3 by default), HumanEval raw prompts, and random
 256-token windows for C4 and WikiText-2.

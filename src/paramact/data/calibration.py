@@ -1,4 +1,4 @@
-"""Token windows and calibration sequences (PAPER.md §2 C4/WikiText-2, §3.1, §3.2).
+"""Token windows and calibration sequences (the paper: §2 for C4/WikiText-2, §3.1, §3.2).
 
 - `document_windows`: the C4 sampler: draw random documents until one is longer than seqlen
   tokens, then a random seqlen window of it.

@@ -1,4 +1,4 @@
-"""`paramact findings`: the paper's three findings (PAPER.md §2) from one engine pass per dataset.
+"""`paramact findings`: the paper's three findings (the paper, §2) from one engine pass per dataset.
 
 - Finding 1: per-layer density of every dataset (counts above each γ, threshold-free mass shares).
 - Finding 2: per-layer LLMDcos distributions of dataset pairs (k-th item with k-th item; a
