@@ -7,7 +7,8 @@
 - formats.py,     readers of the official file formats (tasks; corpora and sentence pairs)
   corpora.py
 - hub.py          the Hugging Face hub via the optional `datasets` package, with the paper's ids
-- loading.py      source resolution (path > data dir / PARAMACT_DATA_DIR > package > hub), sha256 records
+- loading.py      source resolution (path > data_dir > package > hub), sha256 records; no environment
+                  variable is read here (the shell passes $PARAMACT_DATA_DIR, ENV_DATA_DIR, as data_dir)
 - prompts.py      the paper's templates, GSM8K demos, lm-eval-style contexts
 - analysis.py     seeded analysis prompts (64 per dataset in the paper; 256-token windows for corpora)
 - calibration.py  token windows and calibration sequences for pruning

@@ -37,7 +37,7 @@ class ActivationsRun:
     samples: int | None = 64
     data_seed: int = 1  # the paper's analysis scripts use seed 1
     text_field: str = "text"
-    data_dir: str | None = None  # official dataset layouts (default $PARAMACT_DATA_DIR)
+    data_dir: str | None = None  # official dataset layouts (None: none; the shell passes $PARAMACT_DATA_DIR)
     dtype: str | None = None
     device: str | None = None
     device_map: str | None = None  # "auto": spread the model over every device (accelerate)
