@@ -88,7 +88,6 @@ class DatasetSpec:
     # documents ("documents", C4) or of the whole split joined with " " ("stream", WikiText-2)
     windows: str | None = None
     perplexity: HeldOut | None = None  # the corpus's perplexity text (evaluation/ppl.py)
-    citation: str = ""
 
     def split(self, split: str | None, default: str | None = None) -> str:
         """Canonical split name; UserError for a split this dataset does not have."""

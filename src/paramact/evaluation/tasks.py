@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
@@ -129,7 +129,3 @@ def evaluate(model, prepared: Sequence[Prepared], progress: bool = False) -> dic
                 log.warning("%s: %s is %s", task.name, k, v)
         results[task.name] = {**res, "source": task.source}
     return results
-
-
-def config_dict(cfg: EvalConfig) -> dict:
-    return asdict(cfg)
