@@ -6,10 +6,10 @@ import pytest
 
 from data_helpers import FIXTURES, shared_dataset, synthetic_dir
 from paramact.data import prompts
-from paramact.data.evaluation import McItem, mc_items
+from paramact.data.choice_items import McItem, mc_items
 from paramact.data.loading import load_split
 from paramact.data.sampling import pick
-from paramact.data.sts import StsPair, parallel_pairs, sts_pairs
+from paramact.data.pairs import StsPair, parallel_pairs, sts_pairs
 from paramact.errors import UserError
 
 

@@ -1,4 +1,4 @@
-"""Templates: the paper's exact strings (PAPER.md §2, §3.1), GSM8K demos, lm-eval-style forms.
+"""Templates: the paper's exact strings (the paper, §2, §3.1), GSM8K demos, lm-eval-style forms.
 Rows here are hand-written or synthetic fixtures; expected strings are typed from the paper."""
 
 from __future__ import annotations

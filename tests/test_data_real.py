@@ -1,6 +1,6 @@
 """The real benchmark files in ../shared/data: official row counts (SOURCES.md), label counts,
 recorded sha256, and golden prompts of one fixed item per dataset, written by hand from the
-paper's templates (PAPER.md §2)."""
+paper's templates (the paper, §2)."""
 
 from __future__ import annotations
 
@@ -166,7 +166,7 @@ def test_golden_gsm8k_zero_shot():
 
 
 def test_golden_stsb_pairs_first_rows():
-    from paramact.data.sts import sts_pairs
+    from paramact.data.pairs import sts_pairs
 
     pairs, source = sts_pairs("stsb", 3, data_dir=shared_dataset("stsb"))
     assert [(p.a, p.b, p.score, p.index) for p in pairs] == [
@@ -178,7 +178,7 @@ def test_golden_stsb_pairs_first_rows():
 
 
 def test_golden_ted_first_pair():
-    from paramact.data.sts import parallel_pairs
+    from paramact.data.pairs import parallel_pairs
 
     pairs, _ = parallel_pairs("ted_zh_en", None, split="tst2016", data_dir=shared_dataset("ted_zh_en"))
     p = pairs[0]

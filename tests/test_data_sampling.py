@@ -34,7 +34,7 @@ def test_pick_errors(n, message):
 _SCRIPT = """
 import json, sys
 from paramact.data import load_texts
-from paramact.data.evaluation import mc_items
+from paramact.data.choice_items import mc_items
 out = {}
 texts, src = load_texts("mmlu", 6, 11, data_dir=sys.argv[1])
 out["mmlu"] = [src["indices"], texts]

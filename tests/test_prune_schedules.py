@@ -24,7 +24,8 @@ def test_formula_reproduces_paper_lists_from_implied_z(key):
 
 
 def test_other_paper_lists_are_not_the_formula_with_unit_std():
-    # PAPER.md: the 13B and Llama-3 lists come from an unrecoverable variant; they still average 0.5
+    # the paper's §3.1 lists (paper_lists.py): the 13B and Llama-3 ones come from an unrecoverable
+    # variant; they still average 0.5
     for key in ("llama2_13b", "llama3_8b"):
         assert abs(np.mean(PAPER_LISTS[key]) - 0.5) < 1e-12
 

@@ -24,7 +24,7 @@ the model needs a BOS token in front of every input) live here too, and only her
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -121,7 +121,6 @@ class Anatomy:
     uncovered: tuple[str, ...] = ()  # block parameters (>= 2 dims) not attributed (allowed by the caller)
     uncovered_params: int = 0
     excluded_biases: tuple[str, ...] = ()  # stacked per-expert biases: biases, excluded as all biases
-    _by_key: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def n_layers(self) -> int:
@@ -142,11 +141,6 @@ class Anatomy:
     def params(self) -> dict[str, torch.Tensor]:
         """HF name -> the whole parameter, for every attributed parameter."""
         return {w.name: w.param for w in self.weights}
-
-    def by_key(self, key: str) -> Weight:
-        if not self._by_key:
-            self._by_key.update({w.key: w for w in self.weights})
-        return self._by_key[key]
 
     def n_experts(self, layer: int) -> int:
         """Routed experts of a block (0 for a dense block)."""

@@ -83,7 +83,6 @@ class TensorFileWriter:
         self.path, self.dtype = Path(path), dtype
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.row_bytes = size * int(torch.tensor(shape[1:]).prod()) if len(shape) > 1 else size
-        self.rows, self.written = shape[0], 0
         header = {name: {"dtype": code, "shape": list(shape), "data_offsets": [0, self.row_bytes * shape[0]]}}
         if metadata:
             header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
@@ -109,7 +108,6 @@ class TensorFileWriter:
         for i, r in zip(index, data):
             self._f.seek(self._data_start + i * self.row_bytes)
             self._f.write(r.numpy().tobytes())
-        self.written += len(index)
 
     def flush(self) -> None:
         self._f.flush()

@@ -55,7 +55,7 @@ def _show(args) -> list[str]:
     spec = get_spec(args.name)
     common = {"split": args.split, "data_dir": args.data_dir, "path": args.path}
     if args.form == "eval":
-        from ..data.evaluation import mc_items
+        from ..data.choice_items import mc_items
 
         items, _ = mc_items(args.name, args.n, args.seed, shots=args.shots, **common)
         out = []
@@ -66,13 +66,13 @@ def _show(args) -> list[str]:
             out += [f"  [{'x' if c == it.gold else ' '}] {cont!r}" for c, cont in enumerate(it.continuations)]
         return out
     if spec.kind == "pairs":
-        from ..data.sts import sts_pairs
+        from ..data.pairs import sts_pairs
 
         pairs, _ = sts_pairs(args.name, args.n, args.seed, **common)
         return [line for k, p in enumerate(pairs, 1)
                 for line in (_header(f"{args.name} row {p.index} ({k}/{len(pairs)}) score={p.score:g}"), p.a, p.b)]
     if spec.kind == "parallel":
-        from ..data.sts import parallel_pairs
+        from ..data.pairs import parallel_pairs
 
         pairs, _ = parallel_pairs(args.name, args.n, args.seed, **common)
         return [line for k, p in enumerate(pairs, 1)

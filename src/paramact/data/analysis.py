@@ -1,6 +1,6 @@
 """Analysis inputs: seeded samples of a registered dataset rendered into the paper's prompts.
 
-The paper's activation analysis (PAPER.md §2) draws 64 random items per dataset (seed 1 in
+The paper's activation analysis (the paper, §2) draws 64 random items per dataset (seed 1 in
 its scripts) and feeds each prompt alone: BoolQ/MMLU/SIQA/PIQA/HellaSwag 0-shot, GSM8K with
 k chain-of-thought demos in a random order (3 by default), HumanEval raw prompts, and random
 256-token windows for C4 and WikiText-2.
@@ -12,9 +12,9 @@ from pathlib import Path
 
 from ..errors import UserError
 from . import prompts
-from .calibration import CORPORA, WordTokenizer, corpus_windows
+from .calibration import WordTokenizer, corpus_windows
 from .loading import load_split
-from .registry import DatasetSpec, get_spec
+from .registry import WINDOWED_CORPORA, DatasetSpec, get_spec
 from .sampling import item_rng, pick
 
 PAIR_FIELDS = {"pairs": ("a", "b"), "parallel": ("en", "zh")}
@@ -82,7 +82,7 @@ def analysis_prompts(name: str, n: int | None = 64, seed: int = 1, *, split: str
     spec = get_spec(name)
     split = spec.split(split)
     shots = check_shots(spec, shots)
-    if name in CORPORA:
+    if name in WINDOWED_CORPORA:
         if n is None:
             raise UserError(f"{name}: give the number of windows to draw")
         tok = tokenizer if tokenizer is not None else WordTokenizer()
@@ -109,7 +109,7 @@ def analysis_answers(name: str, n: int | None = 64, seed: int = 1, *, split: str
                      data_dir: str | Path | None = None, path: str | Path | None = None) -> list[str]:
     """The gold continuation (prompts.answer: the paper's answer token, GSM8K's worked answer,
     HumanEval's canonical solution) of each prompt analysis_prompts(name, n, seed) draws, in order."""
-    if name in CORPORA:
+    if name in WINDOWED_CORPORA:
         raise UserError(f"{name} is a corpus: its windows have no gold answer")
     data, indices = _draw(name, get_spec(name).split(split), n, seed, data_dir, path)
     out = [prompts.answer(name, data.rows[i]) for i in indices]

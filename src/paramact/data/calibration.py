@@ -1,4 +1,4 @@
-"""Token windows and calibration sequences (PAPER.md §2 C4/WikiText-2, §3.1, §3.2).
+"""Token windows and calibration sequences (the paper: §2 for C4/WikiText-2, §3.1, §3.2).
 
 - `document_windows`: the C4 sampler: draw random documents until one is longer than seqlen
   tokens, then a random seqlen window of it.
@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from ..errors import UserError
 from . import prompts
 from .loading import load_split
-from .registry import get_spec
+from .registry import WINDOWED_CORPORA, get_spec
 from .sampling import pick
 
 
@@ -108,22 +108,21 @@ def concat_sequences(items: Sequence[str], answers: Sequence[str], tokenizer, n:
     return out
 
 
-CORPORA = ("c4", "wikitext2")
-
-
 def corpus_windows(name: str, tokenizer, n: int, seqlen: int, seed: int, *, split: str | None = None,
                    data_dir: str | Path | None = None, path: str | Path | None = None) -> tuple[list[list], dict]:
-    """seqlen-token windows of C4 (documents) or WikiText-2 (the joined split), with their source."""
-    if name not in CORPORA:
-        raise UserError(f"token windows are for {', '.join(CORPORA)}, not {name!r}")
+    """seqlen-token windows of a windowed corpus (registry.WINDOWED_CORPORA) with their source:
+    of its documents (C4) or of the joined split (WikiText-2), as its spec's `windows` says."""
+    if name not in WINDOWED_CORPORA:
+        raise UserError(f"token windows are for {', '.join(WINDOWED_CORPORA)}, not {name!r}")
     spec = get_spec(name)
     data = load_split(name, spec.split(split, spec.calibration_split), data_dir=data_dir, path=path)
     texts = [r["text"] for r in data.rows]
-    if name == "c4":
+    by_document = spec.windows == "documents"
+    if by_document:
         windows = document_windows(texts, tokenizer, n, seqlen, seed)
     else:
         windows = stream_windows(" ".join(texts), tokenizer, n, seqlen, seed)
-    method = {"method": "document windows" if name == "c4" else "stream windows (rows joined with ' ')",
+    method = {"method": "document windows" if by_document else "stream windows (rows joined with ' ')",
               "nsamples": n, "seqlen": seqlen, "seed": seed, "tokenizer": tokenizer_name(tokenizer)}
     return windows, {**data.source, "windows": method}
 
@@ -136,7 +135,7 @@ def calibration(name: str, tokenizer, nsamples: int = 128, seqlen: int = 2048, s
     C4/WikiText-2 give windows; every other registered dataset gives concatenated items
     (defaults per dataset as in the paper: answers for MMLU/PIQA, 100 followers for SIQA/HellaSwag).
     """
-    if name in CORPORA:
+    if name in WINDOWED_CORPORA:
         return corpus_windows(name, tokenizer, nsamples, seqlen, seed, split=split, data_dir=data_dir, path=path)
     spec = get_spec(name)
     data = load_split(name, spec.split(split, spec.calibration_split), data_dir=data_dir, path=path)

@@ -210,11 +210,6 @@ def read_gsm8k(path: Path, split: str) -> Read:
     return Read(rows, [path])
 
 
-def gsm8k_final(answer: str) -> str:
-    """The number after '#### ', without thousands separators ('1,000' -> '1000')."""
-    return answer.rsplit("#### ", 1)[1].strip().replace(",", "")
-
-
 def read_humaneval(path: Path, split: str) -> Read:
     keys = ("task_id", "prompt", "entry_point", "canonical_solution", "test")
     return Read([{k: field(path, n, row, k) for k in keys} for n, row in jsonl(path)], [path])

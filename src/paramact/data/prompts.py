@@ -1,4 +1,4 @@
-"""The paper's prompt templates, character for character (PAPER.md §2, §3.1; official code
+"""The paper's prompt templates, character for character (the paper, §2, §3.1; official code
 `lib/dataset/*.py`), and lm-eval-style contexts for log-likelihood scoring.
 
 Pure functions of canonical rows (see formats.py / corpora.py); no I/O, no randomness

@@ -13,9 +13,12 @@ from typing import Callable
 
 from ..errors import UserError
 from . import corpora, formats, hub, prompts
+from .embedded import PYCODE, PYDOC, Embedded
 from .formats import Read
 
 KINDS = ("multiple_choice", "generation", "code", "corpus", "pairs", "parallel", "text")
+CORPUS_KINDS = ("corpus", "text")  # running text rather than items: no gold answers, no item order
+WINDOWS = ("documents", "stream")  # token-window samplers (calibration.py)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,14 @@ class LocalFormat:
 
 
 @dataclass(frozen=True)
+class HeldOut:
+    """The text a perplexity is measured on: one split, its rows joined into one string."""
+
+    split: str
+    join: str
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     description: str
@@ -67,13 +78,16 @@ class DatasetSpec:
     local: LocalFormat | None = None
     hub: hub.HubSpec | None = None
     package: str | None = None  # a PyPI package that ships the data (HumanEval)
-    embedded: Callable[[], list[str]] | None = None
+    embedded: Embedded | None = None  # texts shipped with Python (embedded.py)
     aliases: tuple[tuple[str, str], ...] = (("dev", "validation"), ("val", "validation"), ("valid", "validation"))
     shots: tuple[int, int] = (0, 0)  # (default, max) demonstrations in analysis prompts
     calibration_answers: bool = False  # calibration items carry their answers (paper: MMLU, PIQA)
     calibration_followers: int = 0  # items always appended after the start item (paper: SIQA, HellaSwag 100)
     eval_order: str = "random"  # "first": the paper's BoolQ evaluation takes the first items (indexing bug)
-    citation: str = ""
+    # corpora: analysis prompts and calibration sequences are random token windows of random
+    # documents ("documents", C4) or of the whole split joined with " " ("stream", WikiText-2)
+    windows: str | None = None
+    perplexity: HeldOut | None = None  # the corpus's perplexity text (evaluation/ppl.py)
 
     def split(self, split: str | None, default: str | None = None) -> str:
         """Canonical split name; UserError for a split this dataset does not have."""
@@ -146,14 +160,16 @@ SPECS: tuple[DatasetSpec, ...] = (
         hub.HubSpec("allenai/c4", splits=(("train", "train"), ("validation", "validation")),
                     data_files=(("train", "en/c4-train.00000-of-01024.json.gz"),
                                 ("validation", "en/c4-validation.00000-of-00008.json.gz")), convert=hub.text,
-                    note="first shards only, as the paper")),
+                    note="first shards only, as the paper"),
+        windows="documents", perplexity=HeldOut("validation", " ")),
     DatasetSpec(
         "wikitext2", "WikiText-2 (raw); 256-token windows of the joined text", "corpus",
         ("train", "validation", "test"), "train", "train", prompts.text,
         LocalFormat("wiki.{train,valid,test}.raw",
                     (("train", ("**/wiki.train.raw",)), ("validation", ("**/wiki.valid.raw",)),
                      ("test", ("**/wiki.test.raw",))), corpora.read_wikitext),
-        hub.HubSpec("Salesforce/wikitext", "wikitext-2-raw-v1", convert=hub.text)),
+        hub.HubSpec("Salesforce/wikitext", "wikitext-2-raw-v1", convert=hub.text),
+        windows="stream", perplexity=HeldOut("test", "\n\n")),
     DatasetSpec(
         "stsb", "STS Benchmark sentence pairs, similarity 0-5", "pairs", ("train", "dev", "test"), "dev", "train",
         prompts.pair_first,
@@ -175,19 +191,21 @@ SPECS: tuple[DatasetSpec, ...] = (
         LocalFormat("en-zh/IWSLT17.TED.tstYYYY.en-zh.en.xml + zh-en/IWSLT17.TED.tstYYYY.zh-en.zh.xml",
                     tuple((s, (f"**/IWSLT17.TED.{s}.en-zh.en.xml",)) for s in ("tst2016", "tst2017")), corpora.read_ted),
         hub.HubSpec("davidstap/ted_talks", "zh-cn_en", convert=hub.ted), aliases=()),
+    DatasetSpec("pydoc", "Python documentation prose (embedded, no download)", "text", ("all",), "all", "all",
+                prompts.text, embedded=PYDOC, aliases=(), perplexity=HeldOut("all", "\n\n")),
+    DatasetSpec("pycode", "Python standard-library functions (embedded, no download)", "text", ("all",), "all", "all",
+                prompts.text, embedded=PYCODE, aliases=()),
 )
 
-
-def _embedded(name: str, description: str) -> DatasetSpec:
-    from .sources import EMBEDDED
-
-    return DatasetSpec(name, description, "text", ("all",), "all", "all", prompts.text,
-                       embedded=EMBEDDED[name][1], aliases=())
-
-
 REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in SPECS}
-REGISTRY["pydoc"] = _embedded("pydoc", "Python documentation prose (embedded, no download)")
-REGISTRY["pycode"] = _embedded("pycode", "Python standard-library functions (embedded, no download)")
+# the embedded domains as (origin, loader), for callers that want only them
+EMBEDDED: dict[str, tuple[str, Callable[[], list[str]]]] = {
+    s.name: (s.embedded.origin, s.embedded.load) for s in SPECS if s.embedded is not None}
+
+# The corpora, in registry order, and the subsets that support a use:
+CORPORA = tuple(s.name for s in SPECS if s.kind in CORPUS_KINDS)  # c4, wikitext2, pydoc, pycode
+WINDOWED_CORPORA = tuple(s.name for s in SPECS if s.windows is not None)  # token windows: c4, wikitext2
+PERPLEXITY_CORPORA = tuple(s.name for s in SPECS if s.perplexity is not None)  # c4, wikitext2, pydoc
 
 
 def get_spec(name: str) -> DatasetSpec:

@@ -1,78 +1,27 @@
-"""Where sample texts come from.
+"""Where sample texts come from: `load_texts`, the one entry point the engine uses.
 
+- a registered dataset (registry.py), rendered into the paper's analysis prompts (analysis.py);
+- an embedded domain (embedded.py): `pydoc`, Python documentation prose shipped with CPython,
+  and `pycode`, function definitions from a fixed list of standard-library modules;
 - a file: .txt/.md (one sample per paragraph, i.e. blank-line separated), .jsonl (a
-  `text` field, or the field named), .csv (a `text` column, or the column named);
-- `pydoc`: Python documentation prose shipped with CPython (pydoc_data.topics);
-- `pycode`: function definitions from a fixed list of Python standard-library modules.
+  `text` field, or the field named), .csv (a `text` column, or the column named).
 
 Every loader returns texts in a deterministic order; `sample` draws a seeded subset.
-`load_texts` is the one entry point: it also serves every registered dataset (registry.py)
-rendered into the paper's analysis prompts (analysis.py).
 """
 
 from __future__ import annotations
 
-import ast
 import csv
-import functools
 import hashlib
 import io
-import sys
-import sysconfig
-import textwrap
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 from ..errors import UserError
+from .analysis import analysis_answers, analysis_prompts
+from .formats import jsonl
+from .registry import EMBEDDED, REGISTRY
 from .sampling import pick
-
-# modules chosen for plain, self-contained code; read in this order
-_PYCODE_MODULES = (
-    "bisect.py", "heapq.py", "textwrap.py", "fractions.py", "statistics.py", "difflib.py", "shlex.py",
-    "string.py", "functools.py", "colorsys.py", "calendar.py", "base64.py", "json/encoder.py",
-    "json/decoder.py", "csv.py", "fnmatch.py", "glob.py", "ipaddress.py", "quopri.py", "graphlib.py",
-)
-_MIN_CHARS = 200
-_MAX_CHARS = 4000
-
-
-def _pydoc() -> list[str]:
-    from pydoc_data.topics import topics
-
-    out = []
-    for key in sorted(topics):
-        for para in topics[key].split("\n\n"):
-            para = " ".join(para.split())
-            if len(para) >= _MIN_CHARS and not para.startswith(("*", "+", "-", "=", ">>>")):
-                out.append(para[:_MAX_CHARS])
-    return out
-
-
-def _pycode() -> list[str]:
-    return list(_pycode_cached())
-
-
-@functools.lru_cache(maxsize=1)
-def _pycode_cached() -> tuple[str, ...]:  # parsing 20 modules takes seconds: once per process
-    root = Path(sysconfig.get_paths()["stdlib"])
-    out = []
-    for rel in _PYCODE_MODULES:
-        path = root / rel
-        if not path.is_file():
-            continue
-        src = path.read_text(encoding="utf-8")
-        for node in ast.walk(ast.parse(src)):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                seg = textwrap.dedent(ast.get_source_segment(src, node, padded=True) or "")
-                if _MIN_CHARS <= len(seg) <= _MAX_CHARS:
-                    out.append(seg)
-    return tuple(out)
-
-
-EMBEDDED: dict[str, tuple[str, Callable[[], list[str]]]] = {
-    "pydoc": ("Python documentation prose (pydoc_data.topics, CPython %s)" % sys.version.split()[0], _pydoc),
-    "pycode": ("Python standard-library function definitions (CPython %s)" % sys.version.split()[0], _pycode),
-}
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -87,8 +36,6 @@ def read_records(path: str | Path) -> list[dict]:
         raise UserError(f"cannot read data file {p}: {e.__class__.__name__}") from e
     suffix = p.suffix.lower()
     if suffix == ".jsonl":
-        from .formats import jsonl
-
         return [{**row, "_line": n} for n, row in jsonl(p)]
     if suffix == ".csv":
         try:
@@ -152,12 +99,8 @@ def load_texts(spec: str, n: int | None = None, seed: int = 0, field: str | Mapp
     - an embedded domain (pydoc, pycode);
     - a file: .txt/.md paragraphs, .jsonl/.csv with `field` (a column, or a mapping used by `template`).
     """
-    from .registry import REGISTRY
-
     name, _, split_in_spec = spec.partition(":")
     if name in REGISTRY and name not in EMBEDDED:
-        from .analysis import analysis_prompts
-
         chosen = split or split_in_spec or None
         texts, source = analysis_prompts(name, n, seed, split=chosen, shots=shots, tokenizer=tokenizer,
                                          field=field if isinstance(field, str) else None, data_dir=data_dir)
@@ -190,9 +133,6 @@ def load_answers(spec: str, n: int | None = None, seed: int = 0, *, split: str |
                  data_dir: str | Path | None = None) -> list[str]:
     """The gold answer of each text load_texts(spec, n, seed) returns, in the same order: the
     continuation a target such as gold_logprob scores. Registry question-answer datasets only."""
-    from .analysis import analysis_answers
-    from .registry import REGISTRY
-
     name, _, split_in_spec = spec.partition(":")
     if name in REGISTRY and name not in EMBEDDED:
         return analysis_answers(name, n, seed, split=split or split_in_spec or None, data_dir=data_dir)

@@ -1,6 +1,6 @@
 """Multiple-choice accuracy in two protocols, and HumanEval canonical-solution NLL.
 
-- letter@last-token (paper, PAPER.md §3.1): one forward pass on the paper's prompt; among the
+- letter@last-token (the paper, §3.1): one forward pass on the paper's prompt; among the
   answer tokens (`tokenizer(letter).input_ids[-1]`) the one with the highest last-position logit
   is the prediction. Prompts longer than max_length keep their last max_length tokens.
 - loglik (lm-eval style): Σ log P(continuation | context) per choice; acc = argmax of the sum,

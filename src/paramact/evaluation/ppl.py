@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..batching import encode
+from ..data import PERPLEXITY_CORPORA, get_spec, load_split
 from ..errors import UserError
 from .scoring import Request, target_logprobs
-
-CORPORA = ("wikitext2", "c4", "pydoc")
-JOIN = {"wikitext2": "\n\n", "c4": " ", "pydoc": "\n\n"}
 
 
 def protocol(seqlen: int, windows: int | None) -> str:
@@ -33,18 +31,15 @@ class TokenStream:
 
 
 def _documents(name: str, data_dir=None, exclude: Sequence[str] = ()) -> tuple[list[str], dict]:
-    from ..data import load_split
-
-    if name == "wikitext2":
-        data = load_split("wikitext2", "test", data_dir=data_dir)
-        return [r["text"] for r in data.rows], dict(data.source)
-    if name == "pydoc":
-        data = load_split("pydoc", data_dir=data_dir)
-        return [r["text"] for r in data.rows], dict(data.source)
+    """The documents of the corpus's held-out split (registry: DatasetSpec.perplexity) and their source."""
+    if name not in PERPLEXITY_CORPORA:
+        raise UserError(f"no perplexity corpus {name!r} (corpora: {', '.join(PERPLEXITY_CORPORA)})")
+    held_out = get_spec(name).perplexity.split
     if name != "c4":
-        raise UserError(f"no perplexity corpus {name!r} (corpora: {', '.join(CORPORA)})")
+        data = load_split(name, held_out, data_dir=data_dir)
+        return [r["text"] for r in data.rows], dict(data.source)
     try:
-        data = load_split("c4", "validation", data_dir=data_dir)
+        data = load_split("c4", held_out, data_dir=data_dir)
         return [r["text"] for r in data.rows], {**data.source, "held_out": "C4 validation split"}
     except UserError:
         data = load_split("c4", "train", data_dir=data_dir)
@@ -61,7 +56,8 @@ def token_stream(name: str, tokenizer, tokens_needed: int | None = None, data_di
                  exclude: Sequence[str] = ()) -> TokenStream:
     """The corpus as one token stream; with tokens_needed, only a long enough prefix is tokenized."""
     docs, source = _documents(name, data_dir, exclude)
-    text = JOIN[name].join(docs)
+    join = get_spec(name).perplexity.join
+    text = join.join(docs)
     if not text.strip():
         raise UserError(f"{name}: the evaluation text is empty")
     chars = len(text) if tokens_needed is None else min(len(text), 8 * tokens_needed + 1024)
@@ -72,7 +68,7 @@ def token_stream(name: str, tokenizer, tokens_needed: int | None = None, data_di
         chars = min(len(text), chars * 2)
     if chars < len(text):
         ids = ids[:tokens_needed]  # the prefix's last tokens may differ from the full text's: drop them
-    source.update(join=repr(JOIN[name]), tokens=len(ids), prefix_chars=chars)
+    source.update(join=repr(join), tokens=len(ids), prefix_chars=chars)
     return TokenStream(name, tuple(int(i) for i in ids), source)
 
 

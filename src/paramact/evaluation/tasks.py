@@ -1,8 +1,8 @@
 """Evaluation tasks as a registry; prepare once (data, tokens), run on any number of models.
 
-Task names: wikitext2, c4, pydoc (perplexity); boolq, siqa, piqa, hellaswag, mmlu (the paper's
-letter scoring; MMLU 5-shot); boolq:loglik, ... (lm-eval-style log-likelihood); humaneval
-(canonical-solution NLL). Each result is {metric: value, ..., "protocol": "..."}; perplexity is
+Task names: c4, wikitext2, pydoc (perplexity: the registry's data.PERPLEXITY_CORPORA); boolq, siqa,
+piqa, hellaswag, mmlu (the paper's letter scoring; MMLU 5-shot); boolq:loglik, ... (lm-eval-style
+log-likelihood); humaneval (canonical-solution NLL). Each result is {metric: value, ..., "protocol": "..."}; perplexity is
 under the metric name `ppl`.
 """
 
@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
+from ..data import PERPLEXITY_CORPORA
 from ..errors import UserError
 from ..fields import DATA_DIR_HELP, option
 from ..models import ModelConfig
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 MC = ("boolq", "siqa", "piqa", "hellaswag", "mmlu")
 PAPER_TASKS = ("wikitext2",) + MC
 TASKS: dict[str, str] = {
-    **{c: "perplexity" for c in ppl.CORPORA},
+    **{c: "perplexity" for c in PERPLEXITY_CORPORA},
     **{t: "letter" for t in MC},
     **{f"{t}:loglik": "loglik" for t in MC},
     "humaneval": "code",
@@ -143,10 +144,6 @@ def evaluate(model, prepared: Sequence[Prepared], progress: bool = False) -> dic
                 log.warning("%s: %s is %s", task.name, k, v)
         results[task.name] = {**res, "source": task.source}
     return results
-
-
-def config_dict(cfg: EvalConfig) -> dict:
-    return asdict(cfg)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`paramact findings`: the paper's three findings (PAPER.md §2) from one engine pass per dataset.
+"""`paramact findings`: the paper's three findings (the paper, §2) from one engine pass per dataset.
 
 - Finding 1: per-layer density of every dataset (counts above each γ, threshold-free mass shares).
 - Finding 2: per-layer LLMDcos distributions of dataset pairs (k-th item with k-th item; a
@@ -25,7 +25,7 @@ import torch
 
 from ..api import ActivationConfig, analyze
 from ..context import RunContext
-from ..data import load_texts
+from ..data import CORPORA, load_texts
 from ..density import gamma_key
 from ..errors import UserError
 from ..experts import usage_similarity
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 # WikiText-2: the paper windows its train split; the local copy in shared/data has only test/validation.
 DEFAULT_DATASETS = ("boolq", "mmlu", "humaneval", "siqa", "hellaswag", "c4", "wikitext2:test", "pydoc")
-CORPORA = frozenset({"c4", "wikitext2", "pydoc", "pycode"})
 FINDINGS_REDUCERS = ("mean_map", "norms", "fingerprints", "experts")
 
 

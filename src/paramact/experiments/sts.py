@@ -1,4 +1,4 @@
-"""`paramact sts`: Validation 3 (PAPER.md §3.3) and the code's cross-lingual experiment (§3.4).
+"""`paramact sts`: Validation 3 (the paper, §3.3) and the code's cross-lingual experiment (§3.4).
 
 STS-B / SICK: exact per-layer LLMDcos of each sentence pair (both sentences in one batch),
 summed over a layer range and rank-correlated (Spearman) with the gold scores; every range the

@@ -1,4 +1,4 @@
-"""The paper's hard-coded per-layer sparsities at 50% (data, PAPER.md §3.1).
+"""The paper's hard-coded per-layer sparsities at 50% (data; the paper, §3.1).
 
 Source: the official code, lib/util/prune_ori.py::prune_wanda_pro (commit 9350311), full
 precision. Each list averages 0.5. The llama_7b and llama2_7b lists follow the formula
@@ -50,7 +50,7 @@ PAPER_LISTS: dict[str, tuple[float, ...]] = {
     ),
 }
 
-# (N_i − mean)/std behind the two lists the formula reproduces (PAPER.md §3.1, by inversion), layers 1..32
+# (N_i − mean)/std behind the two lists the formula reproduces (the paper, §3.1; by inversion), layers 1..32
 IMPLIED_Z: dict[str, tuple[float, ...]] = {
     "llama_7b": (
         -3.282, -1.664, -0.208, 0.294, 0.618, 0.793, 0.888, 0.922, 1.009, 0.961, 0.960, 0.920, 0.830, 0.699, 0.666,

@@ -170,9 +170,12 @@ def build_schedule(model, tokenizer, sc: ScheduleConfig, target: float | None, *
     raise UserError(f"unknown schedule {sc.name!r}")  # pragma: no cover - guarded by ScheduleConfig
 
 
-def activation_map(model, tokenizer, windows: Sequence[Sequence[int]], batch_size: int = 8,
-                   target: str = "max_logit", progress: bool = False, shard: Shard = (0, 1)) -> dict[str, torch.Tensor]:
-    """The engine's mean |A| of the dense model over the calibration windows (decoded to text)."""
+def calibration_mean_map(model, tokenizer, windows: Sequence[Sequence[int]], batch_size: int = 8,
+                         target: str = "max_logit", progress: bool = False,
+                         shard: Shard = (0, 1)) -> dict[str, torch.Tensor]:
+    """The weights of the `activation` pruning method: the engine's mean |A| of the dense model over
+    the calibration windows (decoded to text), per parameter name. Under torchrun each process
+    measures its share of the windows and the maps are merged."""
     texts = [tokenizer.decode(w) for w in windows]
     cfg = ActivationConfig(target=target, batch_size=batch_size, reducers=("mean_map",))
     return _mean_map_pass(model, tokenizer, texts, cfg, progress, shard).mean_map
@@ -221,8 +224,8 @@ def run_prune(model, tokenizer, cfg: PruneConfig, *, schedule: Schedule | None =
     amap = None
     if method.needs_activation_map:
         t0 = time.perf_counter()
-        amap = activation_map(model, tokenizer, windows, cfg.calibration.batch_size, cfg.schedule.target, progress,
-                              shard)
+        amap = calibration_mean_map(model, tokenizer, windows, cfg.calibration.batch_size, cfg.schedule.target,
+                                    progress, shard)
         secs["activation_map"] = time.perf_counter() - t0
     mine = own_batches(batches, shard) if method.stats else batches  # magnitude/activation: no forwards
     outcome = prune_model(model, mine, method, schedule.values, pattern, amap, cfg.blocksize,

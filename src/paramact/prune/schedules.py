@@ -4,7 +4,7 @@ Every schedule is a pure function of per-layer statistics (or of data) and the t
 registry SCHEDULES maps its name to a ScheduleSpec saying which statistic it needs:
 
 - uniform     S_i = S
-- activation  the paper's formula (PAPER.md §3.1): z_i = (N_i − mean N)/std N (population std),
+- activation  the paper's formula (the paper, §3.1): z_i = (N_i − mean N)/std N (population std),
               N'_i = σ(z_i + α/i) with 1-based i, S_i = S + βS(1 − N'_i·L/ΣN'); N_i = the activation
               count of layer i measured by the engine (above γ, or a threshold-free density)
 - paper       the paper's hard-coded 50% lists (paper_lists.py), scaled to S (the deviations of the

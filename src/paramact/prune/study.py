@@ -1,4 +1,4 @@
-"""The paper's pruning validations on one model (PAPER.md §3.1, §3.2), as a library call.
+"""The paper's pruning validations on one model (the paper, §3.1, §3.2), as a library call.
 
 Validation 1: dense, then every method × sparsity × schedule (uniform, the paper's activation
 schedule, OWL), calibrated on C4. Validation 2: the paper's "Wanda (ours)" (wanda, activation

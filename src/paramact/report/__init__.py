@@ -2,7 +2,7 @@
 
 - plots.py  matplotlib (Agg) figures of findings, sts and crosslingual runs
 - html.py   report.html: figures inlined, tables, config and environment, the paper's numbers beside ours
-- paper.py  the paper's numbers (PAPER.md), for side-by-side tables and figures
+- paper.py  the paper's numbers (Wang et al. 2025), for side-by-side tables and figures
 """
 
 from .html import render_report

@@ -1,6 +1,7 @@
-"""The paper's numbers that a paramact run can be set beside (sources: shared/PAPER.md).
+"""The paper's numbers that a paramact run can be set beside (Wang et al., "Exploring Activation
+Patterns of Parameters in Language Models", AAAI 2025).
 
-Every value is quoted from PAPER.md with its section; layer lists are 0-based, as in the code.
+Every value is quoted from the paper with its section; layer lists are 0-based, as in the code.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Multiple-choice evaluation items, in the two scoring forms.
 
-1. The paper's last-token letter scoring (PAPER.md §3.1): one forward pass on `prompt`;
+1. The paper's last-token letter scoring (the paper, §3.1): one forward pass on `prompt`;
    compare the last-position logits of the answer tokens `letters` (each scored as
    `tokenizer(letter).input_ids[-1]`); predict the argmax; correct if it equals `gold`.
    BoolQ no/yes, PIQA 0/1, SIQA A-C, HellaSwag A-D, MMLU A-D with 5 demos.

@@ -1,4 +1,4 @@
-"""Sentence pairs for the STS validation (PAPER.md §3.3) and the zh-en parallel experiment (§3.4).
+"""Sentence pairs for the STS validation (the paper, §3.3) and the zh-en parallel experiment (§3.4).
 
 - STS-B: (sentence_a, sentence_b, gold 0-5) for train/dev/test; the paper takes the first
   256 dev pairs (`order="first"`, the STS-B default).
