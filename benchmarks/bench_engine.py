@@ -31,10 +31,10 @@ import torch
 
 import paramact
 from paramact.api import DEFAULT_SKETCH_DIM, ActivationConfig, analyze
-from paramact.engine import Engine
-from paramact.reducers import MeanMap, SampleStats
 from paramact.batching import make_batches
 from paramact.data import load_texts
+from paramact.engine import Engine
+from paramact.reducers import MeanMap, SampleStats
 from paramact.similarity import fingerprint_matrix
 
 SEQ = 128
@@ -145,28 +145,41 @@ def part_a(model, tok, reps, device="cpu"):
         res = analyze(model, tok, texts, ActivationConfig(batch_size=8), anatomy=an)
         return res.layers  # finalization: the density table over every weight
 
-    t = interleaved({
-        "plain": lambda: plain_step(model, batch),
-        "engine_mean_map": lambda: engine(lambda: [MeanMap(an)]),
-        "engine_all": lambda: engine(lambda: [MeanMap(an), SampleStats(an, DEFAULT_SKETCH_DIM)]),
-        "api_activation_map": lambda: paramact.activation_map(model, tok, texts, batch_size=8),
-        "api_analyze_all": api_all,
-    }, reps, device)
+    t = interleaved(
+        {
+            "plain": lambda: plain_step(model, batch),
+            "engine_mean_map": lambda: engine(lambda: [MeanMap(an)]),
+            "engine_all": lambda: engine(lambda: [MeanMap(an), SampleStats(an, DEFAULT_SKETCH_DIM)]),
+            "api_activation_map": lambda: paramact.activation_map(model, tok, texts, batch_size=8),
+            "api_analyze_all": api_all,
+        },
+        reps,
+        device,
+    )
     return {"tokens": list(batch.input_ids.shape), "seconds": t, "over_plain": _ratios(t)}
 
 
 def part_b(model, tok, reps, device="cpu"):
     texts = windows(tok, "pydoc", 8, seed=2)
     ours = {}
-    t = interleaved({
-        "paper": lambda: paper_mean_map(model, tok, texts),
-        "paramact": lambda: ours.update(m=paramact.activation_map(model, tok, texts, batch_size=8)),
-    }, reps, device)
+    t = interleaved(
+        {
+            "paper": lambda: paper_mean_map(model, tok, texts),
+            "paramact": lambda: ours.update(m=paramact.activation_map(model, tok, texts, batch_size=8)),
+        },
+        reps,
+        device,
+    )
     ref = paper_mean_map(model, tok, texts)
     names = [n for n, _ in kept_params(model)]
     err = max(float((ours["m"][n] - r).abs().max() / r.abs().max()) for n, r in zip(names, ref))
-    return {"samples": 8, "seconds": t, "speedup": t["paper"] / t["paramact"],
-            "speedup_cpu": t["cpu"]["paper"] / t["cpu"]["paramact"], "max_rel_diff_vs_paper": err}
+    return {
+        "samples": 8,
+        "seconds": t,
+        "speedup": t["paper"] / t["paramact"],
+        "speedup_cpu": t["cpu"]["paper"] / t["cpu"]["paramact"],
+        "max_rel_diff_vs_paper": err,
+    }
 
 
 def part_c(model, tok, reps, device="cpu", seq=64):
@@ -197,9 +210,15 @@ def part_c(model, tok, reps, device="cpu", seq=64):
     res = {}
     t = interleaved({"paper": lambda: res.update(p=paper()), "paramact": lambda: res.update(o=ours())}, reps, device)
     off = (res["o"] - res["p"]).abs()
-    return {"datasets": names, "samples_per_dataset": 16, "seq": seq, "seconds": t,
-            "speedup": t["paper"] / t["paramact"], "passes": {"paper": 10 * 16 * 2, "paramact": 4 * 16},
-            "max_abs_diff_offdiag": float(off[~torch.eye(4, dtype=bool)].max())}
+    return {
+        "datasets": names,
+        "samples_per_dataset": 16,
+        "seq": seq,
+        "seconds": t,
+        "speedup": t["paper"] / t["paramact"],
+        "passes": {"paper": 10 * 16 * 2, "paramact": 4 * 16},
+        "max_abs_diff_offdiag": float(off[~torch.eye(4, dtype=bool)].max()),
+    }
 
 
 _RSS_CHILD = r"""
@@ -250,10 +269,15 @@ def part_d(_model, _tok, _reps, device="cpu"):
         r64 = _rss(64, store=f"{d}/fp64")
     mem = _rss(64)
     paper = _rss(8, paper=True)
-    return {"paramact_8": r8, "paramact_64": r64, "paramact_64_fingerprints_in_memory": mem, "paper_8": paper,
-            "growth_8_to_64": r64["peak_mb"] / r8["peak_mb"] - 1,
-            "paramact_over_paper_peak": r8["peak_mb"] / paper["peak_mb"],
-            "paramact_over_paper_peak_above_load": r8["peak_above_load_mb"] / paper["peak_above_load_mb"]}
+    return {
+        "paramact_8": r8,
+        "paramact_64": r64,
+        "paramact_64_fingerprints_in_memory": mem,
+        "paper_8": paper,
+        "growth_8_to_64": r64["peak_mb"] / r8["peak_mb"] - 1,
+        "paramact_over_paper_peak": r8["peak_mb"] / paper["peak_mb"],
+        "paramact_over_paper_peak_above_load": r8["peak_above_load_mb"] / paper["peak_above_load_mb"],
+    }
 
 
 def main():

@@ -34,8 +34,17 @@ from paramact.engine import Engine
 from paramact.experts import ExpertUsage
 from paramact.reducers import MeanMap, SampleStats
 
-CONFIG = dict(vocab_size=4096, hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=8,
-              num_key_value_heads=4, num_local_experts=8, num_experts_per_tok=2, max_position_embeddings=512)
+CONFIG = {
+    "vocab_size": 4096,
+    "hidden_size": 256,
+    "intermediate_size": 512,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "num_local_experts": 8,
+    "num_experts_per_tok": 2,
+    "max_position_embeddings": 512,
+}
 B, T = 8, 128
 
 
@@ -88,6 +97,7 @@ def main() -> None:
         def f():
             with Engine(model, an) as eng:
                 eng.run(b, "max_logit", sinks())
+
         return f
 
     fns = {
@@ -107,15 +117,22 @@ def main() -> None:
             times[k].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
     res = {
-        "device": dev, "threads": torch.get_num_threads(), "config": CONFIG, "batch": [B, T],
-        "block_weights": n_weights, "reps": args.reps, "median_seconds": med,
+        "device": dev,
+        "threads": torch.get_num_threads(),
+        "config": CONFIG,
+        "batch": [B, T],
+        "block_weights": n_weights,
+        "reps": args.reps,
+        "median_seconds": med,
         "engine_mean_map_over_plain": med["engine_mean_map"] / med["plain"],
         "engine_all_over_plain": med["engine_all"] / med["plain"],
         "goal": "engine step / plain step <= 1.3",
     }
-    print(f"MoE {CONFIG['num_hidden_layers']} layers x {CONFIG['num_local_experts']} experts top-"
-          f"{CONFIG['num_experts_per_tok']}, hidden {CONFIG['hidden_size']}, {B}x{T} tokens, {dev}, "
-          f"{res['threads']} threads, medians of {args.reps}:")
+    print(
+        f"MoE {CONFIG['num_hidden_layers']} layers x {CONFIG['num_local_experts']} experts top-"
+        f"{CONFIG['num_experts_per_tok']}, hidden {CONFIG['hidden_size']}, {B}x{T} tokens, {dev}, "
+        f"{res['threads']} threads, medians of {args.reps}:"
+    )
     for k, v in med.items():
         print(f"  {k:18s} {v * 1000:8.1f} ms")
     print(f"  engine (mean map + expert usage) / plain: {res['engine_mean_map_over_plain']:.2f}")

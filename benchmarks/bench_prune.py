@@ -56,12 +56,13 @@ def reference_wanda(model, windows: list[list[int]], sparsity: float) -> dict[st
         sq = {n: torch.zeros(m.in_features, dtype=torch.float64) for n, m in linears.items()}  # order-free sums
         count = {"tokens": 0}
 
-        def hook(name):
+        def hook(name, sq=sq, count=count):
             def f(_m, inp, _out):
                 x = inp[0].reshape(-1, inp[0].shape[-1]).float()
                 sq[name] += (x * x).sum(0).double()
                 if name == "self_attn.q_proj":
                     count["tokens"] += x.shape[0]
+
             return f
 
         hooks = [m.register_forward_hook(hook(n)) for n, m in linears.items()]
@@ -113,8 +114,13 @@ def main(argv=None) -> int:
             restore()
             t = time.perf_counter()
             if name == "driver":
-                out = prune_model(model, token_batches(windows, args.batch_size), get_method("wanda"),
-                                  [args.sparsity] * L, parse_pattern("row"))
+                out = prune_model(
+                    model,
+                    token_batches(windows, args.batch_size),
+                    get_method("wanda"),
+                    [args.sparsity] * L,
+                    parse_pattern("row"),
+                )
                 m = out.masks()
             else:
                 m = reference_wanda(model, windows, args.sparsity)
@@ -127,9 +133,16 @@ def main(argv=None) -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     res = {
         "what": "prune time, Wanda 50% per-row, SmolLM2-135M, driver (batched) / reference (batch 1, one function)",
-        "nsamples": args.nsamples, "seqlen": args.seqlen, "driver_batch_size": args.batch_size, "reps": args.reps,
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "seconds": times, "median_s": med, "ratio": med["driver"] / med["reference"], "goal": "ratio <= 1.0",
+        "nsamples": args.nsamples,
+        "seqlen": args.seqlen,
+        "driver_batch_size": args.batch_size,
+        "reps": args.reps,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "seconds": times,
+        "median_s": med,
+        "ratio": med["driver"] / med["reference"],
+        "goal": "ratio <= 1.0",
         "mask_agreement": agree / total,
     }
     print(json.dumps(res, indent=1))

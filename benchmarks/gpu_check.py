@@ -26,10 +26,27 @@ import time
 
 import torch
 
-SMOLLM2 = dict(model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-               num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192, tie_word_embeddings=True)
-ONE_B = dict(model_type="llama", vocab_size=32000, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-             num_attention_heads=16, num_key_value_heads=8, max_position_embeddings=4096)
+SMOLLM2 = {
+    "model_type": "llama",
+    "vocab_size": 49152,
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "max_position_embeddings": 8192,
+    "tie_word_embeddings": True,
+}
+ONE_B = {
+    "model_type": "llama",
+    "vocab_size": 32000,
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "max_position_embeddings": 4096,
+}
 
 
 class Ids:
@@ -95,8 +112,10 @@ def oracle_check(model, tok) -> dict:
         norms.append([float(torch.cat([A[w.name].flatten() for w in layer]).norm()) for layer in res.anatomy.layers])
     err = max(float((res.mean_map[n].double() - ref[n]).abs().max() / ref[n].abs().max()) for n in names)
     nref = torch.tensor(norms, dtype=torch.float64)
-    return {"mean_map_max_rel_err": err,
-            "norms_max_rel_err": float((res.norms.double() - nref).abs().max() / nref.abs().max())}
+    return {
+        "mean_map_max_rel_err": err,
+        "norms_max_rel_err": float((res.norms.double() - nref).abs().max() / nref.abs().max()),
+    }
 
 
 def plain_step(model, batch) -> None:
@@ -125,10 +144,12 @@ def ratios(model, tok, reps: int) -> dict:
         with Engine(model, an) as eng:
             eng.run(batch, "max_logit", sinks())
 
-    fns = {"plain": lambda: plain_step(model, batch),
-           "engine_mean_map": lambda: engine(lambda: [MeanMap(an)]),
-           "engine_all": lambda: engine(lambda: [MeanMap(an), SampleStats(an, DEFAULT_SKETCH_DIM)]),
-           "api_activation_map": lambda: paramact.activation_map(model, tok, samples, batch_size=8)}
+    fns = {
+        "plain": lambda: plain_step(model, batch),
+        "engine_mean_map": lambda: engine(lambda: [MeanMap(an)]),
+        "engine_all": lambda: engine(lambda: [MeanMap(an), SampleStats(an, DEFAULT_SKETCH_DIM)]),
+        "api_activation_map": lambda: paramact.activation_map(model, tok, samples, batch_size=8),
+    }
     times = {k: [] for k in fns}
     for f in fns.values():
         f()
@@ -155,8 +176,11 @@ def memory(model, tok) -> dict | None:
     torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated()
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    return {"model_gb": weights / 2**30, "peak_above_model_gb": (peak - base) / 2**30,
-            "peak_above_model_over_weights": (peak - base) / weights}
+    return {
+        "model_gb": weights / 2**30,
+        "peak_above_model_gb": (peak - base) / 2**30,
+        "peak_above_model_over_weights": (peak - base) / weights,
+    }
 
 
 def main() -> int:
@@ -169,8 +193,9 @@ def main() -> int:
     global DEVICE
     DEVICE = args.device
     if DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        print("gpu_check: no CUDA device (torch.cuda.is_available() is False); run it on a GPU machine",
-              file=sys.stderr)
+        print(
+            "gpu_check: no CUDA device (torch.cuda.is_available() is False); run it on a GPU machine", file=sys.stderr
+        )
         return 2
     t0 = time.perf_counter()
     gpu = torch.cuda.get_device_name(0) if DEVICE.startswith("cuda") else "none (CPU smoke test)"
@@ -178,11 +203,21 @@ def main() -> int:
     tok = Ids()
     for name, spec in (("smollm2-135m-arch", SMOLLM2), ("llama-1b-class", ONE_B)):
         if args.small:
-            spec = {**spec, "num_hidden_layers": 2, "hidden_size": 128, "intermediate_size": 256,
-                    "num_attention_heads": 4, "num_key_value_heads": 2}
+            spec = {
+                **spec,
+                "num_hidden_layers": 2,
+                "hidden_size": 128,
+                "intermediate_size": 256,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+            }
         model = build(spec)
-        res = {"params": sum(p.numel() for p in model.parameters()), "oracle": oracle_check(model, tok),
-               "ratios": ratios(model, tok, args.reps), "memory": memory(model, tok)}
+        res = {
+            "params": sum(p.numel() for p in model.parameters()),
+            "oracle": oracle_check(model, tok),
+            "ratios": ratios(model, tok, args.reps),
+            "memory": memory(model, tok),
+        }
         out["models"][name] = res
         print(name, json.dumps(res, indent=1), flush=True)
         del model

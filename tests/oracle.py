@@ -26,8 +26,9 @@ def target_value(logits: torch.Tensor, ids: torch.Tensor, target: str, n_prompt:
 def block_params(model, blocks_path: str, layer: int) -> dict[str, torch.Tensor]:
     """Every parameter of block `layer` with >= 2 dims that is not a bias, by HF name."""
     prefix = f"{blocks_path}.{layer}."
-    return {n: p for n, p in model.named_parameters() if n.startswith(prefix) and p.dim() >= 2
-            and not n.endswith("bias")}
+    return {
+        n: p for n, p in model.named_parameters() if n.startswith(prefix) and p.dim() >= 2 and not n.endswith("bias")
+    }
 
 
 def per_sample_A(model, names, ids: list[int], target: str = "max_logit", n_prompt: int | None = None):

@@ -25,9 +25,12 @@ def forward_with(model, ids, hooks, xs: dict) -> dict:
 def layer_inputs(model, layer, ids) -> dict:
     """{matrix name: [tokens, in] inputs} of every matrix of `layer`, from one full forward."""
     xs = {}
-    hooks = [w.module.register_forward_pre_hook(
-        lambda m, a, n=w.name: xs.setdefault(n, []).append(a[0].detach().reshape(-1, a[0].shape[-1])))
-        for w in layer]
+    hooks = [
+        w.module.register_forward_pre_hook(
+            lambda m, a, n=w.name: xs.setdefault(n, []).append(a[0].detach().reshape(-1, a[0].shape[-1]))
+        )
+        for w in layer
+    ]
     return forward_with(model, ids, hooks, xs)
 
 

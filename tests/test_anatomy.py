@@ -67,9 +67,13 @@ def test_moe_anatomy_covers_every_block_weight(family):
     weights = {n: p for n, p in block_params.items() if not n.endswith("bias")}
     assert sorted(an.names) == sorted(weights)  # every weight, each once
     assert sorted(an.excluded_biases) == sorted(set(block_params) - set(weights))
-    assert an.coverage() == {"share": 1.0, "attributed_params": sum(p.numel() for p in weights.values()),
-                             "block_params": sum(p.numel() for p in weights.values()), "uncovered": [],
-                             "excluded_biases": list(an.excluded_biases)}
+    assert an.coverage() == {
+        "share": 1.0,
+        "attributed_params": sum(p.numel() for p in weights.values()),
+        "block_params": sum(p.numel() for p in weights.values()),
+        "uncovered": [],
+        "excluded_biases": list(an.excluded_biases),
+    }
     for g in an.experts:
         slices = [w for w in an.layers[g.layer] if w.kind == "expert"]
         assert len(slices) == 2 * g.n_experts == 8
@@ -80,7 +84,9 @@ def test_moe_anatomy_covers_every_block_weight(family):
             assert out_in == w.shape_out_in and w.oriented().data_ptr() == w.param[w.expert].data_ptr()
             assert w.transposed == (family == "gpt_oss")
             assert out_in == ((48, 32) if "gate_up" in w.name else (32, 24))
-    assert [w.offset for w in an.layers[-1]] == [sum(v.numel for v in an.layers[-1][:k]) for k in range(len(an.layers[-1]))]
+    assert [w.offset for w in an.layers[-1]] == [
+        sum(v.numel for v in an.layers[-1][:k]) for k in range(len(an.layers[-1]))
+    ]
     assert an.context_length == 128 and an.vocab_size == 97 and not an.prepend_bos
 
 
@@ -98,8 +104,11 @@ class _Odd(nn.Module):
 def test_uncovered_parameter_is_one_line_or_recorded():
     model = tiny_model("llama")
     model.model.layers[1].odd = _Odd()
-    with pytest.raises(UserError, match=r"cannot attribute 1 block parameter\(s\), first model.layers.1.odd.table "
-                                        r"\[2, 3, 4\] \(_Odd.table\)"):
+    with pytest.raises(
+        UserError,
+        match=r"cannot attribute 1 block parameter\(s\), first model.layers.1.odd.table "
+        r"\[2, 3, 4\] \(_Odd.table\)",
+    ):
         discover(model)
     an = discover(model, allow_uncovered=True)
     cov = an.coverage()

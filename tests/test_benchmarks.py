@@ -15,16 +15,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(*args, tmp_path=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), *args], capture_output=True,
-                          text=True, env=env)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), *args], capture_output=True, text=True, env=env
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_gpu_check_without_a_gpu_is_one_line():
     r = run()
     assert r.returncode == 2 and r.stdout == ""
-    assert r.stderr.strip().splitlines() == ["gpu_check: no CUDA device (torch.cuda.is_available() is False); "
-                                             "run it on a GPU machine"]
+    assert r.stderr.strip().splitlines() == [
+        "gpu_check: no CUDA device (torch.cuda.is_available() is False); run it on a GPU machine"
+    ]
 
 
 def test_gpu_check_cpu_smoke_run(tmp_path):

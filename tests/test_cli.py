@@ -15,18 +15,41 @@ from paramact.sketch import read_fingerprints
 
 def test_activations_run_directory(model_dir, data_file, tmp_path):
     out = tmp_path / "run"
-    r = cli("--quiet", "activations", "--model", str(model_dir), "--data", str(data_file), "--samples", "6",
-            "--batch-size", "4", "--sketch-dim", "256", "--gammas", "1e-3,1e-2,1e-1", "--out", str(out))
+    r = cli(
+        "--quiet",
+        "activations",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data_file),
+        "--samples",
+        "6",
+        "--batch-size",
+        "4",
+        "--sketch-dim",
+        "256",
+        "--gammas",
+        "1e-3,1e-2,1e-1",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
-    for f in ("config.json", "env.json", "results.json", "mean_map.safetensors", "fingerprints.safetensors",
-              "samples.safetensors"):
+    for f in (
+        "config.json",
+        "env.json",
+        "results.json",
+        "mean_map.safetensors",
+        "fingerprints.safetensors",
+        "samples.safetensors",
+    ):
         assert (out / f).is_file(), f
     res = json.loads((out / "results.json").read_text())
     cfg = json.loads((out / "config.json").read_text())
     env = json.loads((out / "env.json").read_text())
     assert cfg["source"]["sha256"] and cfg["samples"] == 6 and env["torch"] == torch.__version__
-    import transformers
     from importlib.metadata import distributions
+
+    import transformers
 
     # every installed distribution with its version (the lock can be checked against a run)
     assert env["packages"]["torch"] == torch.__version__ and env["packages"]["transformers"] == transformers.__version__
@@ -71,7 +94,8 @@ def test_activations_run_directory(model_dir, data_file, tmp_path):
         (["--device", "gpu0"], "--device 'gpu0' is not a device name"),
         (["--stats-device", "meta"], "--stats-device meta holds no data"),
         (["--checkpoint-every", "-3"], "must be >= 0, got -3"),
-    ] + ([] if torch.cuda.is_available() else [(["--device", "cuda:0"], "has no CUDA device")]),
+    ]
+    + ([] if torch.cuda.is_available() else [(["--device", "cuda:0"], "has no CUDA device")]),
 )
 def test_bad_input_is_one_line_and_exit_2(model_dir, data_file, tmp_path, args, message):
     base = {"--model": str(model_dir), "--data": str(data_file), "--samples": "4", "--out": str(tmp_path / "r")}
@@ -101,8 +125,11 @@ def test_finished_run_is_not_overwritten(model_dir, data_file, tmp_path):
     assert r.returncode == 2 and "already holds a finished run" in r.stderr
 
 
-@pytest.mark.parametrize("command", [["activations", "--data", "pydoc"], ["findings"], ["sts"], ["prune"],
-                                     ["study", "prune"]], ids=lambda c: " ".join(c))
+@pytest.mark.parametrize(
+    "command",
+    [["activations", "--data", "pydoc"], ["findings"], ["sts"], ["prune"], ["study", "prune"]],
+    ids=lambda c: " ".join(c),
+)
 def test_resume_of_a_finished_run_is_a_no_op(tmp_path, command):
     """A requeued job (--resume on a finished run) exits 0 before loading anything (the model
     named here does not exist) and leaves every file as it was."""
@@ -150,15 +177,40 @@ def test_corrupt_checkpoint_on_resume(model_dir, data_file, tmp_path):
     out = tmp_path / "r"
     out.mkdir()
     (out / "checkpoint.safetensors").write_bytes(b"garbage")
-    r = cli("--quiet", "activations", "--model", str(model_dir), "--data", str(data_file), "--samples", "4",
-            "--out", str(out), "--resume")
+    r = cli(
+        "--quiet",
+        "activations",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data_file),
+        "--samples",
+        "4",
+        "--out",
+        str(out),
+        "--resume",
+    )
     assert r.returncode == 2 and "corrupt checkpoint" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_long_texts_are_truncated_with_a_warning_and_recorded(model_dir, data_file, tmp_path):
     out = tmp_path / "r"
-    r = cli("--quiet", "activations", "--model", str(model_dir), "--data", str(data_file), "--samples", "4",
-            "--max-length", "8", "--sketch-dim", "0", "--out", str(out))
+    r = cli(
+        "--quiet",
+        "activations",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data_file),
+        "--samples",
+        "4",
+        "--max-length",
+        "8",
+        "--sketch-dim",
+        "0",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     res = json.loads((out / "results.json").read_text())
     assert res["n_truncated"] == 4 and res["max_length"] == 8
@@ -180,29 +232,60 @@ def test_gold_logprob_scores_each_items_gold_answer(model_dir, tmp_path):
     assert answers == [ANSWER_TOKENS["boolq"][int(rows[i]["label"])] for i in source["indices"]]
     assert len(set(answers)) == 2  # both answers occur: the alignment is tested, not a constant
     out = tmp_path / "r"
-    r = cli("--quiet", "activations", "--model", str(model_dir), "--data", "boolq", "--data-dir", str(data),
-            "--samples", "5", "--data-seed", "1", "--target", "gold_logprob", "--batch-size", "2",
-            "--sketch-dim", "0", "--out", str(out))
+    r = cli(
+        "--quiet",
+        "activations",
+        "--model",
+        str(model_dir),
+        "--data",
+        "boolq",
+        "--data-dir",
+        str(data),
+        "--samples",
+        "5",
+        "--data-seed",
+        "1",
+        "--target",
+        "gold_logprob",
+        "--batch-size",
+        "2",
+        "--sketch-dim",
+        "0",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     got = load_file(str(out / "samples.safetensors"))["target_values"]
     model, tok = paramact.load_model(str(model_dir))
     ctx = model.config.max_position_embeddings
     for i, (text, ans) in enumerate(zip(texts, answers)):
         cont = tok(ans, add_special_tokens=False)["input_ids"]
-        ids = tok(text, add_special_tokens=True)["input_ids"][-(ctx - len(cont)):] + cont
+        ids = tok(text, add_special_tokens=True)["input_ids"][-(ctx - len(cont)) :] + cont
         with torch.no_grad():
             logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
         want = sum(float(logp[len(ids) - len(cont) - 1 + j, t]) for j, t in enumerate(cont))
         assert float(got[i]) == pytest.approx(want, rel=1e-4, abs=1e-5), i
-    r = cli("--quiet", "activations", "--model", str(model_dir), "--data", "pydoc", "--target", "gold_logprob",
-            "--out", str(tmp_path / "p"))
+    r = cli(
+        "--quiet",
+        "activations",
+        "--model",
+        str(model_dir),
+        "--data",
+        "pydoc",
+        "--target",
+        "gold_logprob",
+        "--out",
+        str(tmp_path / "p"),
+    )
     assert r.returncode == 2 and "gold answers come with the registry's question-answer datasets" in r.stderr
     assert not (tmp_path / "p").exists()
 
 
 def test_findings_and_sts_refuse_answer_targets(model_dir, tmp_path):
-    for args, message in ((["findings", "--datasets", "pydoc,pycode"], "findings compares corpora too"),
-                          (["sts", "--pairs", "4"], "sentence pairs have none")):
+    for args, message in (
+        (["findings", "--datasets", "pydoc,pycode"], "findings compares corpora too"),
+        (["sts", "--pairs", "4"], "sentence pairs have none"),
+    ):
         r = cli("--quiet", *args, "--model", str(model_dir), "--target", "gold_logprob", "--out", str(tmp_path / "o"))
         assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not (tmp_path / "o").exists()

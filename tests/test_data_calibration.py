@@ -25,10 +25,15 @@ def test_wikitext2_windows_reproduce_the_paper_sampler():
     expected = []
     for _ in range(4):
         i = rng.randint(0, len(ids) - 64 - 1)
-        expected.append(ids[i:i + 64])
+        expected.append(ids[i : i + 64])
     assert windows == expected
-    assert src["windows"] == {"method": "stream windows (rows joined with ' ')", "nsamples": 4, "seqlen": 64,
-                              "seed": 3, "tokenizer": "toy-bytes"}
+    assert src["windows"] == {
+        "method": "stream windows (rows joined with ' ')",
+        "nsamples": 4,
+        "seqlen": 64,
+        "seed": 3,
+        "tokenizer": "toy-bytes",
+    }
 
 
 def test_c4_windows_reproduce_the_paper_sampler():
@@ -41,7 +46,7 @@ def test_c4_windows_reproduce_the_paper_sampler():
         ids = list(docs[i].encode("utf-8"))
         if len(ids) > 2048:
             j = rng.randint(0, len(ids) - 2048 - 1)
-            expected.append(ids[j:j + 2048])
+            expected.append(ids[j : j + 2048])
     assert windows == expected and all(len(w) == 2048 for w in windows)
     assert src["split"] == "train" and len(src["files"]) == 2
 
@@ -77,9 +82,11 @@ def test_concat_sequences_counter_and_answers():
         expected.append(text[:40])
     assert [TOK.decode(s) for s in seqs] == expected
     # by hand: starts 3, 4, 2; followers 3, 4 | 5, 0 | 1, 2 (counter from n = 3, modulo 6 rows)
-    assert expected == ["item3 Answer:D\n###\nitem3 Answer:D\n###\nit",
-                        "item4 Answer:A\n###\nitem5 Answer:B\n###\nit",
-                        "item2 Answer:C\n###\nitem1 Answer:B\n###\nit"]
+    assert expected == [
+        "item3 Answer:D\n###\nitem3 Answer:D\n###\nit",
+        "item4 Answer:A\n###\nitem5 Answer:B\n###\nit",
+        "item2 Answer:C\n###\nitem1 Answer:B\n###\nit",
+    ]
 
 
 def test_mmlu_calibration_joins_items_with_answers():
@@ -118,8 +125,9 @@ def test_siqa_calibration_has_no_answers_and_100_followers():
 
 
 def test_generic_calibration_any_dataset():
-    seqs, src = calibration("hellaswag", TOK, 2, 500, 0, split="validation",
-                            path=FIXTURES / "hellaswag_val_synthetic.jsonl", followers=0)
+    seqs, src = calibration(
+        "hellaswag", TOK, 2, 500, 0, split="validation", path=FIXTURES / "hellaswag_val_synthetic.jsonl", followers=0
+    )
     assert [len(s) for s in seqs] == [500, 500] and src["calibration"]["with_answers"] is False
     seqs, _ = calibration("pydoc", TOK, 1, 100, 0)
     assert len(seqs[0]) == 100

@@ -19,15 +19,27 @@ def no_env(monkeypatch):
 
 
 def test_list_shows_sources_and_rows(tmp_path, capsys):
-    root = synthetic_dir(tmp_path, {"sick/SICK.txt": "SICK_synthetic.txt",
-                                    "boolq/val.jsonl": "boolq_superglue_val_synthetic.jsonl"})
+    root = synthetic_dir(
+        tmp_path, {"sick/SICK.txt": "SICK_synthetic.txt", "boolq/val.jsonl": "boolq_superglue_val_synthetic.jsonl"}
+    )
     assert _run(["data", "--data-dir", str(root), "list"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert lines["sick"].split()[2:6] == ["local", "train=3", "validation=2", "test=2"]
     assert lines["boolq"].split()[2:4] == ["local", "validation=2"]
     assert lines["pydoc"].split()[2] == "embedded"
-    assert set(lines) >= {"mmlu", "siqa", "piqa", "hellaswag", "humaneval", "gsm8k", "c4", "wikitext2", "stsb",
-                          "ted_zh_en", "pycode"}
+    assert set(lines) >= {
+        "mmlu",
+        "siqa",
+        "piqa",
+        "hellaswag",
+        "humaneval",
+        "gsm8k",
+        "c4",
+        "wikitext2",
+        "stsb",
+        "ted_zh_en",
+        "pycode",
+    }
 
 
 def test_list_real_data(capsys):
@@ -46,8 +58,10 @@ def test_show_prints_rendered_prompts(tmp_path, capsys):
 
 
 def test_show_eval_form_and_pairs(tmp_path, capsys):
-    root = synthetic_dir(tmp_path, {"hellaswag/hellaswag_val.jsonl": "hellaswag_val_synthetic.jsonl",
-                                    "sick/SICK.txt": "SICK_synthetic.txt"})
+    root = synthetic_dir(
+        tmp_path,
+        {"hellaswag/hellaswag_val.jsonl": "hellaswag_val_synthetic.jsonl", "sick/SICK.txt": "SICK_synthetic.txt"},
+    )
     _run(["data", "--data-dir", str(root), "show", "hellaswag", "--form", "eval", "--n", "4"])
     out = capsys.readouterr().out
     assert out.count("--- letter scoring") == 4 and out.count("[x]") == 4 and "gold=C" in out
@@ -56,14 +70,17 @@ def test_show_eval_form_and_pairs(tmp_path, capsys):
     assert "score=4.25" in out and "The girl reads a book" in out
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["show", "nosuch"], "unknown dataset 'nosuch'"),
-    (["show", "boolq", "--path", "/nonexistent/val.jsonl"], "data file not found"),
-    (["show", "boolq", "--split", "nope"], "has no split 'nope'"),
-    (["show", "boolq", "--n", "50"], "asked for 50 items but boolq validation has only 2"),
-    (["show", "gsm8k", "--shots", "9"], "shots must be in 0-8"),
-    (["show", "boolq", "--path", "MALFORMED"], "malformed JSON"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["show", "nosuch"], "unknown dataset 'nosuch'"),
+        (["show", "boolq", "--path", "/nonexistent/val.jsonl"], "data file not found"),
+        (["show", "boolq", "--split", "nope"], "has no split 'nope'"),
+        (["show", "boolq", "--n", "50"], "asked for 50 items but boolq validation has only 2"),
+        (["show", "gsm8k", "--shots", "9"], "shots must be in 0-8"),
+        (["show", "boolq", "--path", "MALFORMED"], "malformed JSON"),
+    ],
+)
 def test_bad_input_raises_user_error(tmp_path, argv, message):
     root = synthetic_dir(tmp_path, {"boolq/val.jsonl": "boolq_superglue_val_synthetic.jsonl"})
     bad = tmp_path / "bad.jsonl"

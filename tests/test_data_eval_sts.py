@@ -8,8 +8,8 @@ from data_helpers import FIXTURES, shared_dataset, synthetic_dir
 from paramact.data import prompts
 from paramact.data.choice_items import McItem, mc_items
 from paramact.data.loading import load_split
-from paramact.data.sampling import pick
 from paramact.data.pairs import StsPair, parallel_pairs, sts_pairs
+from paramact.data.sampling import pick
 from paramact.errors import UserError
 
 
@@ -31,8 +31,9 @@ def test_siqa_gold_is_shifted_from_one_based_labels():
     first = items[0]  # dev row 0: "Tracy didn't go home that evening..." label 3 -> C
     assert first.gold == 2 and first.gold_letter == "C"
     assert first.choices == ("make a new plan", "Go home and see Riley", "Find somewhere to go")
-    assert first.context == ("Q: Tracy didn't go home that evening and resisted Riley's attacks. "
-                             "What does Tracy need to do before this?\nA:")
+    assert first.context == (
+        "Q: Tracy didn't go home that evening and resisted Riley's attacks. What does Tracy need to do before this?\nA:"
+    )
     assert sum(it.gold == 0 for it in items) == 643
 
 
@@ -49,7 +50,7 @@ def test_piqa_and_hellaswag_items():
 def test_mmlu_five_shot_items_use_dev_demos_of_the_subject():
     root = shared_dataset("mmlu")
     items, src = mc_items("mmlu", 2, seed=3, data_dir=root)
-    dev = [r for r in load_split("mmlu", "dev", data_dir=root).rows]
+    dev = list(load_split("mmlu", "dev", data_dir=root).rows)
     val = load_split("mmlu", "validation", data_dir=root).rows
     it = items[0]
     row = val[it.index]
@@ -57,22 +58,32 @@ def test_mmlu_five_shot_items_use_dev_demos_of_the_subject():
     assert len(demos) == 5
     assert it.prompt == "".join(prompts.mmlu(d) + "ABCD"[d["answer"]] + "\n###\n" for d in demos) + prompts.mmlu(row)
     assert it.prompt.count("\n###\n") == 5 and it.prompt.endswith("Answer:")
-    desc = ("The following are multiple choice questions (with answers) about "
-            + row["subject"].replace("_", " ") + ".\n\n")
+    desc = (
+        "The following are multiple choice questions (with answers) about " + row["subject"].replace("_", " ") + ".\n\n"
+    )
     assert it.context.startswith(desc + demos[0]["question"].strip() + "\nA. ")
     assert it.context.count("\nAnswer: ") == 5 and it.context.endswith("\nAnswer:")
     assert it.continuations == (" A", " B", " C", " D") and src["shots"] == 5 and src["demo_split"] == "dev"
 
 
 def test_mmlu_paper_demos_from_auxiliary_train(tmp_path):
-    root = synthetic_dir(tmp_path, {"mmlu/auxiliary_train/synthetic_aux.csv": "mmlu_auxiliary_train_synthetic.csv",
-                                    "mmlu/val/synthetic_val.csv": "mmlu_auxiliary_train_synthetic.csv"})
+    root = synthetic_dir(
+        tmp_path,
+        {
+            "mmlu/auxiliary_train/synthetic_aux.csv": "mmlu_auxiliary_train_synthetic.csv",
+            "mmlu/val/synthetic_val.csv": "mmlu_auxiliary_train_synthetic.csv",
+        },
+    )
     items, src = mc_items("mmlu", 1, demo_split="auxiliary_train", data_dir=root)
     head = "The following are multiple choice questions (with answers) about .\n\n"
     assert items[0].prompt.startswith(
-        head + "Synthetic question one?\nA. red\nB. green\nC. blue\nD. black\nAnswer:C\n###\n"
-        + head + "Synthetic question two?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:A\n###\n"
-        + head + "Synthetic, quoted\nquestion three?\nA. yes\nB. no\nC. maybe\nD. never\nAnswer:B\n###\n")
+        head
+        + "Synthetic question one?\nA. red\nB. green\nC. blue\nD. black\nAnswer:C\n###\n"
+        + head
+        + "Synthetic question two?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:A\n###\n"
+        + head
+        + "Synthetic, quoted\nquestion three?\nA. yes\nB. no\nC. maybe\nD. never\nAnswer:B\n###\n"
+    )
     assert src["demo_split"] == "auxiliary_train"
 
 
@@ -98,8 +109,10 @@ def test_sick_splits_from_semeval_column(tmp_path):
     counts = {s: len(load_split("sick", s, data_dir=root).rows) for s in ("train", "validation", "test")}
     assert counts == {"train": 3, "validation": 2, "test": 2}
     pairs, src = sts_pairs("sick", None, data_dir=root, split="trial", order="first")
-    assert pairs == [StsPair("Two dogs run in a field", "Two dogs are running through a field", 4.6, 0),
-                     StsPair("A boy is not swimming", "A boy is swimming", 3.3, 1)]
+    assert pairs == [
+        StsPair("Two dogs run in a field", "Two dogs are running through a field", 4.6, 0),
+        StsPair("A boy is not swimming", "A boy is swimming", 3.3, 1),
+    ]
     assert src["split"] == "validation"
     pairs, src = sts_pairs("sick", 2, seed=1, split="test", data_dir=root)
     assert sorted(p.score for p in pairs) == [1.0, 4.25] and src["order"] == "random"
@@ -108,8 +121,11 @@ def test_sick_splits_from_semeval_column(tmp_path):
 def test_stsb_test_split_format(tmp_path):
     root = synthetic_dir(tmp_path, {"stsb/sts-test.csv": "sts-test_synthetic.csv"})
     pairs, _ = sts_pairs("stsb", None, split="test", data_dir=root)
-    assert [(p.score, p.b) for p in pairs] == [(4.8, "A man is riding a bicycle."), (0.25, "Rain expected tonight"),
-                                               (2.5, "Context matters sometimes.")]
+    assert [(p.score, p.b) for p in pairs] == [
+        (4.8, "A man is riding a bicycle."),
+        (0.25, "Rain expected tonight"),
+        (2.5, "Context matters sometimes."),
+    ]
     with pytest.raises(UserError, match="not a sentence-similarity dataset"):
         sts_pairs("boolq")
 

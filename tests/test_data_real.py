@@ -52,7 +52,7 @@ def test_recorded_sha256_match_sha256sums():
         if not (root / name).is_dir():
             continue
         for rec in load_split(name, split, data_dir=root).source["files"]:
-            rel = rec["path"][len(str(root.resolve())) + 1:]
+            rel = rec["path"][len(str(root.resolve())) + 1 :]
             assert rec["sha256"] == sums[rel], rel
             checked += 1
     assert checked >= 57 * 3 + 10
@@ -74,9 +74,16 @@ def test_label_counts_match_sources_md():
     if (root / "piqa").is_dir():
         assert Counter(r["label"] for r in load_split("piqa", "validation", data_dir=root).rows) == {0: 910, 1: 928}
     if (root / "siqa").is_dir():
-        assert Counter(r["label"] for r in load_split("siqa", "validation", data_dir=root).rows) == {1: 643, 2: 654, 3: 657}
+        assert Counter(r["label"] for r in load_split("siqa", "validation", data_dir=root).rows) == {
+            1: 643,
+            2: 654,
+            3: 657,
+        }
     if (root / "boolq").is_dir():
-        assert Counter(r["label"] for r in load_split("boolq", "validation", data_dir=root).rows) == {True: 2033, False: 1237}
+        assert Counter(r["label"] for r in load_split("boolq", "validation", data_dir=root).rows) == {
+            True: 2033,
+            False: 1237,
+        }
     if (root / "hellaswag").is_dir():
         rows = load_split("hellaswag", "validation", data_dir=root).rows
         assert Counter(r["label"] for r in rows) == {0: 2515, 1: 2485, 2: 2584, 3: 2458}
@@ -114,6 +121,7 @@ def test_mmlu_csv_field_with_u0085_is_one_row():
 
 # ---- golden prompts: one fixed real item per dataset, expected strings typed from the templates ----
 
+
 def _render(name, split, index, shots=0, seed=1):
     root = shared_dataset(name)
     rows = load_split(name, split, data_dir=root).rows
@@ -124,7 +132,8 @@ def test_golden_boolq():
     assert _render("boolq", "validation", 2644) == (
         "The Punisher (season 2) -- The season is set for release in 2019.\n"
         "Question: are they going to make a punisher season 2?\n"
-        "Answer:")
+        "Answer:"
+    )
 
 
 def test_golden_mmlu():
@@ -132,7 +141,8 @@ def test_golden_mmlu():
         "The following are multiple choice questions (with answers) about miscellaneous.\n\n"
         "How many ounces are in a pound?\n"
         "A. 4\nB. 12\nC. 16\nD. 32\n"
-        "Answer:")
+        "Answer:"
+    )
 
 
 def test_golden_siqa():
@@ -141,7 +151,8 @@ def test_golden_siqa():
         "Riley was in pain.\n"
         "How would Riley feel afterwards?\n"
         "A. aware\nB. Painful\nC. Great\n"
-        "Answer:")
+        "Answer:"
+    )
 
 
 def test_golden_piqa():  # the release's trailing spaces are kept
@@ -157,12 +168,14 @@ def test_golden_hellaswag_llamacpp_copy():
         "B. gets in a mat.\n\n"
         "C. lifts his body above the height of a pole.\n\n"
         "D. stands on his hands and springs.\n\n"
-        "Answer:")
+        "Answer:"
+    )
 
 
 def test_golden_gsm8k_zero_shot():
     assert _render("gsm8k", "test", 462) == (
-        "Q: Ali had $21. Leila gave him half of her $100. How much does Ali have now?\nA: ")
+        "Q: Ali had $21. Leila gave him half of her $100. How much does Ali have now?\nA: "
+    )
 
 
 def test_golden_stsb_pairs_first_rows():
@@ -183,5 +196,8 @@ def test_golden_ted_first_pair():
     pairs, _ = parallel_pairs("ted_zh_en", None, split="tst2016", data_dir=shared_dataset("ted_zh_en"))
     p = pairs[0]
     assert (p.talk, p.seg) == ("2227", "1")
-    assert p.en == "We're at a tipping point in human history,  a species poised between gaining the stars and losing the planet we call home."
+    assert (
+        p.en
+        == "We're at a tipping point in human history,  a species poised between gaining the stars and losing the planet we call home."  # noqa: E501
+    )
     assert p.zh == "我们身处人类历史的转折点上， 人类处在想获得其他星球， 同时也在失去地球家园的尴尬境地。"

@@ -24,8 +24,15 @@ def test_pick_is_pinned():
     assert item_rng(1, 7, "x").random() == item_rng(1, 7, "x").random() != item_rng(1, 8, "x").random()
 
 
-@pytest.mark.parametrize("n,message", [(0, "positive integer"), (-1, "positive integer"), (True, "positive integer"),
-                                       (11, "asked for 11 items but the data has only 10")])
+@pytest.mark.parametrize(
+    "n,message",
+    [
+        (0, "positive integer"),
+        (-1, "positive integer"),
+        (True, "positive integer"),
+        (11, "asked for 11 items but the data has only 10"),
+    ],
+)
 def test_pick_errors(n, message):
     with pytest.raises(UserError, match=message):
         pick(10, n, 0)
@@ -48,8 +55,13 @@ print(json.dumps(out))
 
 def _run(hashseed: str, data: Path) -> dict:
     env = {**os.environ, "PYTHONHASHSEED": hashseed}
-    res = subprocess.run([sys.executable, "-c", _SCRIPT, str(data), str(FIXTURES / "hellaswag_val_synthetic.jsonl")],
-                         env=env, capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(data), str(FIXTURES / "hellaswag_val_synthetic.jsonl")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(res.stdout)
 
 

@@ -71,23 +71,33 @@ def test_boolq_label_forms():
     sg = load_split("boolq", path=FIXTURES / "boolq_superglue_val_synthetic.jsonl")
     assert [r["label"] for r in sg.rows] == [False, True] and "notes" not in sg.source
     google = load_split("boolq", path=FIXTURES / "boolq_google_dev_synthetic.jsonl")
-    assert google.rows[0] == {"passage": "Synthetic birds fly south in winter.", "question": "can synthetic birds fly",
-                              "label": True}
+    assert google.rows[0] == {
+        "passage": "Synthetic birds fly south in winter.",
+        "question": "can synthetic birds fly",
+        "label": True,
+    }
 
 
 def test_source_records_sha256(tmp_path):
     root = synthetic_dir(tmp_path, {"sick/SICK.txt": "SICK_synthetic.txt"})
     src = load_split("sick", "test", data_dir=root).source
     digest = hashlib.sha256((FIXTURES / "SICK_synthetic.txt").read_bytes()).hexdigest()
-    assert src["files"] == [{"path": str((root / "sick/SICK.txt").resolve()), "sha256": digest,
-                             "bytes": (FIXTURES / "SICK_synthetic.txt").stat().st_size}]
+    assert src["files"] == [
+        {
+            "path": str((root / "sick/SICK.txt").resolve()),
+            "sha256": digest,
+            "bytes": (FIXTURES / "SICK_synthetic.txt").stat().st_size,
+        }
+    ]
     assert (src["dataset"], src["split"], src["source"], src["rows"]) == ("sick", "test", "local", 2)
 
 
 def test_humaneval_official_layout_and_package(tmp_path, stray_env):
     root = tmp_path / "data"
     (root / "humaneval").mkdir(parents=True)
-    (root / "humaneval" / "HumanEval.jsonl.gz").write_bytes(gzip.compress((FIXTURES / "HumanEval_synthetic.jsonl").read_bytes()))
+    (root / "humaneval" / "HumanEval.jsonl.gz").write_bytes(
+        gzip.compress((FIXTURES / "HumanEval_synthetic.jsonl").read_bytes())
+    )
     data = load_split("humaneval", data_dir=root)
     assert [r["task_id"] for r in data.rows] == ["Synthetic/0", "Synthetic/1", "Synthetic/2"]
     assert data.rows[1]["prompt"] == 'def double(x: int) -> int:\n    """Return twice x."""\n'
@@ -120,11 +130,21 @@ def test_hub_ids_and_conversion(monkeypatch, stray_env):
     fake = FakeHub({"train": [{"text": "doc", "timestamp": "t", "url": "u"}]})
     monkeypatch.setitem(sys.modules, "datasets", fake.module)
     assert load_split("c4").rows == ({"text": "doc"},)
-    assert fake.calls[0] == ("allenai/c4", None, {"split": "train",
-                                                  "data_files": {"train": "en/c4-train.00000-of-01024.json.gz",
-                                                                 "validation": "en/c4-validation.00000-of-00008.json.gz"}})
+    assert fake.calls[0] == (
+        "allenai/c4",
+        None,
+        {
+            "split": "train",
+            "data_files": {
+                "train": "en/c4-train.00000-of-01024.json.gz",
+                "validation": "en/c4-validation.00000-of-00008.json.gz",
+            },
+        },
+    )
 
-    fake = FakeHub({"validation": [{"subject": "anatomy", "question": "q", "choices": ["a", "b", "c", "d"], "answer": 2}]})
+    fake = FakeHub(
+        {"validation": [{"subject": "anatomy", "question": "q", "choices": ["a", "b", "c", "d"], "answer": 2}]}
+    )
     monkeypatch.setitem(sys.modules, "datasets", fake.module)
     assert load_split("mmlu").rows[0]["choices"] == ("a", "b", "c", "d")
     assert fake.calls[0][:2] == ("cais/mmlu", "all")
@@ -138,7 +158,7 @@ def test_hub_failure_is_one_line_user_error(monkeypatch, stray_env):
 
 
 def test_no_source_without_datasets(stray_env, no_datasets):
-    with pytest.raises(UserError, match="no source for dataset 'sick'.*install `datasets`"):
+    with pytest.raises(UserError, match=r"no source for dataset 'sick'.*install `datasets`"):
         load_split("sick")
     from paramact.data import hub
     from paramact.data.registry import get_spec
@@ -147,29 +167,44 @@ def test_no_source_without_datasets(stray_env, no_datasets):
         hub.load_rows(get_spec("boolq").hub, "validation")
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda d: load_split("nope", data_dir=d), "unknown dataset 'nope'"),
-    (lambda d: load_split("boolq", "test", data_dir=d), "dataset 'boolq' has no split 'test'"),
-    (lambda d: load_split("boolq", "train", data_dir=d), "split 'train' of boolq not found"),
-    (lambda d: load_split("boolq", path=d / "missing.jsonl"), "data file not found"),
-    (lambda d: load_split("boolq", data_dir=d / "absent"), "data directory not found"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda d: load_split("nope", data_dir=d), "unknown dataset 'nope'"),
+        (lambda d: load_split("boolq", "test", data_dir=d), "dataset 'boolq' has no split 'test'"),
+        (lambda d: load_split("boolq", "train", data_dir=d), "split 'train' of boolq not found"),
+        (lambda d: load_split("boolq", path=d / "missing.jsonl"), "data file not found"),
+        (lambda d: load_split("boolq", data_dir=d / "absent"), "data directory not found"),
+    ],
+)
 def test_user_errors(tmp_path, call, message):
     root = synthetic_dir(tmp_path, {"boolq/val.jsonl": "boolq_superglue_val_synthetic.jsonl"})
     with pytest.raises(UserError, match=message):
         call(root)
 
 
-@pytest.mark.parametrize("name,rel,content,message", [
-    ("boolq", "boolq/val.jsonl", '{"question": "q", "passage": "p", "label": "maybe"}\n', r"val.jsonl:1: malformed row"),
-    ("boolq", "boolq/val.jsonl", '{"question": "q"\n', r"val.jsonl:1: malformed JSON"),
-    ("mmlu", "mmlu/val/x_val.csv", "q,a,b,c,d,E\n", r"x_val.csv:1: malformed MMLU row"),
-    ("stsb", "stsb/sts-dev.csv", "g\tf\ty\t1\tfive\ta\tb\n", r"sts-dev.csv:1: malformed row: score"),
-    ("stsb", "stsb/sts-dev.csv", "g\tf\ty\t1\t7.5\ta\tb\n", r"outside \[0, 5\]"),
-    ("gsm8k", "gsm8k/test.jsonl", '{"question": "q", "answer": "no final"}\n', r"test.jsonl:1: malformed row"),
-    ("hellaswag", "hellaswag/hellaswag_val.jsonl",
-     '{"activity_label": "a", "ctx": "c", "endings": ["1", "2"], "label": 0}\n', r"4 strings"),
-])
+@pytest.mark.parametrize(
+    "name,rel,content,message",
+    [
+        (
+            "boolq",
+            "boolq/val.jsonl",
+            '{"question": "q", "passage": "p", "label": "maybe"}\n',
+            r"val.jsonl:1: malformed row",
+        ),
+        ("boolq", "boolq/val.jsonl", '{"question": "q"\n', r"val.jsonl:1: malformed JSON"),
+        ("mmlu", "mmlu/val/x_val.csv", "q,a,b,c,d,E\n", r"x_val.csv:1: malformed MMLU row"),
+        ("stsb", "stsb/sts-dev.csv", "g\tf\ty\t1\tfive\ta\tb\n", r"sts-dev.csv:1: malformed row: score"),
+        ("stsb", "stsb/sts-dev.csv", "g\tf\ty\t1\t7.5\ta\tb\n", r"outside \[0, 5\]"),
+        ("gsm8k", "gsm8k/test.jsonl", '{"question": "q", "answer": "no final"}\n', r"test.jsonl:1: malformed row"),
+        (
+            "hellaswag",
+            "hellaswag/hellaswag_val.jsonl",
+            '{"activity_label": "a", "ctx": "c", "endings": ["1", "2"], "label": 0}\n',
+            r"4 strings",
+        ),
+    ],
+)
 def test_malformed_rows(tmp_path, name, rel, content, message):
     (tmp_path / rel).parent.mkdir(parents=True)
     (tmp_path / rel).write_text(content)
@@ -193,8 +228,13 @@ def test_label_files_must_align(tmp_path):
 
 
 def test_ambiguous_layout_is_an_error(tmp_path):
-    root = synthetic_dir(tmp_path, {"boolq/a/val.jsonl": "boolq_superglue_val_synthetic.jsonl",
-                                    "boolq/b/val.jsonl": "boolq_superglue_val_synthetic.jsonl"})
+    root = synthetic_dir(
+        tmp_path,
+        {
+            "boolq/a/val.jsonl": "boolq_superglue_val_synthetic.jsonl",
+            "boolq/b/val.jsonl": "boolq_superglue_val_synthetic.jsonl",
+        },
+    )
     with pytest.raises(UserError, match="ambiguous validation files"):
         load_split("boolq", data_dir=root)
 
@@ -287,12 +327,12 @@ def test_data_modules_import_acyclic():
     state: dict[str, int] = {}
 
     def visit(m: str, path: tuple[str, ...]) -> None:
-        assert state.get(m) != 1, f"import cycle: {' -> '.join(path + (m,))}"
+        assert state.get(m) != 1, f"import cycle: {' -> '.join((*path, m))}"
         if state.get(m) == 2:
             return
         state[m] = 1
         for dep, _ in graph.get(m, ()):
-            visit(dep, path + (m,))
+            visit(dep, (*path, m))
         state[m] = 2
 
     for m in graph:

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from paramact.anatomy import discover
 from paramact.density import check_gammas, layer_density, mass_shares
 from paramact.errors import UserError
-from paramact.anatomy import discover
 from tiny import tiny_model
 
 

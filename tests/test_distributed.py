@@ -24,23 +24,57 @@ def one_and_two(args: list[str], tmp_path: Path, port: int) -> tuple[Path, Path]
         torchrun = shutil.which("torchrun")
     one, two = tmp_path / "one", tmp_path / "two"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(one)], capture_output=True, text=True,
-                       env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "paramact", *args, "--out", str(one)], capture_output=True, text=True, env=env
+    )
     assert r.returncode == 0, r.stderr[-2000:]
-    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", str(port), "-m", "paramact", *args,
-                        "--out", str(two)], capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(port),
+            "-m",
+            "paramact",
+            *args,
+            "--out",
+            str(two),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return one, two
 
 
-@pytest.mark.parametrize("family, order", [("qwen2", []), ("qwen2", ["--sort-by-length"]), ("mixtral", [])],
-                         ids=["in-order", "length-sorted", "moe"])
+@pytest.mark.parametrize(
+    "family, order",
+    [("qwen2", []), ("qwen2", ["--sort-by-length"]), ("mixtral", [])],
+    ids=["in-order", "length-sorted", "moe"],
+)
 def test_two_processes_equal_one(tmp_path, family, order):
     model = save_tiny(tmp_path / "model", family)
     data = tmp_path / "data.txt"
     data.write_text("\n\n".join(f"Item {i}: " + "alpha beta gamma " * (1 + i % 4) for i in range(22)))
-    args = ["--quiet", "activations", "--model", str(model), "--data", str(data), "--samples", "22",
-            "--batch-size", "3", "--sketch-dim", "256", "--checkpoint-every", "2", *order]  # 8 batches, uneven split
+    args = [
+        "--quiet",
+        "activations",
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--samples",
+        "22",
+        "--batch-size",
+        "3",
+        "--sketch-dim",
+        "256",
+        "--checkpoint-every",
+        "2",
+        *order,
+    ]  # 8 batches, uneven split
     one, two = one_and_two(args, tmp_path, 29533 + len(order) + 2 * (family == "mixtral"))
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())  # rank 0 wrote, no scratch
     ma, mb = load_file(str(one / "mean_map.safetensors")), load_file(str(two / "mean_map.safetensors"))
@@ -67,13 +101,30 @@ def test_findings_two_processes_equal_one(tmp_path):
     """findings under torchrun: each process takes its share of every dataset's batches; rank 0
     alone writes, and the results equal a single process (fingerprints bit-identical)."""
     model = save_tiny(tmp_path / "model", "llama")
-    args = ["--quiet", "findings", "--model", str(model), "--datasets", "pydoc,pycode", "--samples", "7",
-            "--batch-size", "2", "--max-length", "24", "--sketch-dim", "256", "--check-samples", "4",
-            "--save-fingerprints"]
+    args = [
+        "--quiet",
+        "findings",
+        "--model",
+        str(model),
+        "--datasets",
+        "pydoc,pycode",
+        "--samples",
+        "7",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "24",
+        "--sketch-dim",
+        "256",
+        "--check-samples",
+        "4",
+        "--save-fingerprints",
+    ]
     one, two = one_and_two(args, tmp_path, 29541)
     ra, rb = json.loads((one / "results.json").read_text()), json.loads((two / "results.json").read_text())
-    assert torch.allclose(torch.tensor(ra["finding3"]["matrix"]), torch.tensor(rb["finding3"]["matrix"]),
-                          rtol=1e-6, atol=1e-9)
+    assert torch.allclose(
+        torch.tensor(ra["finding3"]["matrix"]), torch.tensor(rb["finding3"]["matrix"]), rtol=1e-6, atol=1e-9
+    )
     for name in ("pydoc", "pycode"):
         a, b = ra["finding1"][name]["layers"], rb["finding1"][name]["layers"]
         assert [l["count_above"] for l in a] == [l["count_above"] for l in b]
@@ -90,8 +141,19 @@ def test_sts_two_processes_equal_one(tmp_path):
 
     model = save_tiny(tmp_path / "model", "llama")
     data = sts_data_dir(tmp_path / "data")
-    args = ["--quiet", "sts", "--model", str(model), "--samples", "10", "--data-dir", str(data), "--batch-size", "4",
-            "--no-baselines"]  # 5 batches of 2 pairs: an uneven split
+    args = [
+        "--quiet",
+        "sts",
+        "--model",
+        str(model),
+        "--samples",
+        "10",
+        "--data-dir",
+        str(data),
+        "--batch-size",
+        "4",
+        "--no-baselines",
+    ]  # 5 batches of 2 pairs: an uneven split
     one, two = one_and_two(args, tmp_path, 29547)
     ta, tb = load_file(str(one / "pairs.safetensors")), load_file(str(two / "pairs.safetensors"))
     assert torch.equal(ta["gold"], tb["gold"]) and torch.equal(ta["llmdcos"], tb["llmdcos"])
@@ -102,20 +164,41 @@ def test_sts_two_processes_equal_one(tmp_path):
 PRUNE_SMALL = ["--nsamples", "6", "--seqlen", "32", "--batch-size", "2"]  # 3 calibration batches: 2 + 1
 
 
-@pytest.mark.parametrize("method, schedule", [
-    ("wanda", ["--schedule", "activation", "--density", "mass50", "--schedule-samples", "5", "--schedule-seqlen", "32"]),
-    ("sparsegpt", ["--schedule", "owl", "--pattern", "matrix"]),
-], ids=["wanda-activation", "sparsegpt-owl"])
+@pytest.mark.parametrize(
+    "method, schedule",
+    [
+        (
+            "wanda",
+            ["--schedule", "activation", "--density", "mass50", "--schedule-samples", "5", "--schedule-seqlen", "32"],
+        ),
+        ("sparsegpt", ["--schedule", "owl", "--pattern", "matrix"]),
+    ],
+    ids=["wanda-activation", "sparsegpt-owl"],
+)
 def test_prune_two_processes_equal_one(tmp_path, method, schedule):
     """prune under torchrun: each process collects its share of the calibration batches (and of the
     schedule's engine samples); the summed statistics give the single-process schedule and masks."""
-    from data_helpers import shared_dataset
-    from paramact.prune.masks import unpack_masks
     from safetensors import safe_open
 
+    from data_helpers import shared_dataset
+    from paramact.prune.masks import unpack_masks
+
     model = save_tiny(tmp_path / "model", "llama")
-    args = ["--quiet", "prune", "--model", str(model), "--data-dir", str(shared_dataset("c4")), "--method", method,
-            "--sparsity", "0.6", *schedule, *PRUNE_SMALL, "--save-model"]
+    args = [
+        "--quiet",
+        "prune",
+        "--model",
+        str(model),
+        "--data-dir",
+        str(shared_dataset("c4")),
+        "--method",
+        method,
+        "--sparsity",
+        "0.6",
+        *schedule,
+        *PRUNE_SMALL,
+        "--save-model",
+    ]
     one, two = one_and_two(args, tmp_path, 29551 + len(method))
     sa, sb = json.loads((one / "schedule.json").read_text()), json.loads((two / "schedule.json").read_text())
     assert sa["schedule"] == pytest.approx(sb["schedule"], rel=1e-6, abs=1e-9)
@@ -138,10 +221,34 @@ def test_prune_too_few_batches_for_the_processes(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     from data_helpers import shared_dataset
 
-    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29561", "-m", "paramact", "--quiet",
-                        "prune", "--model", str(model), "--data-dir", str(shared_dataset("c4")), "--nsamples", "2",
-                        "--seqlen", "32", "--batch-size", "2", "--out", str(tmp_path / "out")],
-                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    r = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29561",
+            "-m",
+            "paramact",
+            "--quiet",
+            "prune",
+            "--model",
+            str(model),
+            "--data-dir",
+            str(shared_dataset("c4")),
+            "--nsamples",
+            "2",
+            "--seqlen",
+            "32",
+            "--batch-size",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert r.returncode != 0  # torchrun prints its own summary of the failed workers; paramact's is one line
     assert "paramact: error: 1 calibration batches cannot be shared by 2 processes" in r.stderr
     assert "exitcode  : 2" in r.stderr and "paramact/prune" not in r.stderr

@@ -63,7 +63,7 @@ def test_engine_matches_oracle(family, target):
     assert rel_err(res.sums, ref_sum) <= TOL
 
     # 3. LLMDcos of every pair in the batch, against the direct formula on oracle vectors
-    (ids, cos), = res.batch_llmdcos
+    ((_ids, cos),) = res.batch_llmdcos
     for L in range(anatomy.n_layers):
         for i in range(len(texts)):
             for j in range(len(texts)):
@@ -79,18 +79,19 @@ def test_expert_statistics_match_oracle(family):
     texts = TEXTS[:5]
     res = analyze(model, tok, texts, ActivationConfig(batch_size=3, sketch_dim=0))  # two padded batches
     an = res.anatomy
-    names, per, _ = oracle(model, an, texts, "max_logit", None)
+    _names, per, _ = oracle(model, an, texts, "max_logit", None)
     assert res.expert_tokens.shape == res.expert_mass.shape == (5, len(an.experts), 4)
     routed: dict[int, list[torch.Tensor]] = {}
 
     def record(layer):
         def hook(_m, args):  # the experts' call: (hidden_states, top_k_index, top_k_weights)
             routed.setdefault(layer, []).append(args[1])
+
         return hook
 
     handles = [g.module.register_forward_pre_hook(record(g.layer)) for g in an.experts]
     try:
-        for i, t in enumerate(texts):
+        for t in texts:
             with torch.no_grad():
                 model(input_ids=torch.tensor([encode_ids(tok, t)[0]]))
     finally:

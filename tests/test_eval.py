@@ -38,7 +38,7 @@ def test_perplexity_equals_direct_cross_entropy(windows, batch):
     nll = 0.0
     with torch.no_grad():
         for w in range(n):  # one window at a time, full logits
-            x = ids[w * 40:(w + 1) * 40][None]
+            x = ids[w * 40 : (w + 1) * 40][None]
             nll += float(torch.nn.functional.cross_entropy(model(x).logits[0, :-1], x[0, 1:], reduction="sum"))
     ref = math.exp(nll / (n * 39))
     res = perplexity(model, ids.tolist(), 40, windows, batch)
@@ -59,8 +59,9 @@ def items():
         ctx = f"Question {k}: which is right? " + "filler " * (k * 3) + "\nAnswer:"
         conts = conts_by_kind[k % 3]
         letters = ("no", "yes") if k % 3 == 0 else ("A", "B", "C")
-        out.append(McItem("toy", "validation", k, ctx, letters, tuple(c.strip() for c in conts), k % len(conts),
-                          ctx, conts))
+        out.append(
+            McItem("toy", "validation", k, ctx, letters, tuple(c.strip() for c in conts), k % len(conts), ctx, conts)
+        )
     return out
 
 
@@ -131,8 +132,10 @@ def test_letter_scoring_keeps_the_last_tokens_of_long_prompts(tiny):
 
 def test_code_nll_equals_direct(tiny):
     model, tok = tiny
-    rows = [{"prompt": "def f(x):\n    \"\"\"double\"\"\"\n", "canonical_solution": "    return 2 * x\n"},
-            {"prompt": "def g():\n", "canonical_solution": "    pass\n"}]
+    rows = [
+        {"prompt": 'def f(x):\n    """double"""\n', "canonical_solution": "    return 2 * x\n"},
+        {"prompt": "def g():\n", "canonical_solution": "    pass\n"},
+    ]
     total = count = 0
     for r in rows:
         ctx = encode(tok, r["prompt"]).ids

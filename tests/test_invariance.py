@@ -16,8 +16,9 @@ def runs():
     out = {}
     for bs in (1, 3, 8):
         out[bs] = analyze(model, tok, TEXTS, ActivationConfig(batch_size=bs, sketch_dim=256, sketch_seed=7))
-    out["sorted"] = analyze(model, tok, TEXTS, ActivationConfig(batch_size=3, sketch_dim=256, sketch_seed=7,
-                                                                sort_by_length=True))
+    out["sorted"] = analyze(
+        model, tok, TEXTS, ActivationConfig(batch_size=3, sketch_dim=256, sketch_seed=7, sort_by_length=True)
+    )
     return out
 
 
@@ -43,7 +44,7 @@ def test_batch_size_invariance(runs, bs):
 
 def test_in_batch_llmdcos_equals_cross_batch_fingerprint_pairs(runs):
     """Exact pairs from the batch-8 Gram agree with fingerprints computed in batches of 1."""
-    (ids, cos), = runs[8].batch_llmdcos
+    ((_ids, cos),) = runs[8].batch_llmdcos
     fp = runs[1].fingerprints
     est = fingerprint_matrix(fp, fp)  # [L, N, N]
     assert est.shape == cos.shape

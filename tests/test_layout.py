@@ -17,10 +17,36 @@ BIN = Path(sys.executable).parent
 
 # flags that several commands share: each must be one field with one help text everywhere
 # (--data: the data a command analyses; sts takes one of its three pair datasets, so its help differs)
-COMMON = ("model", "dtype", "device-map", "trust-remote-code", "data-dir", "data-seed", "target",
-          "max-length", "sketch-dim", "sketch-seed", "gammas", "stats-device", "sort-by-length", "allow-uncovered",
-          "out", "resume", "checkpoint-every", "device", "threads", "calibration", "calibration-samples",
-          "calibration-seqlen", "schedule", "sparsity", "density", "ppl-windows", "items", "eval-max-length")
+COMMON = (
+    "model",
+    "dtype",
+    "device-map",
+    "trust-remote-code",
+    "data-dir",
+    "data-seed",
+    "target",
+    "max-length",
+    "sketch-dim",
+    "sketch-seed",
+    "gammas",
+    "stats-device",
+    "sort-by-length",
+    "allow-uncovered",
+    "out",
+    "resume",
+    "checkpoint-every",
+    "device",
+    "threads",
+    "calibration",
+    "calibration-samples",
+    "calibration-seqlen",
+    "schedule",
+    "sparsity",
+    "density",
+    "ppl-windows",
+    "items",
+    "eval-max-length",
+)
 
 
 def _modules() -> list[Path]:
@@ -34,8 +60,12 @@ def test_no_environment_reads_below_the_shell():
         if path.is_relative_to(PKG / "cli"):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") and \
-                    isinstance(node.value, ast.Name) and node.value.id == "os":
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("environ", "getenv")
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+            ):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not found, found
 
@@ -105,7 +135,7 @@ def test_config_file_and_command_line_map_onto_the_same_fields(tmp_path):
     assert call.config.activation.sketch_seed == 3 and call.config.activation.sort_by_length is False
     assert str(call.out) == "r"
     cfg.write_text("samples: many\n")
-    with pytest.raises(UserError, match="config key 'samples'.*expected an integer"):
+    with pytest.raises(UserError, match=r"config key 'samples'.*expected an integer"):
         COMMANDS["findings"].prepare(parser().parse_args(["findings", "--config", str(cfg)]))
     cfg.write_text("seed: 1\n")
     with pytest.raises(UserError, match="unknown config key 'seed'"):
@@ -133,3 +163,17 @@ def test_import_contracts():
     and no import cycles (pyproject.toml [tool.importlinter])."""
     r = subprocess.run([_tool("lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+
+
+def test_the_shell_reads_the_environment_once(monkeypatch, tmp_path):
+    """$PARAMACT_DATA_DIR fills every data_dir the user left empty (nested configs too); --data-dir
+    and a config file's data_dir win over it. The library itself ignores the variable."""
+    from paramact.cli import COMMANDS, parser
+    from paramact.data.loading import resolve_data_dir
+
+    monkeypatch.setenv("PARAMACT_DATA_DIR", str(tmp_path))
+    cfg = COMMANDS["prune"].prepare(parser().parse_args(["prune", "--out", "x"])).config
+    assert cfg.prune.calibration.data_dir == cfg.eval.data_dir == str(tmp_path)
+    given = COMMANDS["findings"].prepare(parser().parse_args(["findings", "--out", "x", "--data-dir", "/d"])).config
+    assert given.data_dir == "/d"
+    assert resolve_data_dir(None) is None

@@ -40,15 +40,20 @@ def test_sparsity_zero_leaves_logits_bit_identical(family, method):
     assert hook_counts(model) == hooks and model.config.use_cache == use_cache and not model.training
 
 
-@pytest.mark.parametrize("family", FAMILIES + ["gemma3_text", "gpt_oss"])  # gpt_oss: sliding + full attention
+@pytest.mark.parametrize("family", [*FAMILIES, "gemma3_text", "gpt_oss"])  # gpt_oss: sliding + full attention
 def test_driver_block_outputs_equal_plain_forward(family):
     model = tiny_model(family)
     ids = calib(5, 17)
     with torch.no_grad():
         hs = model(ids, output_hidden_states=True).hidden_states
     got = {}
-    sequential(model, token_batches(ids.tolist(), 2), lambda i, w, s: False, "norms",
-               on_outputs=lambda i, outs: got.__setitem__(i, torch.cat(outs)))
+    sequential(
+        model,
+        token_batches(ids.tolist(), 2),
+        lambda i, w, s: False,
+        "norms",
+        on_outputs=lambda i, outs: got.__setitem__(i, torch.cat(outs)),
+    )
     L = discover(model).n_layers
     for i in range(L - 1):  # hidden_states[i + 1] is the output of block i (the last one is normed by HF)
         assert (got[i] - hs[i + 1]).abs().max() <= 1e-5 * hs[i + 1].abs().max(), i

@@ -64,7 +64,7 @@ def test_nm_mask_has_exactly_n_zeros_per_group(spec):
     for r in range(7):
         for q in range(groups.shape[1]):
             pruned = sorted(groups[r, q][~keep[r, q]].tolist())
-            assert pruned == sorted(groups[r, q].tolist())[:p.n]
+            assert pruned == sorted(groups[r, q].tolist())[: p.n]
 
 
 @pytest.mark.parametrize("bad", ["4:2", "2:2", "0:4", "a:b", "blocks", "2:4:8"])
@@ -83,12 +83,16 @@ def test_count_pruned_is_robust_to_float_rounding():
 
 
 def test_packed_masks_round_trip(tmp_path):
-    from paramact.runs import read_tensors, write_tensors
     from safetensors import safe_open
 
+    from paramact.runs import read_tensors, write_tensors
+
     g = torch.Generator().manual_seed(4)
-    masks = {"a.weight": torch.rand(5, 13, generator=g) > 0.5, "b.weight": torch.rand(1, 1, generator=g) > 2,
-             "c.weight": torch.ones(8, 8, dtype=torch.bool)}
+    masks = {
+        "a.weight": torch.rand(5, 13, generator=g) > 0.5,
+        "b.weight": torch.rand(1, 1, generator=g) > 2,
+        "c.weight": torch.ones(8, 8, dtype=torch.bool),
+    }
     tensors, meta = pack_masks(masks)
     assert all(t.dtype == torch.uint8 for t in tensors.values())
     assert tensors["a.weight"].numel() == (65 + 7) // 8  # one bit per weight

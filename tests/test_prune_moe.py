@@ -34,8 +34,11 @@ def matrix_inputs(model, an, layer, ids) -> dict[str, torch.Tensor]:
     hooks = []
     for w in an.layers[layer]:
         if w.kind in ("linear", "conv1d"):
-            hooks.append(w.module.register_forward_pre_hook(
-                lambda m, a, k=w.key: xs.setdefault(k, []).append(a[0].reshape(-1, a[0].shape[-1]))))
+            hooks.append(
+                w.module.register_forward_pre_hook(
+                    lambda m, a, k=w.key: xs.setdefault(k, []).append(a[0].reshape(-1, a[0].shape[-1]))
+                )
+            )
     for g in an.experts:
         if g.layer != layer:
             continue
@@ -85,7 +88,7 @@ def oracle_wanda(model, ids, schedule):
 def test_wanda_on_experts_equals_sequential_oracle(family):
     ids = calib(6, 16, seed=1)
     a, b = tiny_model(family), tiny_model(family)
-    schedule = [0.4, 0.6, 0.5][:discover(a).n_layers]
+    schedule = [0.4, 0.6, 0.5][: discover(a).n_layers]
     out = prune_model(a, token_batches(ids.tolist(), 4), get_method("wanda"), schedule, parse_pattern("row"))
     ref = oracle_wanda(b, ids, schedule)
     got = out.masks()
@@ -108,8 +111,9 @@ def test_sparsegpt_keeps_a_hessian_per_expert():
     model, ref_model = tiny_model("mixtral"), tiny_model("mixtral")
     an, ref_an = discover(model), discover(ref_model)
     xs = matrix_inputs(ref_model, ref_an, 0, ids)
-    out = prune_model(model, token_batches(ids.tolist(), 3), get_method("sparsegpt"), [0.5, 0.0],
-                      parse_pattern("row"), blocksize=8)
+    out = prune_model(
+        model, token_batches(ids.tolist(), 3), get_method("sparsegpt"), [0.5, 0.0], parse_pattern("row"), blocksize=8
+    )
     got = out.masks()
     for w, rw in zip(an.layers[0], ref_an.layers[0]):
         X = xs[w.key]
@@ -141,11 +145,15 @@ def test_schedules_and_masks_count_expert_weights():
     model = tiny_model("qwen2_moe")
     an = discover(model)
     schedule = [0.3, 0.7]
-    out = prune_model(model, token_batches(calib().tolist(), 3), get_method("magnitude"), schedule,
-                      parse_pattern("row"))
+    out = prune_model(
+        model, token_batches(calib().tolist(), 3), get_method("magnitude"), schedule, parse_pattern("row")
+    )
     for i in range(an.n_layers):
-        block = {n: p for n, p in model.named_parameters() if n.startswith(f"model.layers.{i}.") and p.dim() >= 2
-                 and not n.endswith("bias")}
+        block = {
+            n: p
+            for n, p in model.named_parameters()
+            if n.startswith(f"model.layers.{i}.") and p.dim() >= 2 and not n.endswith("bias")
+        }
         assert out.layer_params[i] == an.layer_params(i) == sum(p.numel() for p in block.values())
         zeros = sum(int((p == 0).sum()) for p in block.values())
         assert zeros / out.layer_params[i] == pytest.approx(out.per_layer[i], abs=1e-12)
@@ -157,8 +165,9 @@ def test_activation_score_covers_experts():
     an = discover(model)
     g = torch.Generator().manual_seed(5)
     amap = {n: torch.rand(p.shape, generator=g) for n, p in an.params().items()}
-    out = prune_model(model, [], get_method("activation"), [0.5] * an.n_layers, parse_pattern("row"),
-                      activation_map=amap)
+    out = prune_model(
+        model, [], get_method("activation"), [0.5] * an.n_layers, parse_pattern("row"), activation_map=amap
+    )
     got = out.masks()
     for w in an.weights:
         assert torch.equal(w.oriented(got[w.name]), brute_row(w.oriented(amap[w.name]), 0.5)), w.key
@@ -167,14 +176,35 @@ def test_activation_score_covers_experts():
 def test_prune_command_on_moe_round_trips_masks_and_model(tmp_path):
     """`paramact prune` on a tiny Mixtral: 3-D expert masks in masks.safetensors, a saved model that
     reloads with the same zeros and logits."""
-    from data_helpers import shared_dataset
     from transformers import AutoModelForCausalLM
+
+    from data_helpers import shared_dataset
 
     model_dir = save_tiny(tmp_path / "model", "mixtral")
     out = tmp_path / "run"
-    r = cli("--quiet", "prune", "--model", str(model_dir), "--data-dir", str(shared_dataset("c4")), "--method",
-            "wanda", "--sparsity", "0.5", "--nsamples", "4", "--seqlen", "32", "--batch-size", "2", "--eval", "",
-            "--save-model", "--out", str(out))
+    r = cli(
+        "--quiet",
+        "prune",
+        "--model",
+        str(model_dir),
+        "--data-dir",
+        str(shared_dataset("c4")),
+        "--method",
+        "wanda",
+        "--sparsity",
+        "0.5",
+        "--nsamples",
+        "4",
+        "--seqlen",
+        "32",
+        "--batch-size",
+        "2",
+        "--eval",
+        "",
+        "--save-model",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     with safe_open(str(out / "masks.safetensors"), "pt") as f:
         masks = unpack_masks({k: f.get_tensor(k) for k in f.keys()}, f.metadata())

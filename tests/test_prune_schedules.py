@@ -8,8 +8,17 @@ import pytest
 
 from paramact.errors import UserError
 from paramact.prune.paper_lists import IMPLIED_Z, PAPER_LISTS
-from paramact.prune.schedules import (activation_from_z, activation_schedule, file_schedule, finalize, owl_schedule,
-                                      paper_schedule, read_schedule_file, uniform_schedule, zscores)
+from paramact.prune.schedules import (
+    activation_from_z,
+    activation_schedule,
+    file_schedule,
+    finalize,
+    owl_schedule,
+    paper_schedule,
+    read_schedule_file,
+    uniform_schedule,
+    zscores,
+)
 
 
 @pytest.mark.parametrize("key", ["llama_7b", "llama2_7b"])

@@ -13,7 +13,9 @@ def layer(seed=0, rows=10, cols=24, n=200):
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(rows, cols, generator=g, dtype=torch.float64)
     mix = torch.randn(cols, cols, generator=g, dtype=torch.float64) * 0.5 + torch.eye(cols, dtype=torch.float64)
-    X = (torch.randn(n, cols, generator=g, dtype=torch.float64) @ mix) * torch.linspace(0.2, 2.0, cols, dtype=torch.float64)
+    X = (torch.randn(n, cols, generator=g, dtype=torch.float64) @ mix) * torch.linspace(
+        0.2, 2.0, cols, dtype=torch.float64
+    )
     return W, X
 
 

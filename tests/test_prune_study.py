@@ -28,10 +28,23 @@ sys.exit(main(sys.argv[3:]))
 """
 
 # dense, wanda uniform 50%, wanda owl 50% (Validation 1); wanda activation 50% on c4 and siqa (Validation 2)
-STUDY = {"methods": ["wanda"], "schedules": ["uniform", "owl"], "sparsities": [0.5], "calibrations": ["c4", "siqa"],
-         "v1-tasks": ["wikitext2"], "v2-tasks": ["wikitext2", "siqa"], "nsamples": 4, "seqlen": 32,
-         "density": "mass50", "schedule-samples": 4, "schedule-seqlen": 32, "ppl-seqlen": 32, "ppl-windows": 3,
-         "items": 4, "eval-max-length": 120}
+STUDY = {
+    "methods": ["wanda"],
+    "schedules": ["uniform", "owl"],
+    "sparsities": [0.5],
+    "calibrations": ["c4", "siqa"],
+    "v1-tasks": ["wikitext2"],
+    "v2-tasks": ["wikitext2", "siqa"],
+    "nsamples": 4,
+    "seqlen": 32,
+    "density": "mass50",
+    "schedule-samples": 4,
+    "schedule-seqlen": 32,
+    "ppl-seqlen": 32,
+    "ppl-windows": 3,
+    "items": 4,
+    "eval-max-length": 120,
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +60,11 @@ def study(tmp_path_factory):
     cfg = root / "study.yaml"
     cfg.write_text(yaml.safe_dump({"model": str(model), "data-dir": str(data), **STUDY}))
     ref = root / "ref"
-    r = subprocess.run([sys.executable, "-m", "paramact", "--quiet", "study", "prune", "--config", str(cfg),
-                        "--out", str(ref)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "paramact", "--quiet", "study", "prune", "--config", str(cfg), "--out", str(ref)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return cfg, ref, r.stdout
 
@@ -64,12 +80,17 @@ def _stable(res: dict) -> dict:
 
 
 def test_study_tables_and_config(study):
-    cfg, ref, stdout = study
+    _cfg, ref, stdout = study
     res = json.loads((ref / "results.json").read_text())
     saved = json.loads((ref / "config.json").read_text())["study"]
     assert saved["methods"] == ["wanda"] and saved["sparsities"] == [0.5] and saved["calibrations"] == ["c4", "siqa"]
-    assert [r["key"] for r in res["rows"]] == ["dense", "wanda/uniform/0.5/c4", "wanda/owl/0.5/c4",
-                                               "wanda/activation/0.5/c4", "wanda/activation/0.5/siqa"]
+    assert [r["key"] for r in res["rows"]] == [
+        "dense",
+        "wanda/uniform/0.5/c4",
+        "wanda/owl/0.5/c4",
+        "wanda/activation/0.5/c4",
+        "wanda/activation/0.5/siqa",
+    ]
     dense = res["rows"][0]["eval"]["wikitext2"]["ppl"]
     for r in res["rows"][1:]:
         assert r["sparsity_measured"]["overall"] == pytest.approx(0.5, abs=0.02)
@@ -95,8 +116,23 @@ def test_killed_study_resumes_to_identical_results(study, tmp_path):
     assert r.returncode == 2 and "add --resume" in r.stderr
     other = tmp_path / "other.yaml"
     other.write_text(cfg.read_text().replace("nsamples: 4", "nsamples: 6"))
-    r = subprocess.run([sys.executable, "-m", "paramact", "--quiet", "study", "prune", "--config", str(other),
-                        "--out", str(out), "--resume"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "paramact",
+            "--quiet",
+            "study",
+            "prune",
+            "--config",
+            str(other),
+            "--out",
+            str(out),
+            "--resume",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "cannot resume a different run" in r.stderr
     r = subprocess.run([sys.executable, "-c", KILLER, "count", "0", *base, "--resume"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -46,8 +46,9 @@ def test_pair_similarity_reads_a_only_for_grams(spy):
     assert spy["mean"] == 0 and spy["stats"] > 0
 
 
-@pytest.mark.parametrize("subset", [("mean_map",), ("norms",), ("grams",), ("fingerprints",), ("experts",),
-                                    ("mean_map", "fingerprints")])
+@pytest.mark.parametrize(
+    "subset", [("mean_map",), ("norms",), ("grams",), ("fingerprints",), ("experts",), ("mean_map", "fingerprints")]
+)
 def test_every_subset_gives_the_full_analysis_numbers(subset):
     model, tok = tiny_model("olmoe"), ByteTokenizer()
     full = analyze(model, tok, TEXTS[:5], ActivationConfig(batch_size=3, sketch_dim=256))

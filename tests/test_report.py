@@ -14,11 +14,13 @@ from experiment_helpers import chromium, cli, sts_data_dir
 from paramact.report import paper
 from tiny import save_tiny
 
-CHECK = ("<script>window.__errs=[];window.addEventListener('error',function(e){window.__errs.push("
-         "String(e.message||(e.target&&(e.target.src||'').slice(0,40))))},true);window.addEventListener('load',"
-         "function(){var im=Array.prototype.slice.call(document.images);document.body.setAttribute('data-check',"
-         "JSON.stringify({n:im.length,ok:im.filter(function(i){return i.complete&&i.naturalWidth>0}).length,"
-         "errs:window.__errs}))});</script>")
+CHECK = (
+    "<script>window.__errs=[];window.addEventListener('error',function(e){window.__errs.push("
+    "String(e.message||(e.target&&(e.target.src||'').slice(0,40))))},true);window.addEventListener('load',"
+    "function(){var im=Array.prototype.slice.call(document.images);document.body.setAttribute('data-check',"
+    "JSON.stringify({n:im.length,ok:im.filter(function(i){return i.complete&&i.naturalWidth>0}).length,"
+    "errs:window.__errs}))});</script>"
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +28,67 @@ def runs(tmp_path_factory):
     root = shared_dataset("gsm8k")
     model_dir = save_tiny(tmp_path_factory.mktemp("tiny") / "llama")
     base = tmp_path_factory.mktemp("runs")
-    assert cli("findings", "--model", str(model_dir), "--datasets", "humaneval,gsm8k,pydoc", "--samples", "4",
-               "--data-dir", str(root), "--max-length", "32", "--sketch-dim", "4096", "--gammas", "1e-3,1e-2",
-               "--check-samples", "6", "--out", str(base / "findings")) == 0
+    assert (
+        cli(
+            "findings",
+            "--model",
+            str(model_dir),
+            "--datasets",
+            "humaneval,gsm8k,pydoc",
+            "--samples",
+            "4",
+            "--data-dir",
+            str(root),
+            "--max-length",
+            "32",
+            "--sketch-dim",
+            "4096",
+            "--gammas",
+            "1e-3,1e-2",
+            "--check-samples",
+            "6",
+            "--out",
+            str(base / "findings"),
+        )
+        == 0
+    )
     moe_dir = save_tiny(tmp_path_factory.mktemp("tiny") / "mixtral", "mixtral")
-    assert cli("findings", "--model", str(moe_dir), "--datasets", "pydoc,pycode", "--samples", "4",
-               "--max-length", "32", "--sketch-dim", "1024", "--check-samples", "4", "--out", str(base / "moe")) == 0
+    assert (
+        cli(
+            "findings",
+            "--model",
+            str(moe_dir),
+            "--datasets",
+            "pydoc,pycode",
+            "--samples",
+            "4",
+            "--max-length",
+            "32",
+            "--sketch-dim",
+            "1024",
+            "--check-samples",
+            "4",
+            "--out",
+            str(base / "moe"),
+        )
+        == 0
+    )
     data = sts_data_dir(tmp_path_factory.mktemp("data"))
-    assert cli("sts", "--model", str(model_dir), "--samples", "10", "--data-dir", str(data), "--no-baselines",
-               "--out", str(base / "sts")) == 0
+    assert (
+        cli(
+            "sts",
+            "--model",
+            str(model_dir),
+            "--samples",
+            "10",
+            "--data-dir",
+            str(data),
+            "--no-baselines",
+            "--out",
+            str(base / "sts"),
+        )
+        == 0
+    )
     return base
 
 
@@ -80,7 +134,7 @@ def test_report_leads_with_the_claims_and_figures(runs):
     chromium()
     assert cli("report", str(runs)) == 0
     page = (runs / "report.html").read_text(encoding="utf-8")
-    summary = page[page.index('<section id=summary>'):page.index("</section>")]
+    summary = page[page.index("<section id=summary>") : page.index("</section>")]
     assert page.index("<section id=summary>") < page.index("<figure>") < page.index("Finding 1: density per layer")
     for claim in ("Finding 1", "Finding 2", "Finding 3", "Validation 1", "Validation 2", "Validation 3"):
         assert claim in summary
@@ -114,11 +168,20 @@ def _render(path, tmp_path):
     exe = chromium()
     probe = tmp_path / "probe.html"
     probe.write_text(path.read_text(encoding="utf-8").replace("<head>", "<head>" + CHECK, 1), encoding="utf-8")
-    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
-             "--v=0", "--virtual-time-budget=5000", "--window-size=1200,1600"]
-    dom = subprocess.run(flags + ["--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    flags = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--window-size=1200,1600",
+    ]
+    dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
     shot = tmp_path / "shot.png"
-    r = subprocess.run(flags + [f"--screenshot={shot}", path.as_uri()], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([*flags, f"--screenshot={shot}", path.as_uri()], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and shot.is_file(), r.stderr[-2000:]
     found = re.search(r'data-check="([^"]*)"', dom.stdout)
     assert found, dom.stderr[-2000:]
@@ -175,9 +238,12 @@ def test_report_renders_in_chromium(runs, kind, tmp_path):
 def test_probe_catches_a_broken_figure_and_console_output(tmp_path):
     """The checks above can fail: a corrupt PNG and a console message are both seen."""
     bad = tmp_path / "bad.html"
-    bad.write_text("<!DOCTYPE html><html><head><title>x</title></head><body><p>text</p>"
-                   "<img src=\"data:image/png;base64,iVBORw0KGgoAAAA=\"><script>console.log('hello')</script>"
-                   "</body></html>", encoding="utf-8")
+    bad.write_text(
+        "<!DOCTYPE html><html><head><title>x</title></head><body><p>text</p>"
+        "<img src=\"data:image/png;base64,iVBORw0KGgoAAAA=\"><script>console.log('hello')</script>"
+        "</body></html>",
+        encoding="utf-8",
+    )
     check, _, log = _render(bad, tmp_path)
     assert check["n"] == 1 and check["ok"] == 0 and len(check["errs"]) == 1
     assert any(":CONSOLE" in line and "hello" in line for line in log.splitlines())

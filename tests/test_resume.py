@@ -57,8 +57,22 @@ def setup(tmp_path_factory):
     model = save_tiny(root / "model", "llama")
     data = root / "data.txt"
     data.write_text("\n\n".join(f"Sample {i}: " + "the cat sat on the mat " * (1 + i % 5) for i in range(24)))
-    args = ["--quiet", "activations", "--model", str(model), "--data", str(data), "--samples", "24",
-            "--batch-size", "2", "--checkpoint-every", "3", "--sketch-dim", "256"]
+    args = [
+        "--quiet",
+        "activations",
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--samples",
+        "24",
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        "3",
+        "--sketch-dim",
+        "256",
+    ]
     ref = root / "ref"
     r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(ref)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -82,14 +96,18 @@ def test_killed_run_resumes_to_identical_results(setup, tmp_path, mode, arg, rer
     """12 batches, checkpoints after 3, 6 and 9: the resumed process runs only what is left."""
     args, ref = setup
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-c", KILLER, mode, str(arg), *args, "--out", str(out)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", KILLER, mode, str(arg), *args, "--out", str(out)], capture_output=True, text=True
+    )
     assert r.returncode == -9, (r.returncode, r.stderr[-2000:])
     assert not (out / "results.json").exists()  # a killed run never looks complete
     again = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(out)], capture_output=True, text=True)
     assert again.returncode == 2 and "--out" in again.stderr  # refuses to mix without --resume
-    r = subprocess.run([sys.executable, "-c", KILLER, "count", "0", *args, "--out", str(out), "--resume"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", KILLER, "count", "0", *args, "--out", str(out), "--resume"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"BATCHES_RUN={rerun}" in r.stderr
     _same_run(ref, out)
@@ -98,12 +116,14 @@ def test_killed_run_resumes_to_identical_results(setup, tmp_path, mode, arg, rer
 def test_resume_refuses_a_different_configuration(setup, tmp_path):
     args, _ = setup
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-c", KILLER, "checkpoint", "3", *args, "--out", str(out)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", KILLER, "checkpoint", "3", *args, "--out", str(out)], capture_output=True, text=True
+    )
     assert r.returncode == -9
     other = [a if a != "256" else "512" for a in args]
-    r = subprocess.run([sys.executable, "-m", "paramact", *other, "--out", str(out), "--resume"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "paramact", *other, "--out", str(out), "--resume"], capture_output=True, text=True
+    )
     assert r.returncode == 2 and "cannot resume a different run" in r.stderr
 
 
@@ -112,18 +132,40 @@ def test_killed_findings_run_resumes_to_identical_results(setup, tmp_path):
     second dataset's second batch: the resumed run skips the finished dataset, runs the last two
     batches and the exact check, and ends with the uninterrupted run's files."""
     model = setup[0][setup[0].index("--model") + 1]
-    args = ["--quiet", "findings", "--model", model, "--datasets", "pydoc,pycode", "--samples", "6",
-            "--batch-size", "2", "--max-length", "24", "--sketch-dim", "256", "--check-samples", "4",
-            "--checkpoint-every", "1", "--save-fingerprints"]
+    args = [
+        "--quiet",
+        "findings",
+        "--model",
+        model,
+        "--datasets",
+        "pydoc,pycode",
+        "--samples",
+        "6",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "24",
+        "--sketch-dim",
+        "256",
+        "--check-samples",
+        "4",
+        "--checkpoint-every",
+        "1",
+        "--save-fingerprints",
+    ]
     ref, out = tmp_path / "ref", tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(ref)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
-    r = subprocess.run([sys.executable, "-c", KILLER, "batch", "5", *args, "--out", str(out)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", KILLER, "batch", "5", *args, "--out", str(out)], capture_output=True, text=True
+    )
     assert r.returncode == -9, r.stderr[-2000:]
     assert not (out / "results.json").exists() and (out / "pydoc" / "results.json").exists()
-    r = subprocess.run([sys.executable, "-c", KILLER, "count", "0", *args, "--out", str(out), "--resume"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", KILLER, "count", "0", *args, "--out", str(out), "--resume"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "BATCHES_RUN=3" in r.stderr
     ra, rb = json.loads((ref / "results.json").read_text()), json.loads((out / "results.json").read_text())
@@ -134,8 +176,9 @@ def test_killed_findings_run_resumes_to_identical_results(setup, tmp_path):
             assert all(torch.equal(ta[k], tb[k]) for k in ta), (name, f)
         assert not (out / name / "checkpoint.safetensors").exists()
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
-    r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(out), "--resume"],
-                       capture_output=True, text=True)  # a requeued job: finished, exit 0, nothing rewritten
+    r = subprocess.run(
+        [sys.executable, "-m", "paramact", *args, "--out", str(out), "--resume"], capture_output=True, text=True
+    )  # a requeued job: finished, exit 0, nothing rewritten
     assert r.returncode == 0 and "finished run" in r.stderr and "nothing to resume" in r.stderr
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()} == before
 
@@ -148,17 +191,34 @@ def test_killed_sts_run_resumes_to_identical_results(setup, tmp_path, mode, arg,
 
     model = setup[0][setup[0].index("--model") + 1]
     data = sts_data_dir(tmp_path / "data")
-    args = ["--quiet", "sts", "--model", model, "--samples", "10", "--data-dir", str(data), "--batch-size", "4",
-            "--no-baselines", "--checkpoint-every", "2"]
+    args = [
+        "--quiet",
+        "sts",
+        "--model",
+        model,
+        "--samples",
+        "10",
+        "--data-dir",
+        str(data),
+        "--batch-size",
+        "4",
+        "--no-baselines",
+        "--checkpoint-every",
+        "2",
+    ]
     ref, out = tmp_path / "ref", tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(ref)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
-    r = subprocess.run([sys.executable, "-c", KILLER, mode, str(arg), *args, "--out", str(out)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", KILLER, mode, str(arg), *args, "--out", str(out)], capture_output=True, text=True
+    )
     assert r.returncode == -9, r.stderr[-2000:]
     assert not (out / "results.json").exists()
-    r = subprocess.run([sys.executable, "-c", KILLER, "count", "0", *args, "--out", str(out), "--resume"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", KILLER, "count", "0", *args, "--out", str(out), "--resume"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"BATCHES_RUN={rerun}" in r.stderr
     assert json.loads((ref / "results.json").read_text()) == json.loads((out / "results.json").read_text())
@@ -210,21 +270,43 @@ def test_killed_prune_resumes_to_identical_results(setup, tmp_path, mode, arg, r
     from data_helpers import shared_dataset
 
     model = setup[0][setup[0].index("--model") + 1]
-    args = ["--quiet", "prune", "--model", model, "--data-dir", str(shared_dataset("c4")), "--method", "sparsegpt",
-            "--schedule", "owl", "--sparsity", "0.6", "--nsamples", "4", "--seqlen", "32", "--batch-size", "2",
-            "--save-model"]
+    args = [
+        "--quiet",
+        "prune",
+        "--model",
+        model,
+        "--data-dir",
+        str(shared_dataset("c4")),
+        "--method",
+        "sparsegpt",
+        "--schedule",
+        "owl",
+        "--sparsity",
+        "0.6",
+        "--nsamples",
+        "4",
+        "--seqlen",
+        "32",
+        "--batch-size",
+        "2",
+        "--save-model",
+    ]
     ref, out = tmp_path / "ref", tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(ref)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert not (ref / "checkpoint").exists()
-    r = subprocess.run([sys.executable, "-c", PRUNE_KILLER, mode, str(arg), *args, "--out", str(out)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", PRUNE_KILLER, mode, str(arg), *args, "--out", str(out)], capture_output=True, text=True
+    )
     assert r.returncode == -9, r.stderr[-2000:]
     assert not (out / "results.json").exists()
     again = subprocess.run([sys.executable, "-m", "paramact", *args, "--out", str(out)], capture_output=True, text=True)
     assert again.returncode == 2 and "add --resume" in again.stderr
-    r = subprocess.run([sys.executable, "-c", PRUNE_KILLER, "count", "0", *args, "--out", str(out), "--resume"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", PRUNE_KILLER, "count", "0", *args, "--out", str(out), "--resume"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"BLOCKS_PRUNED={3 - restored}" in r.stderr
     assert json.loads((out / "results.json").read_text())["resumed_blocks"] == restored

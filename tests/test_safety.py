@@ -13,9 +13,11 @@ def test_remote_code_is_refused_without_the_flag(tmp_path, data_file):
     marker = tmp_path / "code_ran"
     (d / "configuration_evil.py").write_text(
         f"open({str(marker)!r}, 'w').write('ran')\n"
-        "from transformers import PretrainedConfig\nclass EvilConfig(PretrainedConfig):\n    model_type = 'evil'\n")
-    (d / "config.json").write_text(json.dumps({
-        "model_type": "evil", "auto_map": {"AutoConfig": "configuration_evil.EvilConfig"}}))
+        "from transformers import PretrainedConfig\nclass EvilConfig(PretrainedConfig):\n    model_type = 'evil'\n"
+    )
+    (d / "config.json").write_text(
+        json.dumps({"model_type": "evil", "auto_map": {"AutoConfig": "configuration_evil.EvilConfig"}})
+    )
     r = cli("--quiet", "activations", "--model", str(d), "--data", str(data_file), "--out", str(tmp_path / "r"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "trust_remote_code" in r.stderr
@@ -24,8 +26,10 @@ def test_remote_code_is_refused_without_the_flag(tmp_path, data_file):
 
 def test_config_file_yaml_and_overrides(tmp_path, model_dir, data_file):
     cfg = tmp_path / "run.yaml"
-    cfg.write_text(f"model: {model_dir}\ndata: {data_file}\nsamples: 4\nbatch-size: 2\nsketch_dim: 128\n"
-                   f"gammas: [0.001, 0.01]\nout: {tmp_path / 'from_config'}\n")
+    cfg.write_text(
+        f"model: {model_dir}\ndata: {data_file}\nsamples: 4\nbatch-size: 2\nsketch_dim: 128\n"
+        f"gammas: [0.001, 0.01]\nout: {tmp_path / 'from_config'}\n"
+    )
     r = cli("--quiet", "activations", "--config", str(cfg), "--samples", "3")  # the command line wins
     assert r.returncode == 0, r.stderr
     saved = json.loads((tmp_path / "from_config" / "config.json").read_text())
@@ -33,13 +37,16 @@ def test_config_file_yaml_and_overrides(tmp_path, model_dir, data_file):
     assert saved["activation"]["sketch_dim"] == 128 and saved["activation"]["gammas"] == [0.001, 0.01]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("model: x\nsamplez: 3\n", "unknown config key 'samplez'"),
-    ("!!python/object/apply:os.system ['echo hacked']\n", "not valid YAML"),
-    ("- just\n- a list\n", "must hold a mapping"),
-    ("samples: many\n", "config key 'samples' in"),
-    ("device-map: everywhere\n", "'everywhere' is not one of auto"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("model: x\nsamplez: 3\n", "unknown config key 'samplez'"),
+        ("!!python/object/apply:os.system ['echo hacked']\n", "not valid YAML"),
+        ("- just\n- a list\n", "must hold a mapping"),
+        ("samples: many\n", "config key 'samples' in"),
+        ("device-map: everywhere\n", "'everywhere' is not one of auto"),
+    ],
+)
 def test_bad_config_files(tmp_path, text, message):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(text)
@@ -50,8 +57,10 @@ def test_bad_config_files(tmp_path, text, message):
 def test_findings_and_sts_read_config_files(tmp_path, model_dir):
     """The same --config mechanism for the experiment commands: YAML lists for comma options."""
     cfg = tmp_path / "findings.yaml"
-    cfg.write_text(f"model: {model_dir}\ndatasets: [pydoc, pycode]\nsamples: 3\nmax-length: 24\n"
-                   f"sketch_dim: 256\ncheck-samples: 0\ngammas: [0.001]\nout: {tmp_path / 'f'}\n")
+    cfg.write_text(
+        f"model: {model_dir}\ndatasets: [pydoc, pycode]\nsamples: 3\nmax-length: 24\n"
+        f"sketch_dim: 256\ncheck-samples: 0\ngammas: [0.001]\nout: {tmp_path / 'f'}\n"
+    )
     r = cli("--quiet", "findings", "--config", str(cfg), "--batch-size", "3")
     assert r.returncode == 0, r.stderr[-2000:]
     saved = json.loads((tmp_path / "f" / "config.json").read_text())
@@ -62,7 +71,10 @@ def test_findings_and_sts_read_config_files(tmp_path, model_dir):
     r = cli("--quiet", "sts", "--config", str(bad), "--out", str(tmp_path / "s"))
     assert r.returncode == 2 and "unknown config key 'pairz'" in r.stderr and not (tmp_path / "s").exists()
     r = cli("--quiet", "sts", "--model", str(model_dir))
-    assert r.returncode == 2 and r.stderr.strip() == "paramact: error: sts needs --out (on the command line or in --config)"
+    assert (
+        r.returncode == 2
+        and r.stderr.strip() == "paramact: error: sts needs --out (on the command line or in --config)"
+    )
 
 
 class _Evil:
@@ -90,8 +102,18 @@ def test_pickled_weights_with_code_are_refused(tmp_path):
     marker = tmp_path / "pwned"
     with open(model / "pytorch_model.bin", "wb") as fh:
         pickle.dump({"model.embed_tokens.weight": _Evil(marker)}, fh, protocol=2)  # as torch.save writes
-    r = cli("--quiet", "activations", "--model", str(model), "--data", "pydoc", "--samples", "2",
-            "--out", str(tmp_path / "r"))
+    r = cli(
+        "--quiet",
+        "activations",
+        "--model",
+        str(model),
+        "--data",
+        "pydoc",
+        "--samples",
+        "2",
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert len(r.stderr.strip().splitlines()) == 1 and "refused (torch.load weights_only=True)" in r.stderr
     assert not marker.exists() and not (tmp_path / "r").exists()

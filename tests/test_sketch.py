@@ -8,8 +8,8 @@ model and checks z = (estimate - exact) / predicted_sd has mean ≈ 0 and sd ≈
 import torch
 
 from paramact.api import ActivationConfig, analyze
-from paramact.engine import Engine
 from paramact.batching import make_batches
+from paramact.engine import Engine
 from paramact.similarity import fingerprint_matrix, llmdcos, llmdcos_from_gram
 from tiny import ByteTokenizer, tiny_model
 
@@ -80,7 +80,10 @@ def test_sketch_is_unbiased_with_predicted_variance():
 
 def test_sketch_is_deterministic_per_seed_and_differs_across_seeds():
     model, tok = tiny_model("gpt2"), ByteTokenizer()
-    run = lambda seed: analyze(model, tok, TEXTS[:3], ActivationConfig(batch_size=3, sketch_dim=128, sketch_seed=seed))
+
+    def run(seed):
+        return analyze(model, tok, TEXTS[:3], ActivationConfig(batch_size=3, sketch_dim=128, sketch_seed=seed))
+
     a, b, c = run(5).fingerprints, run(5).fingerprints, run(6).fingerprints
     assert torch.equal(a, b)
     assert not torch.equal(a, c)

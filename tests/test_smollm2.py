@@ -24,7 +24,7 @@ def test_engine_matches_oracle_on_smollm2(smollm2):
     vecs = [layer_vectors(model, an.blocks_path, an.n_layers, p) for p in per]
     ref_norms = torch.tensor([[float(v.norm()) for v in vs] for vs in vecs])
     assert rel_err(res.norms, ref_norms) <= 1e-5
-    (_, cos), = res.batch_llmdcos
+    ((_, cos),) = res.batch_llmdcos
     direct = torch.tensor([llmdcos(vecs[0][L], vecs[1][L]) for L in range(30)])
     assert (cos[:, 0, 1].double() - direct.double()).abs().max() <= 1e-5
     # the model really predicts: D is the logit of " Paris" for the first text
@@ -39,7 +39,7 @@ def test_default_fingerprint_error_on_real_pairs(smollm2):
     model, tok = smollm2
     texts = load_texts("pydoc", 8, 1)[0] + load_texts("pycode", 8, 1)[0]
     res = analyze(model, tok, texts, ActivationConfig(batch_size=16, max_length=96, sketch_dim=DEFAULT_SKETCH_DIM))
-    (_, exact), = res.batch_llmdcos  # all 120 pairs of the 16 samples, exact
+    ((_, exact),) = res.batch_llmdcos  # all 120 pairs of the 16 samples, exact
     est = fingerprint_matrix(res.fingerprints, res.fingerprints)
     iu = torch.triu_indices(16, 16, 1)
     err = (est - exact)[:, iu[0], iu[1]].abs().flatten()  # 30 layers x 120 pairs

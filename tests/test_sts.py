@@ -14,8 +14,7 @@ from paramact.api import pair_similarity
 from paramact.batching import encode
 from paramact.context import RunContext
 from paramact.experiments.sts import MINILM, StsRun, run_sts, spearman
-from paramact.models import ModelConfig
-from paramact.models import load_model
+from paramact.models import ModelConfig, load_model
 from tiny import save_tiny
 
 CODE_RANGES = {"12-L-2", "12-L", "16-L-2", "16-L", "20-L-2", "20-L"}
@@ -41,13 +40,33 @@ def tiny(tmp_path_factory):
 def test_sts_tiny_end_to_end(tiny, tmp_path):
     model_dir, data = tiny
     out = tmp_path / "sts"
-    assert cli("sts", "--model", str(model_dir), "--dataset", "stsb", "--pairs", "10", "--data-dir", str(data),
-               "--batch-size", "4", "--out", str(out)) == 0
+    assert (
+        cli(
+            "sts",
+            "--model",
+            str(model_dir),
+            "--dataset",
+            "stsb",
+            "--pairs",
+            "10",
+            "--data-dir",
+            str(data),
+            "--batch-size",
+            "4",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     res = json.loads((out / "results.json").read_text())
     L = res["n_layers"]
     assert res["kind"] == "sts" and res["split"] == "dev" and L == 3 and res["layer_index_base"] == 0
     sp = res["spearman"]
-    assert sp["n_pairs"] == 10 and sp["layer_range"]["name"] == "sts" and (sp["layer_range"]["start"], sp["layer_range"]["stop"]) == (2, 3)
+    assert (
+        sp["n_pairs"] == 10
+        and sp["layer_range"]["name"] == "sts"
+        and (sp["layer_range"]["start"], sp["layer_range"]["stop"]) == (2, 3)
+    )
     assert -1 <= sp["rho"] <= 1 and 0 <= sp["p"] <= 1
     assert len(res["per_layer_rho"]) == L and all(-1 <= r <= 1 for r in res["per_layer_rho"])
     assert {r["name"] for r in res["ranges"]} >= CODE_RANGES | {"sts", "deep", "shallow"}
@@ -68,8 +87,10 @@ def test_sts_tiny_end_to_end(tiny, tmp_path):
     assert set(b) == {"hidden_cosine", MINILM}
     assert -1 <= b["hidden_cosine"]["rho"] <= 1 and len(b["hidden_cosine"]["per_layer_rho"]) == L
     with torch.no_grad():
-        hs = [model(input_ids=torch.tensor([encode(tok, s).ids]), output_hidden_states=True).hidden_states[2 + 1][0]
-              for s in STS_ROWS[0][1:]]
+        hs = [
+            model(input_ids=torch.tensor([encode(tok, s).ids]), output_hidden_states=True).hidden_states[2 + 1][0]
+            for s in STS_ROWS[0][1:]
+        ]
     cos = torch.nn.functional.cosine_similarity(hs[0].mean(0), hs[1].mean(0), dim=0)
     assert float(t["hidden_cosine"][0, 2]) == pytest.approx(float(cos), abs=1e-5)
     if b[MINILM]["available"]:
@@ -94,8 +115,12 @@ def test_crosslingual_tiny(tiny, tmp_path):
     root = shared_dataset("ted_zh_en")
     model_dir, _ = tiny
     model, tok = load_model(str(model_dir))
-    res = run_sts(StsRun(model=ModelConfig("tiny"), data="ted_zh_en", samples=6, data_dir=str(root)),
-                  RunContext(out=tmp_path / "x"), model, tok)
+    res = run_sts(
+        StsRun(model=ModelConfig("tiny"), data="ted_zh_en", samples=6, data_dir=str(root)),
+        RunContext(out=tmp_path / "x"),
+        model,
+        tok,
+    )
     assert res["kind"] == "crosslingual" and res["n_pairs"] == 6 and res["n_layers"] == 3
     t = load_file(str(tmp_path / "x" / "pairs.safetensors"))
     assert t["matched"].shape == (6, 3) == t["mismatched"].shape

@@ -74,5 +74,5 @@ def test_a_router_paramact_cannot_follow_is_one_line():
         return logits, top / top.sum(-1, keepdim=True), idx
 
     router.forward = types.MethodType(forward, router)
-    with pytest.raises(UserError, match="cannot attribute router weight model.layers.0.mlp.gate.weight"):
+    with pytest.raises(UserError, match=r"cannot attribute router weight model\.layers\.0\.mlp\.gate\.weight"):
         analyze(model, ByteTokenizer(), TEXTS[:2], ActivationConfig(batch_size=2, sketch_dim=0))

@@ -7,29 +7,78 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 VOCAB = 97
 
-_COMMON = dict(vocab_size=VOCAB, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+_COMMON = {"vocab_size": VOCAB, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
 
 FAMILIES = {
-    "llama": dict(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
-                  num_key_value_heads=4, max_position_embeddings=128),
-    "qwen2": dict(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=128),  # GQA
-    "mistral": dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2, max_position_embeddings=128, sliding_window=None),
-    "gemma3_text": dict(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
-                        num_key_value_heads=1, head_dim=8, max_position_embeddings=128, sliding_window=4,
-                        query_pre_attn_scalar=8),
-    "gpt2": dict(n_embd=32, n_layer=3, n_head=4, n_positions=128),
-    "opt": dict(hidden_size=32, ffn_dim=48, num_hidden_layers=2, num_attention_heads=4,
-                max_position_embeddings=128, word_embed_proj_dim=32),
-    "gpt_neox": dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                     max_position_embeddings=128),
-    "phi": dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                max_position_embeddings=128),
+    "llama": {
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 128,
+    },
+    "qwen2": {
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 128,
+    },  # GQA
+    "mistral": {
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 128,
+        "sliding_window": None,
+    },
+    "gemma3_text": {
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "head_dim": 8,
+        "max_position_embeddings": 128,
+        "sliding_window": 4,
+        "query_pre_attn_scalar": 8,
+    },
+    "gpt2": {"n_embd": 32, "n_layer": 3, "n_head": 4, "n_positions": 128},
+    "opt": {
+        "hidden_size": 32,
+        "ffn_dim": 48,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 128,
+        "word_embed_proj_dim": 32,
+    },
+    "gpt_neox": {
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 128,
+    },
+    "phi": {
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 128,
+    },
 }
 
-_MOE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            max_position_embeddings=128, num_experts_per_tok=2)
+_MOE = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+    "num_experts_per_tok": 2,
+}
 # mixture-of-experts families: fused [E, out, in] experts (gpt-oss: [E, in, out] with biases), a
 # router module holding a plain weight Parameter; qwen2_moe and deepseek_v3 add shared experts,
 # deepseek_v3 keeps its first block dense and routes through a float32 cast of the router weight
@@ -37,13 +86,34 @@ MOE_FAMILIES = {
     "mixtral": dict(_MOE, intermediate_size=24, num_local_experts=4),
     "qwen3_moe": dict(_MOE, intermediate_size=48, moe_intermediate_size=24, num_experts=4, head_dim=8),
     "olmoe": dict(_MOE, intermediate_size=24, num_experts=4),
-    "gpt_oss": dict(_MOE, num_hidden_layers=3, intermediate_size=24, num_local_experts=4, head_dim=8,
-                    sliding_window=4, layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
-    "qwen2_moe": dict(_MOE, intermediate_size=48, moe_intermediate_size=24, shared_expert_intermediate_size=40,
-                      num_experts=4),
-    "deepseek_v3": dict(_MOE, num_key_value_heads=4, intermediate_size=48, moe_intermediate_size=24,
-                        n_routed_experts=4, n_shared_experts=1, first_k_dense_replace=1, n_group=1, topk_group=1,
-                        kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8),
+    "gpt_oss": dict(
+        _MOE,
+        num_hidden_layers=3,
+        intermediate_size=24,
+        num_local_experts=4,
+        head_dim=8,
+        sliding_window=4,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+    ),
+    "qwen2_moe": dict(
+        _MOE, intermediate_size=48, moe_intermediate_size=24, shared_expert_intermediate_size=40, num_experts=4
+    ),
+    "deepseek_v3": dict(
+        _MOE,
+        num_key_value_heads=4,
+        intermediate_size=48,
+        moe_intermediate_size=24,
+        n_routed_experts=4,
+        n_shared_experts=1,
+        first_k_dense_replace=1,
+        n_group=1,
+        topk_group=1,
+        kv_lora_rank=16,
+        q_lora_rank=16,
+        qk_rope_head_dim=4,
+        qk_nope_head_dim=4,
+        v_head_dim=8,
+    ),
 }
 
 

@@ -15,7 +15,24 @@ from .targets import TARGETS, register_target
 __version__ = "0.1.0"
 
 __all__ = [
-    "ActivationConfig", "Analysis", "Anatomy", "DEFAULT_GAMMAS", "DEFAULT_MODEL", "REGISTRY", "TARGETS",
-    "UserError", "activation_map", "analyze", "discover", "fetch", "fingerprint_llmdcos", "fingerprint_matrix",
-    "layer_density", "llmdcos", "llmdcos_from_gram", "load_model", "pair_similarity", "register_target",
+    "DEFAULT_GAMMAS",
+    "DEFAULT_MODEL",
+    "REGISTRY",
+    "TARGETS",
+    "ActivationConfig",
+    "Analysis",
+    "Anatomy",
+    "UserError",
+    "activation_map",
+    "analyze",
+    "discover",
+    "fetch",
+    "fingerprint_llmdcos",
+    "fingerprint_matrix",
+    "layer_density",
+    "llmdcos",
+    "llmdcos_from_gram",
+    "load_model",
+    "pair_similarity",
+    "register_target",
 ]

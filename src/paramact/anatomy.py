@@ -154,8 +154,13 @@ class Anatomy:
         """The share of the blocks' weights (parameters with >= 2 dims, biases aside) attributed."""
         covered = sum(self.layer_params(i) for i in range(self.n_layers))
         total = covered + self.uncovered_params
-        return {"share": covered / total if total else 1.0, "attributed_params": covered, "block_params": total,
-                "uncovered": list(self.uncovered), "excluded_biases": list(self.excluded_biases)}
+        return {
+            "share": covered / total if total else 1.0,
+            "attributed_params": covered,
+            "block_params": total,
+            "uncovered": list(self.uncovered),
+            "excluded_biases": list(self.excluded_biases),
+        }
 
 
 # ---- model facts ---------------------------------------------------------------------------------
@@ -201,8 +206,10 @@ def _is_matrix_module(m: nn.Module) -> bool:
 def is_experts_module(m: nn.Module) -> bool:
     """A fused experts module dispatched through transformers' experts interface
     (transformers.integrations.moe.use_experts_implementation sets these attributes)."""
-    return all(hasattr(m, a) for a in ("has_gate", "is_transposed", "has_bias", "num_experts")) \
+    return (
+        all(hasattr(m, a) for a in ("has_gate", "is_transposed", "has_bias", "num_experts"))
         and getattr(m, "config", None) is not None
+    )
 
 
 def expert_weight_attrs(m: nn.Module) -> tuple[str, ...]:
@@ -288,15 +295,24 @@ def discover(model: nn.Module, allow_uncovered: bool = False) -> Anatomy:
             raise UserError(f"unsupported model: decoder block {i} at {path} has no weight matrices")
         layers.append(tuple(ws))
     if uncovered and not allow_uncovered:
-        raise UserError(f"cannot attribute {len(uncovered)} block parameter(s), first {uncovered[0]}: not a Linear/"
-                        "Conv1D weight, a router weight or a fused expert tensor; --allow-uncovered runs without "
-                        "them and records the coverage in results.json")
+        raise UserError(
+            f"cannot attribute {len(uncovered)} block parameter(s), first {uncovered[0]}: not a Linear/"
+            "Conv1D weight, a router weight or a fused expert tensor; --allow-uncovered runs without "
+            "them and records the coverage in results.json"
+        )
     bos = getattr(_config(model), "bos_token_id", None)
     return Anatomy(
-        blocks_path=path, blocks=blocks, layers=tuple(layers), experts=tuple(experts),
-        context_length=context_length(model), vocab_size=vocab_size(model),
-        bos_token_id=bos if isinstance(bos, int) else None, prepend_bos=needs_bos(model),
-        uncovered=tuple(uncovered), uncovered_params=n_uncovered, excluded_biases=tuple(biases),
+        blocks_path=path,
+        blocks=blocks,
+        layers=tuple(layers),
+        experts=tuple(experts),
+        context_length=context_length(model),
+        vocab_size=vocab_size(model),
+        bos_token_id=bos if isinstance(bos, int) else None,
+        prepend_bos=needs_bos(model),
+        uncovered=tuple(uncovered),
+        uncovered_params=n_uncovered,
+        excluded_biases=tuple(biases),
     )
 
 

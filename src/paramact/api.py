@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -15,9 +15,9 @@ from .density import DEFAULT_GAMMAS, check_gammas, layer_density
 from .engine import Engine
 from .errors import UserError
 from .experts import ExpertUsage, expert_density
+from .fields import option
 from .reducers import MeanMap, SampleStats
 from .similarity import llmdcos_from_gram
-from .fields import option
 from .targets import TARGETS, get_target
 
 # The reducers an analysis can run, each paid for only when asked:
@@ -44,14 +44,20 @@ class ActivationConfig:
     sketch_dim: int = option(DEFAULT_SKETCH_DIM, "fingerprint buckets per layer (a power of two; 0: no fingerprints)")
     sketch_seed: int = option(0, "fingerprint hash seed")
     stats_device: str | None = option(
-        None, "where the mean map (4 bytes per weight) lives, e.g. cpu to spare accelerator memory "
-              "(default: beside each weight)")
+        None,
+        "where the mean map (4 bytes per weight) lives, e.g. cpu to spare accelerator memory "
+        "(default: beside each weight)",
+    )
     sort_by_length: bool = option(
-        False, "batch texts of similar length together: less padding, the same statistics (in-batch LLMDcos then "
-               "pairs length neighbours)")
+        False,
+        "batch texts of similar length together: less padding, the same statistics (in-batch LLMDcos then "
+        "pairs length neighbours)",
+    )
     allow_uncovered: bool = option(
-        False, "run without the block parameters paramact cannot attribute (default: refuse the model with one line "
-               "naming the first); results.json records the coverage")
+        False,
+        "run without the block parameters paramact cannot attribute (default: refuse the model with one line "
+        "naming the first); results.json records the coverage",
+    )
     reducers: tuple[str, ...] = option(REDUCERS, "what to compute (see REDUCERS); target values always", cli=False)
 
     def wants(self, name: str) -> bool:
@@ -129,11 +135,19 @@ class Reducers:
 
     @property
     def parts(self) -> dict:
-        return {k: v for k, v in (("mean", self.mean), ("stats", self.stats), ("experts", self.experts)) if v is not None}
+        return {
+            k: v for k, v in (("mean", self.mean), ("stats", self.stats), ("experts", self.experts)) if v is not None
+        }
 
 
-def prepare(model, tokenizer, texts: Sequence[str], config: ActivationConfig, continuations: Sequence[str] | None = None,
-            anatomy: Anatomy | None = None) -> Prepared:
+def prepare(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    config: ActivationConfig,
+    continuations: Sequence[str] | None = None,
+    anatomy: Anatomy | None = None,
+) -> Prepared:
     """Check the inputs and tokenize `texts` into batches (anatomy: the model's, discovered when not given)."""
     if len(texts) == 0:
         raise UserError("no texts to analyse (the dataset is empty)")
@@ -141,8 +155,9 @@ def prepare(model, tokenizer, texts: Sequence[str], config: ActivationConfig, co
         raise UserError(f"target {config.target} needs a continuation (answer) per text")
     anatomy = anatomy or discover(model, config.allow_uncovered)
     max_len = config.max_length or anatomy.context_length
-    batches, n_trunc = make_batches(tokenizer, texts, config.batch_size, continuations, max_len,
-                                     config.sort_by_length, anatomy.prepend_bos)
+    batches, n_trunc = make_batches(
+        tokenizer, texts, config.batch_size, continuations, max_len, config.sort_by_length, anatomy.prepend_bos
+    )
     return Prepared(anatomy, batches, len(texts), n_trunc, max_len)
 
 
@@ -153,14 +168,27 @@ def new_reducers(anatomy: Anatomy, config: ActivationConfig, on_fingerprints=Non
     fingerprints instead of keeping them in memory."""
     mean = MeanMap(anatomy, config.stats_device) if config.wants("mean_map") else None
     sketch = config.sketch_dim if config.wants("fingerprints") else 0
-    stats = SampleStats(anatomy, sketch, config.sketch_seed, grams=config.wants("grams"), on_fingerprints=on_fingerprints,
-                        norms=config.wants("norms"))
+    stats = SampleStats(
+        anatomy,
+        sketch,
+        config.sketch_seed,
+        grams=config.wants("grams"),
+        on_fingerprints=on_fingerprints,
+        norms=config.wants("norms"),
+    )
     usage = ExpertUsage(anatomy) if anatomy.experts and config.wants("experts") else None
     return Reducers(mean, stats, usage)
 
 
-def reduce(model, anatomy: Anatomy, batches: Sequence, target: str, reducers: Reducers, progress: bool = False,
-           after_batch=None) -> Reducers:
+def reduce(
+    model,
+    anatomy: Anatomy,
+    batches: Sequence,
+    target: str,
+    reducers: Reducers,
+    progress: bool = False,
+    after_batch=None,
+) -> Reducers:
     """Feed `batches` (all of a pass, or one process's share) through the engine into `reducers`.
 
     after_batch: optional callable(i), called after the i-th batch of `batches` (e.g. to checkpoint)."""
@@ -187,8 +215,11 @@ def finalize(prepared: Prepared, reducers: Reducers, config: ActivationConfig) -
         batch_llmdcos=[(ids, llmdcos_from_gram(g).float()) for ids, g in stats.grams],
         target_values=stats.target_values(),
         n_truncated=prepared.n_truncated,
-        meta={"max_length": prepared.max_length, "n_samples": prepared.n_texts,
-              "batches": [b.index for b in prepared.batches]},
+        meta={
+            "max_length": prepared.max_length,
+            "n_samples": prepared.n_texts,
+            "batches": [b.index for b in prepared.batches],
+        },
         expert_tokens=usage.tokens() if usage is not None else None,
         expert_mass=usage.mass() if usage is not None else None,
     )
@@ -211,8 +242,9 @@ def analyze(
     anatomy: the model's (discovered here when not given).
     """
     prep = prepare(model, tokenizer, texts, config, continuations, anatomy)
-    red = reduce(model, prep.anatomy, prep.batches, config.target, new_reducers(prep.anatomy, config, on_fingerprints),
-                 progress)
+    red = reduce(
+        model, prep.anatomy, prep.batches, config.target, new_reducers(prep.anatomy, config, on_fingerprints), progress
+    )
     return finalize(prep, red, config)
 
 
@@ -225,8 +257,14 @@ def activation_map(
     return analyze(model, tokenizer, texts, cfg, continuations).mean_map
 
 
-def pair_similarity(model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 8,
-                    target: str = "max_logit", allow_uncovered: bool = False) -> torch.Tensor:
+def pair_similarity(
+    model,
+    tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    batch_size: int = 8,
+    target: str = "max_logit",
+    allow_uncovered: bool = False,
+) -> torch.Tensor:
     """Exact LLMDcos of each text pair, per layer: [n_pairs, n_layers].
 
     Both texts of a pair go into the same batch, so the in-batch Gram gives their
@@ -236,8 +274,9 @@ def pair_similarity(model, tokenizer, pairs: Sequence[tuple[str, str]], batch_si
     return pairs_from_grams(analyze(model, tokenizer, texts, cfg), len(pairs))
 
 
-def pair_pass(pairs: Sequence[tuple[str, str]], batch_size: int, target: str,
-              allow_uncovered: bool = False) -> tuple[list[str], ActivationConfig]:
+def pair_pass(
+    pairs: Sequence[tuple[str, str]], batch_size: int, target: str, allow_uncovered: bool = False
+) -> tuple[list[str], ActivationConfig]:
     """The texts (a, b, a, b, ...) and the config of a pass that puts each pair in one batch."""
     if not pairs:
         raise UserError("no pairs given")

@@ -7,8 +7,8 @@ exactly what it would see unbatched; each sample's D is read at its own last rea
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 
@@ -32,7 +32,7 @@ class Batch:
     def size(self) -> int:
         return self.input_ids.shape[0]
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         tm = None if self.target_mask is None else self.target_mask.to(device)
         return Batch(self.input_ids.to(device), self.attention_mask.to(device), tm, self.index)
 
@@ -58,7 +58,7 @@ def encode(
     ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
     bos = getattr(tokenizer, "bos_token_id", None)
     if prepend_bos and bos is not None and (not ids or ids[0] != bos):
-        ids = [bos] + ids
+        ids = [bos, *ids]
     cont: list[int] = []
     if continuation is not None:
         cont = list(tokenizer(continuation, add_special_tokens=False)["input_ids"])

@@ -7,9 +7,10 @@ so that nothing below the shell reads the environment or passes these facts one 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
 from .runs import Checkpoint
 

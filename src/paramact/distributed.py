@@ -96,8 +96,19 @@ def reduce_input_stats(stats) -> None:
         st.n = int(n.item())
 
 
-def run_pass(ctx: RunContext, model, tokenizer, texts, config: ActivationConfig, folder, key, continuations=None,
-             on_fingerprints=None, extra_state: dict | None = None, anatomy=None) -> tuple[Analysis, Checkpoint | None]:
+def run_pass(
+    ctx: RunContext,
+    model,
+    tokenizer,
+    texts,
+    config: ActivationConfig,
+    folder,
+    key,
+    continuations=None,
+    on_fingerprints=None,
+    extra_state: dict | None = None,
+    anatomy=None,
+) -> tuple[Analysis, Checkpoint | None]:
     """One activation pass as a process of a run: this process's share of the batches (batch k to
     rank k % world), checkpointed every ctx.checkpoint_every batches into `folder` under `key`
     (resumed from there when ctx.resume), the reducers merged over the processes at the end.

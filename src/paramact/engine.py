@@ -14,7 +14,8 @@ pass and gradients flow from a leaf made of the input embeddings' output.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -22,9 +23,9 @@ from torch import nn
 from .anatomy import Anatomy, Weight, discover, input_embeddings, output_head
 from .batching import Batch
 from .errors import UserError
-from .workspace import Workspace
 from .taps import Taps
 from .targets import Target, get_target
+from .workspace import Workspace
 
 
 class Sink(Protocol):
@@ -128,7 +129,7 @@ class Engine:
         self._entered = False
 
     # -- hook installation ------------------------------------------------------------
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         try:
             self._stack.enter_context(frozen_eval(self.model))
             emb = input_embeddings(self.model)
@@ -156,7 +157,7 @@ class Engine:
             return None
         h = args[0]  # [B, T, H]
         rows = torch.arange(h.shape[0], device=h.device)[:, None]
-        return (h[rows, self._gather.to(h.device)],) + tuple(args[1:])
+        return (h[rows, self._gather.to(h.device)], *tuple(args[1:]))
 
     def _on_input(self, w: Weight, x: torch.Tensor, out: torch.Tensor, tokens: torch.Tensor | None) -> None:
         if self._valid is None or not out.requires_grad:
@@ -194,8 +195,10 @@ class Engine:
             return
         B, T = self._valid.shape
         if top_k.shape[0] != B * T:
-            raise UserError(f"the experts of layer {layer} saw {top_k.shape[0]} tokens, not the batch's {B}x{T}: "
-                            "an MoE block that reorders or drops tokens is not supported")
+            raise UserError(
+                f"the experts of layer {layer} saw {top_k.shape[0]} tokens, not the batch's {B}x{T}: "
+                "an MoE block that reorders or drops tokens is not supported"
+            )
         E = self.anatomy.n_experts(layer)
         sample = torch.arange(B, device=top_k.device).repeat_interleave(T)[:, None].expand_as(top_k)
         ok = self._valid.to(top_k.device).reshape(-1, 1).expand_as(top_k) & (top_k >= 0) & (top_k < E)
@@ -228,7 +231,7 @@ class Engine:
             else:
                 for b, (s0, cnt) in enumerate(segments):
                     if cnt:
-                        torch.mm(left[s0:s0 + cnt, rows].t(), right[s0:s0 + cnt], out=A[b])
+                        torch.mm(left[s0 : s0 + cnt, rows].t(), right[s0 : s0 + cnt], out=A[b])
                     else:
                         A[b].zero_()
             A.abs_()  # |G|; A = |W| * |G|
@@ -265,8 +268,9 @@ class Engine:
                 del out
                 missed = [w.name for w in self._routers if w.key not in self._seen]
                 if missed:
-                    raise UserError(f"cannot attribute router weight {missed[0]}: its module's forward did not "
-                                    "pass it to F.linear")
+                    raise UserError(
+                        f"cannot attribute router weight {missed[0]}: its module's forward did not pass it to F.linear"
+                    )
                 if not torch.isfinite(D).all():
                     raise UserError("non-finite target value (overflow?): use float32 or bfloat16 instead of float16")
                 D.sum().backward()

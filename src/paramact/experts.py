@@ -77,7 +77,7 @@ class ExpertUsage:
         self.token_parts = [state["tokens"]] if self.index else []
         self.mass_parts = [state["mass"]] if self.index else []
 
-    def merge(self, other: "ExpertUsage") -> None:
+    def merge(self, other: ExpertUsage) -> None:
         self.index += other.index
         self.token_parts += other.token_parts
         self.mass_parts += other.mass_parts
@@ -102,9 +102,15 @@ def expert_density(mean_map: dict[str, torch.Tensor], anatomy: Anatomy, gammas) 
         experts = []
         for e in sorted(by_expert):
             v = torch.cat(by_expert[e])
-            experts.append({"expert": e, "params": v.numel(), "mass": float(v.double().sum()),
-                            "count_above": {gamma_key(g): int((v > g).sum()) for g in gammas},
-                            "mass_share_50": mass_shares(v, (0.5,))[0]})
+            experts.append(
+                {
+                    "expert": e,
+                    "params": v.numel(),
+                    "mass": float(v.double().sum()),
+                    "count_above": {gamma_key(g): int((v > g).sum()) for g in gammas},
+                    "mass_share_50": mass_shares(v, (0.5,))[0],
+                }
+            )
         rows.append({"layer": layer, "experts": experts})
     return rows
 
@@ -139,5 +145,10 @@ def usage_similarity(a: dict, b: dict, top: int | None = None) -> dict:
     for x, y in zip(ta, tb):
         sa, sb = set(torch.topk(x, k).indices.tolist()), set(torch.topk(y, k).indices.tolist())
         jac.append(len(sa & sb) / len(sa | sb))
-    return {"layers": a["layers"], "token_cosine": cos(ta, tb), "mass_cosine": cos(ma, mb), "top": k,
-            "top_overlap": jac}
+    return {
+        "layers": a["layers"],
+        "token_cosine": cos(ta, tb),
+        "mass_cosine": cos(ma, mb),
+        "top": k,
+        "top_overlap": jac,
+    }

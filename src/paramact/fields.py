@@ -10,14 +10,23 @@ exactly one place and a flag means the same thing in every command that has it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _NO_DEFAULT: Any = dataclasses.MISSING
 
 
-def option(default: Any = _NO_DEFAULT, help: str = "", *, factory: Callable[[], Any] | None = None,
-           flag: str | None = None, aliases: tuple[str, ...] = (), choices: Callable[[], Any] | tuple | None = None,
-           parse: Callable[[str], Any] | None = None, cli: bool = True) -> Any:
+def option(
+    default: Any = _NO_DEFAULT,
+    help: str = "",
+    *,
+    factory: Callable[[], Any] | None = None,
+    flag: str | None = None,
+    aliases: tuple[str, ...] = (),
+    choices: Callable[[], Any] | tuple | None = None,
+    parse: Callable[[str], Any] | None = None,
+    cli: bool = True,
+) -> Any:
     """A dataclass field with command-line metadata.
 
     flag: the long option without dashes (default: the field name with '-' for '_');

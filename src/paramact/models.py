@@ -18,9 +18,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -38,7 +38,7 @@ def _package_dir(module: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(module)
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _smollm2_gguf(_: Path) -> Path:
@@ -91,8 +91,11 @@ class ModelConfig:
     name: str = option(DEFAULT_MODEL, "registry name, local path, .gguf file or hub id", flag="model")
     dtype: str | None = option(None, "model dtype: float32 (default), bfloat16, float16")
     device_map: str | None = option(
-        None, "spread a model that does not fit one device over all devices (accelerate); every weight must stay "
-              "on an accelerator (no CPU/disk offload)", choices=("auto",))
+        None,
+        "spread a model that does not fit one device over all devices (accelerate); every weight must stay "
+        "on an accelerator (no CPU/disk offload)",
+        choices=("auto",),
+    )
     trust_remote_code: bool = option(False, "run code shipped with a hub model (off by default)")
     cache: str | None = option(None, "registry model cache (default ~/.cache/paramact)", cli=False)
 
@@ -171,8 +174,14 @@ def _resolve_dtype(dtype) -> torch.dtype:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in table:
         raise UserError(f"unknown dtype {dtype!r}; choose one of: {', '.join(table)}")
     return table[dtype]
@@ -204,8 +213,14 @@ def load(config: ModelConfig, device: str | None = None):
     return load_model(config.name, config.dtype, device, config.trust_remote_code, config.device_map, config.cache)
 
 
-def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_remote_code: bool = False,
-               device_map: str | None = None, cache: str | Path | None = None):
+def load_model(
+    name_or_path: str,
+    dtype=None,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    device_map: str | None = None,
+    cache: str | Path | None = None,
+):
     """(model, tokenizer) for a registry name, a local directory, a .gguf file or a hub id.
 
     trust_remote_code runs code shipped with a model and is off unless asked for.
@@ -243,8 +258,10 @@ def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_r
     except UserError:
         raise
     except pickle.UnpicklingError as e:  # a .bin checkpoint: torch.load(weights_only=True) refused it
-        raise UserError(f"cannot load model {name_or_path!r}: its pickled weights hold more than tensors and are "
-                        "refused (torch.load weights_only=True); use a safetensors copy") from e
+        raise UserError(
+            f"cannot load model {name_or_path!r}: its pickled weights hold more than tensors and are "
+            "refused (torch.load weights_only=True); use a safetensors copy"
+        ) from e
     except (OSError, ValueError, KeyError) as e:
         if "custom code" in str(e) and not trust_remote_code:
             raise UserError(
@@ -270,6 +287,8 @@ def check_resident(model) -> None:
     off = [name for name, p in discover(model, allow_uncovered=True).params().items() if p.device.type == "meta"]
     if off:
         where = sorted({str(v) for v in (getattr(model, "hf_device_map", None) or {}).values()})
-        raise UserError(f"{len(off)} weights (first {off[0]}) are offloaded by the device map ({', '.join(where)}): "
-                        "paramact needs every weight on a device; use more or larger accelerators, a smaller "
-                        "--dtype, or torchrun with one replica per device")
+        raise UserError(
+            f"{len(off)} weights (first {off[0]}) are offloaded by the device map ({', '.join(where)}): "
+            "paramact needs every weight on a device; use more or larger accelerators, a smaller "
+            "--dtype, or torchrun with one replica per device"
+        )

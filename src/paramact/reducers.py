@@ -70,7 +70,7 @@ class MeanMap:
             return {k: v.div_(self.n) for k, v in self.sums.items()}
         return {k: v / self.n for k, v in self.sums.items()}
 
-    def merge(self, other: "MeanMap") -> None:
+    def merge(self, other: MeanMap) -> None:
         for k, v in other.sums.items():
             self.sums[k] += v.to(self.sums[k].device)
         self.n += other.n
@@ -150,8 +150,9 @@ class SampleStats:
         g = self._gram.cpu()  # float64
         sq = (torch.diagonal(g, dim1=1, dim2=2) if self.keep_grams else g).T.float().contiguous()  # [B, L]
         if not torch.isfinite(sq).all():
-            raise UserError("non-finite activations (NaN/inf gradients, e.g. float16 overflow): "
-                            "use --dtype float32 or bfloat16")
+            raise UserError(
+                "non-finite activations (NaN/inf gradients, e.g. float16 overflow): use --dtype float32 or bfloat16"
+            )
         self.sq_norm.append(sq)
         self.total.append(self._sum.T.cpu())
         if self.keep_grams:
@@ -215,7 +216,7 @@ class SampleStats:
         ids = split(state["index"]) if self.index else []
         self.grams = [(i.tolist(), state[f"gram/{k}"]) for k, i in enumerate(ids)] if self.keep_grams else []
 
-    def merge(self, other: "SampleStats") -> None:
+    def merge(self, other: SampleStats) -> None:
         """Add another shard's samples (the results stay in sample-id order)."""
         self.index += other.index
         self.sq_norm += other.sq_norm

@@ -13,10 +13,11 @@ import os
 import platform
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
+from typing import ClassVar
 
 import torch
 
@@ -75,10 +76,17 @@ class TensorFileWriter:
     idempotently), so a killed run continues where its last checkpoint stood.
     """
 
-    _DTYPES = {torch.float16: ("F16", 2), torch.float32: ("F32", 4)}
+    _DTYPES: ClassVar[dict] = {torch.float16: ("F16", 2), torch.float32: ("F32", 4)}
 
-    def __init__(self, path: Path, name: str, shape: tuple[int, ...], dtype: torch.dtype,
-                 metadata: dict | None = None, resume: bool = False):
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: torch.dtype,
+        metadata: dict | None = None,
+        resume: bool = False,
+    ):
         code, size = self._DTYPES[dtype]
         self.path, self.dtype = Path(path), dtype
         self.partial = self.path.with_name(self.path.name + ".partial")
@@ -158,7 +166,7 @@ class Checkpoint:
         self.path, self.every, self.key, self.resume = Path(path), every, key, resume
 
     @classmethod
-    def for_process(cls, folder: Path, shard: tuple[int, int], every: int, config, resume: bool) -> "Checkpoint":
+    def for_process(cls, folder: Path, shard: tuple[int, int], every: int, config, resume: bool) -> Checkpoint:
         """This process's checkpoint in `folder` (one per rank under torchrun), keyed by `config`."""
         name = "checkpoint.safetensors" if shard[1] == 1 else f"checkpoint.rank{shard[0]}.safetensors"
         return cls(Path(folder) / name, every, config_key({**config, "shard": list(shard)}), resume)
@@ -169,7 +177,7 @@ class Checkpoint:
         tensors, meta = read_checkpoint(self.path, self.key, "delete it to restart this run from scratch")
         for name, part in parts.items():
             prefix = name + "/"
-            part.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            part.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         return int(meta["next_batch"])
 
     def due(self, next_batch: int, total: int) -> bool:
@@ -193,7 +201,9 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"cannot read tensors from {path}: {str(e).splitlines()[0] if str(e) else 'corrupt file'}") from e
+        raise UserError(
+            f"cannot read tensors from {path}: {str(e).splitlines()[0] if str(e) else 'corrupt file'}"
+        ) from e
 
 
 def installed_packages() -> dict[str, str]:
@@ -213,7 +223,7 @@ def environment(model=None, seed: int | None = None) -> dict:
     import transformers
 
     env = {
-        "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "torch": torch.__version__,

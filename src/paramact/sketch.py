@@ -20,8 +20,8 @@ import hashlib
 import torch
 
 from .anatomy import Anatomy, Weight
-from .workspace import Workspace
 from .errors import UserError
+from .workspace import Workspace
 
 
 def _seed_for(seed: int, layer: int, slot: int) -> int:
@@ -75,4 +75,6 @@ def read_fingerprints(path, rows: list[int] | None = None) -> torch.Tensor:
             t = f.get_slice("fingerprints")
             return (t[:] if rows is None else torch.stack([t[i] for i in rows]) if rows else t[0:0]).float()
     except (SafetensorError, OSError) as e:
-        raise UserError(f"cannot read fingerprints from {path}: {str(e).splitlines()[0] if str(e) else 'corrupt'}") from e
+        raise UserError(
+            f"cannot read fingerprints from {path}: {str(e).splitlines()[0] if str(e) else 'corrupt'}"
+        ) from e

@@ -22,7 +22,7 @@ MoE block's routing decisions [tokens, k].
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,9 +35,16 @@ OnInput = Callable[[Weight, torch.Tensor, torch.Tensor, "torch.Tensor | None"], 
 OnRoute = Callable[[int, torch.Tensor], None]
 
 IMPLEMENTATION = "paramact"
-_CASTS = {torch.Tensor.to, torch.Tensor.type, torch.Tensor.float, torch.Tensor.double, torch.Tensor.half,
-          torch.Tensor.bfloat16, torch.Tensor.contiguous}
-_ACTIVE: dict[int, "_ExpertsTap"] = {}  # id(experts module) -> its tap, while taps are active
+_CASTS = {
+    torch.Tensor.to,
+    torch.Tensor.type,
+    torch.Tensor.float,
+    torch.Tensor.double,
+    torch.Tensor.half,
+    torch.Tensor.bfloat16,
+    torch.Tensor.contiguous,
+}
+_ACTIVE: dict[int, _ExpertsTap] = {}  # id(experts module) -> its tap, while taps are active
 _REGISTERED = [0]  # how many Taps keep paramact's experts implementation registered
 
 
@@ -78,13 +85,15 @@ def _linear(x: torch.Tensor, W: torch.Tensor, transposed: bool) -> torch.Tensor:
     return x @ W if transposed else F.linear(x, W)
 
 
-def experts_forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
-                    top_k_weights: torch.Tensor) -> torch.Tensor:
+def experts_forward(
+    self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+) -> torch.Tensor:
     """The experts' forward, one expert at a time (the computation of transformers' eager loop),
     reporting every expert's routed tokens to the active taps. hidden_states [N, H], top_k_* [N, k]."""
     if getattr(self, "_is_expert_parallel", False):
-        raise UserError("expert-parallel MoE modules are not supported: load the model with every expert "
-                        "on each process")
+        raise UserError(
+            "expert-parallel MoE modules are not supported: load the model with every expert on each process"
+        )
     tap = _ACTIVE.get(id(self))
     if tap is not None and tap.on_route is not None:
         tap.on_route(tap.layer, top_k_index)
@@ -122,13 +131,14 @@ def _interface():
 class Taps:
     """Context manager: report every weight's input and output to `on_input` during forwards."""
 
-    def __init__(self, anatomy: Anatomy, on_input: OnInput, on_route: OnRoute | None = None,
-                 layers: list[int] | None = None):
+    def __init__(
+        self, anatomy: Anatomy, on_input: OnInput, on_route: OnRoute | None = None, layers: list[int] | None = None
+    ):
         self.anatomy, self.on_input, self.on_route = anatomy, on_input, on_route
         self.layers = set(range(anatomy.n_layers) if layers is None else layers)
         self._stack = contextlib.ExitStack()
 
-    def __enter__(self) -> "Taps":
+    def __enter__(self) -> Taps:
         try:
             self._install()
         except BaseException:

@@ -7,17 +7,17 @@ Adding a target is one registered class.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from .batching import Batch
 from .errors import UserError
 
-TARGETS: dict[str, type["Target"]] = {}
+TARGETS: dict[str, type[Target]] = {}
 
 
-def register_target(name: str) -> Callable[[type["Target"]], type["Target"]]:
+def register_target(name: str) -> Callable[[type[Target]], type[Target]]:
     def deco(cls: type[Target]) -> type[Target]:
         cls.name = name
         TARGETS[name] = cls
@@ -26,7 +26,7 @@ def register_target(name: str) -> Callable[[type["Target"]], type["Target"]]:
     return deco
 
 
-def get_target(name: str | "Target") -> "Target":
+def get_target(name: str | Target) -> Target:
     if isinstance(name, Target):
         return name
     if name not in TARGETS:

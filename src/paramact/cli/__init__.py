@@ -13,17 +13,38 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from . import (activations_cmd, data_cmd, eval_cmd, findings_cmd, models_cmd, prune_cmd, report_cmd, schedule_cmd,
-               study_cmd, sts_cmd)
+from . import (
+    activations_cmd,
+    data_cmd,
+    eval_cmd,
+    findings_cmd,
+    models_cmd,
+    prune_cmd,
+    report_cmd,
+    schedule_cmd,
+    sts_cmd,
+    study_cmd,
+)
 from .command import Command
 
 log = logging.getLogger("paramact")
 
 # name -> command; the order is the order of `paramact --help`
-COMMANDS: dict[str, Command] = {c.name: c for c in (
-    models_cmd.COMMAND, data_cmd.COMMAND, activations_cmd.COMMAND, findings_cmd.COMMAND, sts_cmd.COMMAND,
-    report_cmd.COMMAND, prune_cmd.COMMAND, schedule_cmd.COMMAND, eval_cmd.COMMAND, study_cmd.COMMAND,
-)}
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in (
+        models_cmd.COMMAND,
+        data_cmd.COMMAND,
+        activations_cmd.COMMAND,
+        findings_cmd.COMMAND,
+        sts_cmd.COMMAND,
+        report_cmd.COMMAND,
+        prune_cmd.COMMAND,
+        schedule_cmd.COMMAND,
+        eval_cmd.COMMAND,
+        study_cmd.COMMAND,
+    )
+}
 
 
 class _Parser(argparse.ArgumentParser):

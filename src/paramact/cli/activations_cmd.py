@@ -19,8 +19,10 @@ def _table(results: dict, gammas) -> str:
             r = results[n]["layers"][i]
             cells.append(f"{r['count_above'][g]:>18,d} {r['mass_share_50']:6.3f} {r['mass_share_90']:6.3f}")
         lines.append(f"{i:>5} {row['params']:>9,d} " + " ".join(cells))
-    lines.append(f"(layers 0-based; '>{g}': parameters with mean |A| above γ; m50/m90: share of parameters carrying "
-                 "50%/90% of the layer's activation mass)")
+    lines.append(
+        f"(layers 0-based; '>{g}': parameters with mean |A| above γ; m50/m90: share of parameters carrying "
+        "50%/90% of the layer's activation mass)"
+    )
     return "\n".join(lines)
 
 
@@ -43,5 +45,6 @@ def run(run: ActivationsRun, ctx, args) -> int:
     return 0
 
 
-COMMAND = Command("activations", "mean activation map, density, LLMDcos and fingerprints of a dataset", run,
-                  ActivationsRun)
+COMMAND = Command(
+    "activations", "mean activation map, density, LLMDcos and fingerprints of a dataset", run, ActivationsRun
+)

@@ -8,9 +8,10 @@ the RunContext (torchrun rank, device, threads) and runs the command's function.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import UserError
 from .environment import RunOptions, make_context, with_environment
@@ -48,10 +49,14 @@ class Command:
         if self.options is not None:
             self.options.add_to(p)
             self.run_opts.add_to(p)
-            p.add_argument("--config", type=Path, default=None,
-                           help="YAML or JSON file of options (keys: the long option names); command-line options win")
+            p.add_argument(
+                "--config",
+                type=Path,
+                default=None,
+                help="YAML or JSON file of options (keys: the long option names); command-line options win",
+            )
 
-    def prepare(self, args: argparse.Namespace) -> "Call":
+    def prepare(self, args: argparse.Namespace) -> Call:
         if self.options is None:
             return Call(self, None, None, args)
         given = self.options.values(args)
@@ -88,14 +93,22 @@ class Call:
     @property
     def finished(self) -> bool:
         """--resume on a run that already wrote its results.json."""
-        return bool(self.run_options and self.run_options.resume and self.out is not None
-                    and (self.out / "results.json").is_file())
+        return bool(
+            self.run_options
+            and self.run_options.resume
+            and self.out is not None
+            and (self.out / "results.json").is_file()
+        )
 
     def __call__(self) -> int:
         if self.config is None:
             return self.command.run(None, None, self.args)
         device_map = getattr(getattr(self.config, "model", None), "device_map", None)
-        ctx = make_context(self.run_options, progress=not self.args.quiet, device_map=device_map,
-                           distributed_ok=self.command.distributed, command=" ".join((self.command.name,
-                                                                                      *self.command.path)))
+        ctx = make_context(
+            self.run_options,
+            progress=not self.args.quiet,
+            device_map=device_map,
+            distributed_ok=self.command.distributed,
+            command=" ".join((self.command.name, *self.command.path)),
+        )
         return self.command.run(self.config, ctx, self.args)

@@ -1,14 +1,18 @@
 """`paramact data list` and `paramact data show`: the datasets, their sources and rendered prompts.
 
-    paramact data [--data-dir DIR] list
-    paramact data [--data-dir DIR] show NAME [--split S] [--samples K] [--data-seed X] [--shots K]
-                                            [--form prompt|eval] [--path FILE_OR_DIR]
+paramact data [--data-dir DIR] list
+paramact data [--data-dir DIR] show NAME [--split S] [--samples K] [--data-seed X] [--shots K]
+                                        [--form prompt|eval] [--path FILE_OR_DIR]
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..data.analysis import analysis_prompts
+from ..data.choice_items import mc_items
+from ..data.loading import source_status
+from ..data.pairs import parallel_pairs, sts_pairs
 from ..data.registry import REGISTRY, get_spec
 from ..errors import UserError
 from .command import Command
@@ -16,24 +20,36 @@ from .environment import env_data_dir
 
 
 def _arguments(d) -> None:
-    d.add_argument("--data-dir", type=Path, default=None,
-                   help="folder holding NAME/ in each dataset's official layout (default $PARAMACT_DATA_DIR)")
+    d.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder holding NAME/ in each dataset's official layout (default $PARAMACT_DATA_DIR)",
+    )
     sub = d.add_subparsers(dest="data_command", required=True)
     sub.add_parser("list", help="every dataset: where it would be read from and rows per split")
     s = sub.add_parser("show", help="print rendered prompts of a dataset")
     s.add_argument("name", help=f"one of: {', '.join(REGISTRY)}")
     s.add_argument("--split", default=None, help="split (default: the one the paper uses)")
     s.add_argument("--samples", "--n", dest="n", type=int, default=3, help="items to show (default 3)")
-    s.add_argument("--data-seed", dest="seed", type=int, default=1,
-                   help="seed of the sample draw (default 1, as the paper's analysis)")
+    s.add_argument(
+        "--data-seed",
+        dest="seed",
+        type=int,
+        default=1,
+        help="seed of the sample draw (default 1, as the paper's analysis)",
+    )
     s.add_argument("--shots", type=int, default=None, help="demonstrations (GSM8K 0-8, MMLU 0-5)")
-    s.add_argument("--form", choices=("prompt", "eval"), default="prompt",
-                   help="prompt: analysis prompts; eval: multiple-choice items in both scoring forms")
+    s.add_argument(
+        "--form",
+        choices=("prompt", "eval"),
+        default="prompt",
+        help="prompt: analysis prompts; eval: multiple-choice items in both scoring forms",
+    )
     s.add_argument("--path", default=None, help="read this file or folder instead of the data directory")
 
 
 def _list(args) -> list[str]:
-    from ..data.loading import source_status
 
     out = [f"{'name':<11} {'kind':<16} {'source':<24} rows per split / location"]
     for name, spec in REGISTRY.items():
@@ -55,29 +71,32 @@ def _show(args) -> list[str]:
     spec = get_spec(args.name)
     common = {"split": args.split, "data_dir": args.data_dir, "path": args.path}
     if args.form == "eval":
-        from ..data.choice_items import mc_items
-
         items, _ = mc_items(args.name, args.n, args.seed, shots=args.shots, **common)
         out = []
         for k, it in enumerate(items, 1):
-            out += [_header(f"{it.dataset} {it.split} row {it.index} ({k}/{len(items)}) gold={it.gold_letter}"),
-                    "--- letter scoring: prompt (answer tokens " + " / ".join(it.letters) + ")", it.prompt,
-                    "--- log-likelihood: context", it.context]
+            out += [
+                _header(f"{it.dataset} {it.split} row {it.index} ({k}/{len(items)}) gold={it.gold_letter}"),
+                "--- letter scoring: prompt (answer tokens " + " / ".join(it.letters) + ")",
+                it.prompt,
+                "--- log-likelihood: context",
+                it.context,
+            ]
             out += [f"  [{'x' if c == it.gold else ' '}] {cont!r}" for c, cont in enumerate(it.continuations)]
         return out
     if spec.kind == "pairs":
-        from ..data.pairs import sts_pairs
-
         pairs, _ = sts_pairs(args.name, args.n, args.seed, **common)
-        return [line for k, p in enumerate(pairs, 1)
-                for line in (_header(f"{args.name} row {p.index} ({k}/{len(pairs)}) score={p.score:g}"), p.a, p.b)]
+        return [
+            line
+            for k, p in enumerate(pairs, 1)
+            for line in (_header(f"{args.name} row {p.index} ({k}/{len(pairs)}) score={p.score:g}"), p.a, p.b)
+        ]
     if spec.kind == "parallel":
-        from ..data.pairs import parallel_pairs
-
         pairs, _ = parallel_pairs(args.name, args.n, args.seed, **common)
-        return [line for k, p in enumerate(pairs, 1)
-                for line in (_header(f"{args.name} talk {p.talk} seg {p.seg} ({k}/{len(pairs)})"), p.zh, p.en)]
-    from ..data.analysis import analysis_prompts
+        return [
+            line
+            for k, p in enumerate(pairs, 1)
+            for line in (_header(f"{args.name} talk {p.talk} seg {p.seg} ({k}/{len(pairs)})"), p.zh, p.en)
+        ]
 
     texts, source = analysis_prompts(args.name, args.n, args.seed, shots=args.shots, **common)
     rows = source.get("indices") or [None] * len(texts)

@@ -26,8 +26,11 @@ class RunOptions:
     out: str | None = option(None, "run directory (required; must not hold a finished run)")
     resume: bool = option(False, "continue a killed run in --out from its last checkpoint")
     checkpoint_every: int = option(20, "batches between checkpoints (0: none)")
-    device: str | None = option(None, "where the model's replica lives, e.g. cpu, cuda:0 (default: where it loads; "
-                                      "under torchrun each process's own GPU)")
+    device: str | None = option(
+        None,
+        "where the model's replica lives, e.g. cpu, cuda:0 (default: where it loads; "
+        "under torchrun each process's own GPU)",
+    )
     threads: int | None = option(None, "torch CPU threads (default: torch's choice)")
 
     def __post_init__(self) -> None:
@@ -68,8 +71,9 @@ def env_cache() -> str | None:
     return os.environ.get(ENV_CACHE) or None
 
 
-def make_context(opts: RunOptions, progress: bool, device_map: str | None = None, distributed_ok: bool = True,
-                 command: str = "") -> RunContext:
+def make_context(
+    opts: RunOptions, progress: bool, device_map: str | None = None, distributed_ok: bool = True, command: str = ""
+) -> RunContext:
     """The RunContext of this process: torchrun's rank and world (the process group joined), the
     device of its replica, the run directory and checkpoint policy, and the thread count set."""
     import torch
@@ -83,13 +87,22 @@ def make_context(opts: RunOptions, progress: bool, device_map: str | None = None
     if world > 1 and not distributed_ok:
         raise UserError(f"{command} runs in one process; under torchrun use `paramact prune` or `paramact schedule`")
     if world > 1 and device_map:
-        raise UserError("--device-map spreads one replica over every device; under torchrun each process "
-                        "holds its own replica on its own device: use one or the other")
+        raise UserError(
+            "--device-map spreads one replica over every device; under torchrun each process "
+            "holds its own replica on its own device: use one or the other"
+        )
     if opts.device is not None:
         from ..models import check_device
 
         check_device(opts.device)
     rank, world = distributed.init(world, local_rank)
     device = opts.device or distributed.device_for_rank(world, local_rank)
-    return RunContext(out=Path(opts.out) if opts.out is not None else None, rank=rank, world=world, device=device,
-                      checkpoint_every=opts.checkpoint_every, resume=opts.resume, progress=progress)
+    return RunContext(
+        out=Path(opts.out) if opts.out is not None else None,
+        rank=rank,
+        world=world,
+        device=device,
+        checkpoint_every=opts.checkpoint_every,
+        resume=opts.resume,
+        progress=progress,
+    )

@@ -36,5 +36,12 @@ def run(run: EvalRun, ctx, args) -> int:
     return 0
 
 
-COMMAND = Command("eval", "evaluate a model: perplexity, paper letter scoring, lm-eval log-likelihood, HumanEval NLL",
-                  run, EvalRun, run_options=("out", "device", "threads"), needs_out=False, distributed=False)
+COMMAND = Command(
+    "eval",
+    "evaluate a model: perplexity, paper letter scoring, lm-eval log-likelihood, HumanEval NLL",
+    run,
+    EvalRun,
+    run_options=("out", "device", "threads"),
+    needs_out=False,
+    distributed=False,
+)

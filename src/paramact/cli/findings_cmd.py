@@ -21,10 +21,13 @@ def run(run: FindingsRun, ctx, args) -> int:
         print(f"  {n:>{w}s} " + " ".join(f"{x:.3f}" for x in row))
     ck = res["finding3"]["check"]
     if ck:
-        print(f"check vs exact ({ck['n_pairs']} pairs): matrix max |error| {ck['matrix_error_max']:.4f}, "
-              f"pair |error| p99 {ck['pair_error_p99']:.4f}")
+        print(
+            f"check vs exact ({ck['n_pairs']} pairs): matrix max |error| {ck['matrix_error_max']:.4f}, "
+            f"pair |error| p99 {ck['pair_error_p99']:.4f}"
+        )
     return render(ctx.out)
 
 
-COMMAND = Command("findings", "the paper's Findings 1-3: density, pair LLMDcos, dataset matrix, plots", run,
-                  FindingsRun)
+COMMAND = Command(
+    "findings", "the paper's Findings 1-3: density, pair LLMDcos, dataset matrix, plots", run, FindingsRun
+)

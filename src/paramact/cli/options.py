@@ -14,9 +14,10 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import UserError
 
@@ -68,7 +69,9 @@ def _convert(kind, value, parse):
     if typing.get_origin(base) is tuple:
         (item, *_rest) = typing.get_args(base)
         parts = value if isinstance(value, (list, tuple)) else [value]
-        flat = [p.strip() if isinstance(p, str) else p for v in parts for p in (v.split(",") if isinstance(v, str) else [v])]
+        flat = [
+            p.strip() if isinstance(p, str) else p for v in parts for p in (v.split(",") if isinstance(v, str) else [v])
+        ]
         return tuple(_convert(item, p, None) for p in flat if p != "")
     if base is bool:
         if isinstance(value, bool):
@@ -112,7 +115,7 @@ class Options:
     def _walk(self, cls, default, path) -> None:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            p = path + (f.name,)
+            p = (*path, f.name)
             meta = f.metadata
             value = getattr(default, f.name) if default is not None else _default_of(f)
             if dataclasses.is_dataclass(hints[f.name]):
@@ -127,8 +130,16 @@ class Options:
             if flag in self.opts:  # the same fact in two nested configs (e.g. --data-dir): one flag sets both
                 self.opts[flag].paths.append(p)
                 continue
-            self.opts[flag] = Opt(flag, [p], hints[f.name], value, meta.get("help", ""), meta.get("aliases", ()),
-                                  meta.get("choices"), meta.get("parse"))
+            self.opts[flag] = Opt(
+                flag,
+                [p],
+                hints[f.name],
+                value,
+                meta.get("help", ""),
+                meta.get("aliases", ()),
+                meta.get("choices"),
+                meta.get("parse"),
+            )
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         for o in self.opts.values():
@@ -137,11 +148,17 @@ class Options:
             help_text = f"{o.help} (default: {default})" if o.default not in (None, False, ()) else o.help
             base, _ = _strip_optional(o.kind)
             if base is bool:
-                parser.add_argument(f"--{o.flag}", dest=o.dest, action=argparse.BooleanOptionalAction,
-                                    default=argparse.SUPPRESS, help=help_text)
+                parser.add_argument(
+                    f"--{o.flag}",
+                    dest=o.dest,
+                    action=argparse.BooleanOptionalAction,
+                    default=argparse.SUPPRESS,
+                    help=help_text,
+                )
             elif typing.get_origin(base) is tuple:
-                parser.add_argument(*names, dest=o.dest, action="append", default=argparse.SUPPRESS, help=help_text,
-                                    metavar="A,B")
+                parser.add_argument(
+                    *names, dest=o.dest, action="append", default=argparse.SUPPRESS, help=help_text, metavar="A,B"
+                )
             else:
                 choices = o.choices() if callable(o.choices) else o.choices
                 metavar = "{" + ",".join(map(str, choices)) + "}" if choices else None
@@ -172,7 +189,7 @@ class Options:
             hints = typing.get_type_hints(cls)
             kw = {}
             for f in dataclasses.fields(cls):
-                p = path + (f.name,)
+                p = (*path, f.name)
                 if dataclasses.is_dataclass(hints[f.name]):
                     sub = getattr(default, f.name)
                     kw[f.name] = make(hints[f.name], sub, p)

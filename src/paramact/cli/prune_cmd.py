@@ -25,8 +25,13 @@ def run(run: PruneRun, ctx, args) -> int:
 
     cfg, ecfg, out = run.prune, run.eval, ctx.out
     tasks = parse_tasks(list(run.eval_tasks)) if run.eval_tasks else []
-    config = {"model": run.model.name, "prune": asdict(cfg), "eval": asdict(ecfg) if tasks else None, "tasks": tasks,
-              "processes": ctx.world}
+    config = {
+        "model": run.model.name,
+        "prune": asdict(cfg),
+        "eval": asdict(ecfg) if tasks else None,
+        "tasks": tasks,
+        "processes": ctx.world,
+    }
     if ctx.resume:
         check_resumable(out, config, ignore=("processes",))
     elif ctx.writer:
@@ -34,13 +39,23 @@ def run(run: PruneRun, ctx, args) -> int:
     model, tok = load(run.model, ctx.device)
 
     def build(batches=None):
-        return build_schedule(model, tok, cfg.schedule, cfg.target, batches=batches, batch_size=cfg.calibration.batch_size,
-                              data_dir=cfg.calibration.data_dir, progress=ctx.bars, shard=ctx.shard)
+        return build_schedule(
+            model,
+            tok,
+            cfg.schedule,
+            cfg.target,
+            batches=batches,
+            batch_size=cfg.calibration.batch_size,
+            data_dir=cfg.calibration.data_dir,
+            progress=ctx.bars,
+            shard=ctx.shard,
+        )
 
     ckpt = None
     if run.checkpoint:
-        ckpt = BlockCheckpoint(out / "checkpoint", {"model": run.model.name, "prune": asdict(cfg)}, ctx.resume,
-                               writer=ctx.writer)
+        ckpt = BlockCheckpoint(
+            out / "checkpoint", {"model": run.model.name, "prune": asdict(cfg)}, ctx.resume, writer=ctx.writer
+        )
     kept = ckpt.load_schedule() if ckpt is not None else None
     # bad schedule input fails before any data is read; a resumed run keeps the schedule it pruned with
     schedule = Schedule.from_dict(kept) if kept else build() if cfg.schedule.name != "owl" else None
@@ -49,16 +64,30 @@ def run(run: PruneRun, ctx, args) -> int:
         schedule = build(token_batches(windows, cfg.calibration.batch_size))
     prepared = []
     if tasks and ctx.writer:
-        prepared = prepare(tok, tasks, ecfg, context=context_length(model),
-                           exclude_c4=calibration_snippets(tok, windows) if cfg.calibration.dataset == "c4" else ())
+        prepared = prepare(
+            tok,
+            tasks,
+            ecfg,
+            context=context_length(model),
+            exclude_c4=calibration_snippets(tok, windows) if cfg.calibration.dataset == "c4" else (),
+        )
     if ctx.writer:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", config)
         write_json(out / "env.json", environment(model, cfg.calibration.seed))
     if ckpt is not None:
         ckpt.save_schedule(schedule.as_dict())
-    report = run_prune(model, tok, cfg, schedule=schedule, windows=windows, calibration_source=source,
-                       progress=ctx.bars, shard=ctx.shard, checkpoint=ckpt)
+    report = run_prune(
+        model,
+        tok,
+        cfg,
+        schedule=schedule,
+        windows=windows,
+        calibration_source=source,
+        progress=ctx.bars,
+        shard=ctx.shard,
+        checkpoint=ckpt,
+    )
     if not ctx.writer:
         return 0  # every replica is pruned alike; rank 0 evaluates and writes
     evals = evaluate(model, prepared, ctx.progress) if prepared else {}
@@ -70,9 +99,11 @@ def run(run: PruneRun, ctx, args) -> int:
     if ckpt is not None:
         ckpt.clear()  # results.json is written: the run is complete
     sp = report.sparsity()
-    print(f"{cfg.method} {report.schedule.name} target {report.schedule.target:g}: measured overall "
-          f"{sp['overall']:.4f}, max |layer - schedule| {sp['max_abs_error_vs_schedule']:.4f}, "
-          f"{report.outcome.seconds:.1f} s")
+    print(
+        f"{cfg.method} {report.schedule.name} target {report.schedule.target:g}: measured overall "
+        f"{sp['overall']:.4f}, max |layer - schedule| {sp['max_abs_error_vs_schedule']:.4f}, "
+        f"{report.outcome.seconds:.1f} s"
+    )
     if evals:
         print(eval_table([(cfg.method, {"eval": evals})]))
         print(protocols(evals))
@@ -80,5 +111,10 @@ def run(run: PruneRun, ctx, args) -> int:
     return 0
 
 
-COMMAND = Command("prune", "prune a model layer by layer (wanda, sparsegpt, magnitude, activation) and evaluate it",
-                  run, PruneRun, run_options=("out", "resume", "device", "threads"))
+COMMAND = Command(
+    "prune",
+    "prune a model layer by layer (wanda, sparsegpt, magnitude, activation) and evaluate it",
+    run,
+    PruneRun,
+    run_options=("out", "resume", "device", "threads"),
+)

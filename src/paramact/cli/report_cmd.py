@@ -22,11 +22,19 @@ def render(run_dir: Path, screenshot: bool = False) -> int:
 
 def _arguments(p) -> None:
     p.add_argument("dir", type=Path)
-    p.add_argument("--screenshot", action="store_true", default=True,
-                   help="save report_first_screen.png, a headless-Chromium picture of the page's first screen "
-                        "(default)")
+    p.add_argument(
+        "--screenshot",
+        action="store_true",
+        default=True,
+        help="save report_first_screen.png, a headless-Chromium picture of the page's first screen (default)",
+    )
     p.add_argument("--no-screenshot", dest="screenshot", action="store_false", help="skip the picture")
 
 
-COMMAND = Command("report", "render DIR/report.html (figures, tables, config, the paper's numbers)",
-                  lambda _c, _x, args: render(args.dir, screenshot=args.screenshot), extra=_arguments, needs_out=False)
+COMMAND = Command(
+    "report",
+    "render DIR/report.html (figures, tables, config, the paper's numbers)",
+    lambda _c, _x, args: render(args.dir, screenshot=args.screenshot),
+    extra=_arguments,
+    needs_out=False,
+)

@@ -23,14 +23,25 @@ def run(run: ScheduleRun, ctx, args) -> int:
         windows, _ = calibration_windows(model, tok, ccfg)
         batches = token_batches(windows, ccfg.batch_size)
     # torchrun: the statistics are measured by every process, its share each
-    s = build_schedule(model, tok, sc, run.target, batches=batches, batch_size=ccfg.batch_size, data_dir=ccfg.data_dir,
-                       progress=ctx.bars, shard=ctx.shard)
+    s = build_schedule(
+        model,
+        tok,
+        sc,
+        run.target,
+        batches=batches,
+        batch_size=ccfg.batch_size,
+        data_dir=ccfg.data_dir,
+        progress=ctx.bars,
+        shard=ctx.shard,
+    )
     if not ctx.writer:
         return 0
     print(schedule_table(s))
     if out is not None:
-        write_json(out / "config.json", {"model": run.model.name, "schedule": asdict(sc),
-                                         "calibration": asdict(ccfg) if batches else None})
+        write_json(
+            out / "config.json",
+            {"model": run.model.name, "schedule": asdict(sc), "calibration": asdict(ccfg) if batches else None},
+        )
         write_json(out / "env.json", environment(model))
         write_json(out / "schedule.json", s.as_dict())
         write_json(out / "results.json", {"model": run.model.name, "schedule": s.as_dict()})
@@ -38,5 +49,11 @@ def run(run: ScheduleRun, ctx, args) -> int:
     return 0
 
 
-COMMAND = Command("schedule", "print (and save) a layer-wise sparsity schedule without pruning", run, ScheduleRun,
-                  run_options=("out", "device", "threads"), needs_out=False)
+COMMAND = Command(
+    "schedule",
+    "print (and save) a layer-wise sparsity schedule without pruning",
+    run,
+    ScheduleRun,
+    run_options=("out", "device", "threads"),
+    needs_out=False,
+)

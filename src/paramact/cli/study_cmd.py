@@ -67,8 +67,14 @@ def run(run: StudyRun, ctx, args) -> int:
     return 0
 
 
-COMMAND = Command("study", "the paper's pruning validations on one model: Validation 1 (dense/uniform/activation/OWL "
-                           "× Wanda/SparseGPT × sparsities) and Validation 2 (calibration C4 vs MMLU vs SIQA)",
-                  run, StudyRun, path=("prune",), run_options=("out", "resume", "device", "threads"),
-                  distributed=False,
-                  only={"calibration": ("nsamples", "seqlen", "data_dir"), "schedule": ("density", "samples", "seqlen")})
+COMMAND = Command(
+    "study",
+    "the paper's pruning validations on one model: Validation 1 (dense/uniform/activation/OWL "
+    "× Wanda/SparseGPT × sparsities) and Validation 2 (calibration C4 vs MMLU vs SIQA)",
+    run,
+    StudyRun,
+    path=("prune",),
+    run_options=("out", "resume", "device", "threads"),
+    distributed=False,
+    only={"calibration": ("nsamples", "seqlen", "data_dir"), "schedule": ("density", "samples", "seqlen")},
+)

@@ -48,8 +48,15 @@ def demo_source(path: str | Path | None) -> str | Path | None:
     return p if p.is_dir() else p.parent.parent
 
 
-def render_items(name: str, rows: tuple[dict, ...], indices: list[int], seed: int, shots: int,
-                 demo_rows: tuple[dict, ...] = (), field: str | None = None) -> list[str]:
+def render_items(
+    name: str,
+    rows: tuple[dict, ...],
+    indices: list[int],
+    seed: int,
+    shots: int,
+    demo_rows: tuple[dict, ...] = (),
+    field: str | None = None,
+) -> list[str]:
     spec = get_spec(name)
     if name == "gsm8k":
         return [prompts.gsm8k(rows[i], prompts.gsm8k_demos(shots, item_rng(seed, i, "gsm8k-demos"))) for i in indices]
@@ -68,10 +75,20 @@ def _draw(name: str, split: str, n: int | None, seed: int, data_dir, path):
     return data, pick(len(data.rows), n, seed, f"{name} {split}")
 
 
-def analysis_prompts(name: str, n: int | None = 64, seed: int = 1, *, split: str | None = None,
-                     shots: int | None = None, demo_split: str = "dev", tokenizer=None, seqlen: int = 256,
-                     field: str | None = None, data_dir: str | Path | None = None,
-                     path: str | Path | None = None) -> tuple[list[str], dict]:
+def analysis_prompts(
+    name: str,
+    n: int | None = 64,
+    seed: int = 1,
+    *,
+    split: str | None = None,
+    shots: int | None = None,
+    demo_split: str = "dev",
+    tokenizer=None,
+    seqlen: int = 256,
+    field: str | None = None,
+    data_dir: str | Path | None = None,
+    path: str | Path | None = None,
+) -> tuple[list[str], dict]:
     """n prompts of dataset `name` in the paper's format, drawn with Random(seed), and their source.
 
     For C4/WikiText-2 the prompts are decoded `seqlen`-token windows; without a tokenizer the
@@ -105,8 +122,15 @@ def analysis_prompts(name: str, n: int | None = 64, seed: int = 1, *, split: str
     return texts, source
 
 
-def analysis_answers(name: str, n: int | None = 64, seed: int = 1, *, split: str | None = None,
-                     data_dir: str | Path | None = None, path: str | Path | None = None) -> list[str]:
+def analysis_answers(
+    name: str,
+    n: int | None = 64,
+    seed: int = 1,
+    *,
+    split: str | None = None,
+    data_dir: str | Path | None = None,
+    path: str | Path | None = None,
+) -> list[str]:
     """The gold continuation (prompts.answer: the paper's answer token, GSM8K's worked answer,
     HumanEval's canonical solution) of each prompt analysis_prompts(name, n, seed) draws, in order."""
     if name in WINDOWED_CORPORA:

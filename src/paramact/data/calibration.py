@@ -19,8 +19,9 @@ prepends BOS. (The paper's code tokenized with BOS, so its windows could start w
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import UserError
 from . import prompts
@@ -72,7 +73,7 @@ def document_windows(docs: Sequence[str], tokenizer, n: int, seqlen: int, seed: 
                 raise UserError(f"no document is longer than seqlen={seqlen} tokens")
             continue
         start = rng.randint(0, len(ids) - seqlen - 1)
-        out.append(ids[start:start + seqlen])
+        out.append(ids[start : start + seqlen])
     return out
 
 
@@ -82,11 +83,12 @@ def stream_windows(text: str, tokenizer, n: int, seqlen: int, seed: int) -> list
     if len(ids) < seqlen + 1:
         raise UserError(f"the text has {len(ids)} tokens, too few for windows of seqlen={seqlen}")
     rng = random.Random(seed)
-    return [ids[s:s + seqlen] for s in (rng.randint(0, len(ids) - seqlen - 1) for _ in range(n))]
+    return [ids[s : s + seqlen] for s in (rng.randint(0, len(ids) - seqlen - 1) for _ in range(n))]
 
 
-def concat_sequences(items: Sequence[str], answers: Sequence[str], tokenizer, n: int, seqlen: int, seed: int,
-                     followers: int = 0) -> list[list]:
+def concat_sequences(
+    items: Sequence[str], answers: Sequence[str], tokenizer, n: int, seqlen: int, seed: int, followers: int = 0
+) -> list[list]:
     """Paper's task calibration. `answers[k]` is appended to item k (use "" for none)."""
     _check(n, seqlen)
     total = len(items)
@@ -108,8 +110,17 @@ def concat_sequences(items: Sequence[str], answers: Sequence[str], tokenizer, n:
     return out
 
 
-def corpus_windows(name: str, tokenizer, n: int, seqlen: int, seed: int, *, split: str | None = None,
-                   data_dir: str | Path | None = None, path: str | Path | None = None) -> tuple[list[list], dict]:
+def corpus_windows(
+    name: str,
+    tokenizer,
+    n: int,
+    seqlen: int,
+    seed: int,
+    *,
+    split: str | None = None,
+    data_dir: str | Path | None = None,
+    path: str | Path | None = None,
+) -> tuple[list[list], dict]:
     """seqlen-token windows of a windowed corpus (registry.WINDOWED_CORPORA) with their source:
     of its documents (C4) or of the joined split (WikiText-2), as its spec's `windows` says."""
     if name not in WINDOWED_CORPORA:
@@ -122,14 +133,29 @@ def corpus_windows(name: str, tokenizer, n: int, seqlen: int, seed: int, *, spli
         windows = document_windows(texts, tokenizer, n, seqlen, seed)
     else:
         windows = stream_windows(" ".join(texts), tokenizer, n, seqlen, seed)
-    method = {"method": "document windows" if by_document else "stream windows (rows joined with ' ')",
-              "nsamples": n, "seqlen": seqlen, "seed": seed, "tokenizer": tokenizer_name(tokenizer)}
+    method = {
+        "method": "document windows" if by_document else "stream windows (rows joined with ' ')",
+        "nsamples": n,
+        "seqlen": seqlen,
+        "seed": seed,
+        "tokenizer": tokenizer_name(tokenizer),
+    }
     return windows, {**data.source, "windows": method}
 
 
-def calibration(name: str, tokenizer, nsamples: int = 128, seqlen: int = 2048, seed: int = 0, *,
-                split: str | None = None, with_answers: bool | None = None, followers: int | None = None,
-                data_dir: str | Path | None = None, path: str | Path | None = None) -> tuple[list[list], dict]:
+def calibration(
+    name: str,
+    tokenizer,
+    nsamples: int = 128,
+    seqlen: int = 2048,
+    seed: int = 0,
+    *,
+    split: str | None = None,
+    with_answers: bool | None = None,
+    followers: int | None = None,
+    data_dir: str | Path | None = None,
+    path: str | Path | None = None,
+) -> tuple[list[list], dict]:
     """`nsamples` token sequences of exactly `seqlen` tokens for pruning calibration, and their source.
 
     C4/WikiText-2 give windows; every other registered dataset gives concatenated items
@@ -144,7 +170,14 @@ def calibration(name: str, tokenizer, nsamples: int = 128, seqlen: int = 2048, s
     items = [spec.render(r) for r in data.rows]
     answers = [prompts.answer(name, r) if answers_on else "" for r in data.rows]
     seqs = concat_sequences(items, answers, tokenizer, nsamples, seqlen, seed, follow)
-    method = {"method": "concatenated items", "separator": prompts.CALIBRATION_SEPARATOR, "with_answers": answers_on,
-              "followers": follow, "nsamples": nsamples, "seqlen": seqlen, "seed": seed,
-              "tokenizer": tokenizer_name(tokenizer)}
+    method = {
+        "method": "concatenated items",
+        "separator": prompts.CALIBRATION_SEPARATOR,
+        "with_answers": answers_on,
+        "followers": follow,
+        "nsamples": nsamples,
+        "seqlen": seqlen,
+        "seed": seed,
+        "tokenizer": tokenizer_name(tokenizer),
+    }
     return seqs, {**data.source, "calibration": method}

@@ -64,9 +64,18 @@ def _loglik_context(dataset: str, row: dict, demos: list[dict]) -> str:
     return prompts.mmlu_loglik_description(row["subject"]) + shots + prompts.loglik_context("mmlu", row)
 
 
-def mc_items(name: str, n: int | None = 256, seed: int = 0, *, split: str | None = None, shots: int | None = None,
-             order: str | None = None, demo_split: str = "dev", data_dir: str | Path | None = None,
-             path: str | Path | None = None) -> tuple[list[McItem], dict]:
+def mc_items(
+    name: str,
+    n: int | None = 256,
+    seed: int = 0,
+    *,
+    split: str | None = None,
+    shots: int | None = None,
+    order: str | None = None,
+    demo_split: str = "dev",
+    data_dir: str | Path | None = None,
+    path: str | Path | None = None,
+) -> tuple[list[McItem], dict]:
     """n evaluation items of a multiple-choice task and their source.
 
     `order`: "random" (Random(seed)) or "first"; default as in the paper. `shots`: MMLU
@@ -95,9 +104,19 @@ def mc_items(name: str, n: int | None = 256, seed: int = 0, *, split: str | None
         row = data.rows[i]
         demos_i = mmlu_demos(demo_rows, row["subject"], shots) if shots else []
         prompt = prompts.mmlu_nshot(demos_i, row) if shots else spec.render(row)
-        items.append(McItem(name, split, i, prompt, prompts.ANSWER_TOKENS[name], _choices(name, row),
-                            prompts.gold(name, row), _loglik_context(name, row, demos_i),
-                            prompts.loglik_choices(name, row)))
+        items.append(
+            McItem(
+                name,
+                split,
+                i,
+                prompt,
+                prompts.ANSWER_TOKENS[name],
+                _choices(name, row),
+                prompts.gold(name, row),
+                _loglik_context(name, row, demos_i),
+                prompts.loglik_choices(name, row),
+            )
+        )
     source.update(template="paper", shots=shots, order=order, seed=seed, samples=len(items))
     if n is not None:
         source["indices"] = indices

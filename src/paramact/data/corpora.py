@@ -81,9 +81,15 @@ def read_sick(path: Path, split: str) -> Read:
         if cols[col["SemEval_set"]] not in SICK_SETS.values():
             raise UserError(f"{path}:{n}: malformed SICK row: SemEval_set {cols[col['SemEval_set']]!r}")
         if cols[col["SemEval_set"]] == want:
-            rows.append({"a": cols[col["sentence_A"]], "b": cols[col["sentence_B"]],
-                         "score": _score(path, n, cols[col["relatedness_score"]], 1.0, 5.0),
-                         "pair_id": cols[col["pair_ID"]], "entailment": cols[col["entailment_label"]]})
+            rows.append(
+                {
+                    "a": cols[col["sentence_A"]],
+                    "b": cols[col["sentence_B"]],
+                    "score": _score(path, n, cols[col["relatedness_score"]], 1.0, 5.0),
+                    "pair_id": cols[col["pair_ID"]],
+                    "entailment": cols[col["entailment_label"]],
+                }
+            )
     return Read(rows, [path])
 
 

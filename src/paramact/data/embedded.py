@@ -15,17 +15,33 @@ import functools
 import sys
 import sysconfig
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
 from pydoc_data.topics import topics
 
 # modules chosen for plain, self-contained code; read in this order
 _PYCODE_MODULES = (
-    "bisect.py", "heapq.py", "textwrap.py", "fractions.py", "statistics.py", "difflib.py", "shlex.py",
-    "string.py", "functools.py", "colorsys.py", "calendar.py", "base64.py", "json/encoder.py",
-    "json/decoder.py", "csv.py", "fnmatch.py", "glob.py", "ipaddress.py", "quopri.py", "graphlib.py",
+    "bisect.py",
+    "heapq.py",
+    "textwrap.py",
+    "fractions.py",
+    "statistics.py",
+    "difflib.py",
+    "shlex.py",
+    "string.py",
+    "functools.py",
+    "colorsys.py",
+    "calendar.py",
+    "base64.py",
+    "json/encoder.py",
+    "json/decoder.py",
+    "csv.py",
+    "fnmatch.py",
+    "glob.py",
+    "ipaddress.py",
+    "quopri.py",
+    "graphlib.py",
 )
 _MIN_CHARS = 200
 _MAX_CHARS = 4000

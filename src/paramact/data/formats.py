@@ -70,7 +70,7 @@ def jsonl(path: Path) -> list[tuple[int, dict]]:
 
 def field(path: Path, n: int, row: dict, key: str, kind: type = str):
     value = row.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise UserError(f"{path}:{n}: malformed row: field {key!r} must be {kind.__name__}, got {value!r:.60}")
     return value
 
@@ -103,10 +103,14 @@ def read_boolq(path: Path, split: str) -> Read:
         elif isinstance(raw, bool):
             label = raw
         else:
-            raise UserError(f"{path}:{n}: malformed row: {key!r} must be a boolean or \"true\"/\"false\", got {raw!r:.40}")
-        rows.append({"passage": field(path, n, row, "passage"), "question": field(path, n, row, "question"), "label": label})
+            raise UserError(f'{path}:{n}: malformed row: {key!r} must be a boolean or "true"/"false", got {raw!r:.40}')
+        rows.append(
+            {"passage": field(path, n, row, "passage"), "question": field(path, n, row, "question"), "label": label}
+        )
         string_labels = string_labels or isinstance(raw, str)
-    notes = ("string labels \"true\"/\"false\" (OpenCompass packaging), not SuperGLUE's booleans",) if string_labels else ()
+    notes = (
+        ('string labels "true"/"false" (OpenCompass packaging), not SuperGLUE\'s booleans',) if string_labels else ()
+    )
     return Read(rows, [path], notes)
 
 
@@ -132,9 +136,17 @@ def read_mmlu(path: Path, split: str) -> Read:
             if not record:
                 continue
             if len(record) != 6 or record[5].strip() not in ("A", "B", "C", "D"):
-                raise UserError(f"{path}:{reader.line_num}: malformed MMLU row: expected 6 columns ending in a letter A-D")
-            rows.append({"subject": subject, "question": record[0], "choices": tuple(record[1:5]),
-                         "answer": "ABCD".index(record[5].strip())})
+                raise UserError(
+                    f"{path}:{reader.line_num}: malformed MMLU row: expected 6 columns ending in a letter A-D"
+                )
+            rows.append(
+                {
+                    "subject": subject,
+                    "question": record[0],
+                    "choices": tuple(record[1:5]),
+                    "answer": "ABCD".index(record[5].strip()),
+                }
+            )
     except csv.Error as e:
         raise UserError(f"{path}:{reader.line_num}: malformed CSV ({e})") from e
     return Read(rows, [path])
@@ -144,8 +156,13 @@ def read_siqa(path: Path, split: str) -> Read:
     labels_path = _label_file(path)
     data = jsonl(path)
     labels = _labels(labels_path, len(data), ("1", "2", "3"))
-    rows = [{**{k: field(path, n, row, k) for k in ("context", "question", "answerA", "answerB", "answerC")},
-             "label": label} for (n, row), label in zip(data, labels, strict=True)]
+    rows = [
+        {
+            **{k: field(path, n, row, k) for k in ("context", "question", "answerA", "answerB", "answerC")},
+            "label": label,
+        }
+        for (n, row), label in zip(data, labels, strict=True)
+    ]
     return Read(rows, [path, labels_path])
 
 
@@ -153,8 +170,10 @@ def read_piqa(path: Path, split: str) -> Read:
     labels_path = _label_file(path)
     data = jsonl(path)
     labels = _labels(labels_path, len(data), ("0", "1"))
-    rows = [{**{k: field(path, n, row, k) for k in ("goal", "sol1", "sol2")}, "label": label}
-            for (n, row), label in zip(data, labels, strict=True)]
+    rows = [
+        {**{k: field(path, n, row, k) for k in ("goal", "sol1", "sol2")}, "label": label}
+        for (n, row), label in zip(data, labels, strict=True)
+    ]
     return Read(rows, [path, labels_path])
 
 
@@ -175,9 +194,16 @@ def read_hellaswag(path: Path, split: str) -> Read:
             label = int(label)
         if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label <= 3:
             raise UserError(f"{path}:{n}: malformed row: 'label' must be 0-3, got {label!r:.40}")
-        rows.append({"activity_label": field(path, n, row, "activity_label"), "ctx": field(path, n, row, "ctx"),
-                     "ctx_a": row.get("ctx_a"), "ctx_b": row.get("ctx_b"),
-                     "endings": _endings(path, n, row.get("endings")), "label": label})
+        rows.append(
+            {
+                "activity_label": field(path, n, row, "activity_label"),
+                "ctx": field(path, n, row, "ctx"),
+                "ctx_a": row.get("ctx_a"),
+                "ctx_b": row.get("ctx_b"),
+                "endings": _endings(path, n, row.get("endings")),
+                "label": label,
+            }
+        )
     return Read(rows, [path])
 
 
@@ -190,14 +216,30 @@ def _read_hellaswag_txt(path: Path) -> Read:
         raise UserError(f"{path}: {len(raw)} lines is not a multiple of 6 (llama.cpp HellaSwag format)")
     rows = []
     for start in range(0, len(raw), 6):
-        head, label, *endings = raw[start:start + 6]
+        head, label, *endings = raw[start : start + 6]
         if ": " not in head or label not in ("0", "1", "2", "3"):
-            raise UserError(f"{path}:{start + 1}: malformed HellaSwag task (expected 'label: context' then a label 0-3)")
+            raise UserError(
+                f"{path}:{start + 1}: malformed HellaSwag task (expected 'label: context' then a label 0-3)"
+            )
         activity, ctx = head.split(": ", 1)
-        rows.append({"activity_label": activity, "ctx": ctx, "ctx_a": None, "ctx_b": None,
-                     "endings": tuple(endings), "label": int(label)})
-    return Read(rows, [path], ("llama.cpp text format derived from hellaswag_val.jsonl: [title]/[step]/[header] markers "
-                               "stripped, activity_label split off at the first ': ', no ctx_a/ctx_b",))
+        rows.append(
+            {
+                "activity_label": activity,
+                "ctx": ctx,
+                "ctx_a": None,
+                "ctx_b": None,
+                "endings": tuple(endings),
+                "label": int(label),
+            }
+        )
+    return Read(
+        rows,
+        [path],
+        (
+            "llama.cpp text format derived from hellaswag_val.jsonl: [title]/[step]/[header] markers "
+            "stripped, activity_label split off at the first ': ', no ctx_a/ctx_b",
+        ),
+    )
 
 
 def read_gsm8k(path: Path, split: str) -> Read:

@@ -7,8 +7,8 @@ is the same whichever source served the data. Nothing here is imported at packag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import UserError
 
@@ -42,23 +42,32 @@ def load_rows(hub: HubSpec, split: str) -> tuple[list[dict], dict]:
     try:
         import datasets
     except ImportError:
-        raise UserError(f"reading {hub.describe()} from the Hugging Face hub needs the `datasets` package "
-                        "(pip install datasets), or give local files with --data-dir / PARAMACT_DATA_DIR") from None
+        raise UserError(
+            f"reading {hub.describe()} from the Hugging Face hub needs the `datasets` package "
+            "(pip install datasets), or give local files with --data-dir / PARAMACT_DATA_DIR"
+        ) from None
     hub_split = hub.hub_split(split)
     kwargs = {"split": hub_split}
     if hub.data_files:
-        kwargs["data_files"] = {s: f for s, f in hub.data_files}
+        kwargs["data_files"] = dict(hub.data_files)
     try:
         ds = datasets.load_dataset(hub.path, hub.config, **kwargs)
         rows = [r for r in (hub.convert(dict(row)) for row in ds) if r is not None]
     except UserError:
         raise
     except Exception as e:  # network, missing split, script datasets: one line, not a traceback
-        raise UserError(f"cannot load {hub.describe()} split {hub_split!r} from the hub: "
-                        f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-    record = {"hub_id": hub.path, "hub_config": hub.config, "hub_split": hub_split,
-              "hub_data_files": dict(hub.data_files) or None, "datasets_version": getattr(datasets, "__version__", None),
-              "fingerprint": getattr(ds, "_fingerprint", None)}
+        raise UserError(
+            f"cannot load {hub.describe()} split {hub_split!r} from the hub: "
+            f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from e
+    record = {
+        "hub_id": hub.path,
+        "hub_config": hub.config,
+        "hub_split": hub_split,
+        "hub_data_files": dict(hub.data_files) or None,
+        "datasets_version": getattr(datasets, "__version__", None),
+        "fingerprint": getattr(ds, "_fingerprint", None),
+    }
     if hub.note:
         record["note"] = hub.note
     return rows, record
@@ -75,8 +84,12 @@ def boolq(row: dict) -> dict:
 def mmlu(row: dict) -> dict:
     if len(row["choices"]) != 4:
         raise _malformed("mmlu", row, "expected 4 choices")
-    return {"subject": row["subject"], "question": row["question"], "choices": tuple(row["choices"]),
-            "answer": int(row["answer"])}
+    return {
+        "subject": row["subject"],
+        "question": row["question"],
+        "choices": tuple(row["choices"]),
+        "answer": int(row["answer"]),
+    }
 
 
 def siqa(row: dict) -> dict:
@@ -90,8 +103,14 @@ def piqa(row: dict) -> dict:
 def hellaswag(row: dict) -> dict | None:
     if str(row.get("label", "")).strip() == "":
         return None  # the test split is unlabelled
-    return {"activity_label": row["activity_label"], "ctx": row["ctx"], "ctx_a": row.get("ctx_a"),
-            "ctx_b": row.get("ctx_b"), "endings": tuple(row["endings"]), "label": int(row["label"])}
+    return {
+        "activity_label": row["activity_label"],
+        "ctx": row["ctx"],
+        "ctx_a": row.get("ctx_a"),
+        "ctx_b": row.get("ctx_b"),
+        "endings": tuple(row["endings"]),
+        "label": int(row["label"]),
+    }
 
 
 def gsm8k(row: dict) -> dict:
@@ -111,8 +130,13 @@ def stsb(row: dict) -> dict:  # SetFit/stsb: text1, text2, label (0-5)
 
 
 def sick(row: dict) -> dict:
-    return {"a": row["sentence_A"], "b": row["sentence_B"], "score": float(row["relatedness_score"]),
-            "pair_id": str(row.get("id", "")), "entailment": str(row.get("label", ""))}
+    return {
+        "a": row["sentence_A"],
+        "b": row["sentence_B"],
+        "score": float(row["relatedness_score"]),
+        "pair_id": str(row.get("id", "")),
+        "entailment": str(row.get("label", "")),
+    }
 
 
 def ted(row: dict) -> dict:  # davidstap/ted_talks zh-cn_en: one column per language

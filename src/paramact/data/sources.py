@@ -14,8 +14,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from ..errors import UserError
 from .analysis import analysis_answers, analysis_prompts
@@ -45,8 +45,9 @@ def read_records(path: str | Path) -> list[dict]:
     return [{"text": para.strip()} for para in raw.replace("\r\n", "\n").split("\n\n") if para.strip()]
 
 
-def render_records(records: list[dict], fields: str | Mapping[str, str] = "text", template: str | None = None,
-                   where: str = "data") -> list[str]:
+def render_records(
+    records: list[dict], fields: str | Mapping[str, str] = "text", template: str | None = None, where: str = "data"
+) -> list[str]:
     """One text per record: the value of field `fields`, or `template` filled through the mapping
     `fields` (placeholder -> record field), e.g. template "Q: {q}\nA:" with fields {"q": "question"}."""
     if isinstance(fields, str):
@@ -70,7 +71,9 @@ def render_records(records: list[dict], fields: str | Mapping[str, str] = "text"
         try:
             texts.append(template.format_map(values))
         except (KeyError, IndexError, ValueError) as e:
-            raise UserError(f"template {template!r} does not fit the field mapping ({e.__class__.__name__}: {e})") from e
+            raise UserError(
+                f"template {template!r} does not fit the field mapping ({e.__class__.__name__}: {e})"
+            ) from e
     return texts
 
 
@@ -87,9 +90,18 @@ def sample(texts: list[str], n: int | None, seed: int) -> list[str]:
     return [texts[i] for i in pick(len(texts), n, seed, "the data")]
 
 
-def load_texts(spec: str, n: int | None = None, seed: int = 0, field: str | Mapping[str, str] = "text", *,
-               split: str | None = None, shots: int | None = None, tokenizer=None,
-               data_dir: str | Path | None = None, template: str | None = None) -> tuple[list[str], dict]:
+def load_texts(
+    spec: str,
+    n: int | None = None,
+    seed: int = 0,
+    field: str | Mapping[str, str] = "text",
+    *,
+    split: str | None = None,
+    shots: int | None = None,
+    tokenizer=None,
+    data_dir: str | Path | None = None,
+    template: str | None = None,
+) -> tuple[list[str], dict]:
     """Texts plus a record of where they came from, for any of:
 
     - a registered dataset name, optionally `name:split` (`boolq`, `gsm8k:train`, `wikitext2:test`):
@@ -102,8 +114,16 @@ def load_texts(spec: str, n: int | None = None, seed: int = 0, field: str | Mapp
     name, _, split_in_spec = spec.partition(":")
     if name in REGISTRY and name not in EMBEDDED:
         chosen = split or split_in_spec or None
-        texts, source = analysis_prompts(name, n, seed, split=chosen, shots=shots, tokenizer=tokenizer,
-                                         field=field if isinstance(field, str) else None, data_dir=data_dir)
+        texts, source = analysis_prompts(
+            name,
+            n,
+            seed,
+            split=chosen,
+            shots=shots,
+            tokenizer=tokenizer,
+            field=field if isinstance(field, str) else None,
+            data_dir=data_dir,
+        )
         source["name"] = name if chosen is None else f"{name}_{source['split']}"
         return texts, source
     if spec in EMBEDDED:
@@ -113,15 +133,23 @@ def load_texts(spec: str, n: int | None = None, seed: int = 0, field: str | Mapp
     else:
         p = Path(spec)
         if not p.exists() and "/" not in spec and "." not in spec:
-            raise UserError(f"unknown data {spec!r}: give a file path, a dataset ({', '.join(REGISTRY)}), "
-                            f"or one of {', '.join(EMBEDDED)}")
+            raise UserError(
+                f"unknown data {spec!r}: give a file path, a dataset ({', '.join(REGISTRY)}), "
+                f"or one of {', '.join(EMBEDDED)}"
+            )
         records = read_records(p)
         texts = [t for t in render_records(records, field, template, where=str(p)) if t and t.strip()]
         if not texts:
             raise UserError(f"{p}: no samples found (empty dataset)")
         digest = _sha256(p)
-        source = {"name": p.name, "path": str(p.resolve()), "sha256": digest, "rows": len(texts), "kind": "path",
-                  "files": [{"path": str(p.resolve()), "sha256": digest, "bytes": p.stat().st_size}]}
+        source = {
+            "name": p.name,
+            "path": str(p.resolve()),
+            "sha256": digest,
+            "rows": len(texts),
+            "kind": "path",
+            "files": [{"path": str(p.resolve()), "sha256": digest, "bytes": p.stat().st_size}],
+        }
         if not isinstance(field, str) or template is not None:
             source.update(field_mapping=field if isinstance(field, str) else dict(field), template=template)
     picked = sample(texts, n, seed)
@@ -129,15 +157,18 @@ def load_texts(spec: str, n: int | None = None, seed: int = 0, field: str | Mapp
     return picked, source
 
 
-def load_answers(spec: str, n: int | None = None, seed: int = 0, *, split: str | None = None,
-                 data_dir: str | Path | None = None) -> list[str]:
+def load_answers(
+    spec: str, n: int | None = None, seed: int = 0, *, split: str | None = None, data_dir: str | Path | None = None
+) -> list[str]:
     """The gold answer of each text load_texts(spec, n, seed) returns, in the same order: the
     continuation a target such as gold_logprob scores. Registry question-answer datasets only."""
     name, _, split_in_spec = spec.partition(":")
     if name in REGISTRY and name not in EMBEDDED:
         return analysis_answers(name, n, seed, split=split or split_in_spec or None, data_dir=data_dir)
-    raise UserError(f"{spec}: gold answers come with the registry's question-answer datasets (boolq, mmlu, siqa, "
-                    "...); for your own texts pass continuations= to paramact.analyze")
+    raise UserError(
+        f"{spec}: gold answers come with the registry's question-answer datasets (boolq, mmlu, siqa, "
+        "...); for your own texts pass continuations= to paramact.analyze"
+    )
 
 
 def _sha256(path: Path) -> str:

@@ -12,5 +12,16 @@ from .choice import code_nll, letter_accuracy, loglik_accuracy
 from .ppl import perplexity, token_stream
 from .tasks import PAPER_TASKS, TASKS, EvalConfig, evaluate, parse_tasks, prepare
 
-__all__ = ["EvalConfig", "PAPER_TASKS", "TASKS", "code_nll", "evaluate", "letter_accuracy", "loglik_accuracy",
-           "parse_tasks", "perplexity", "prepare", "token_stream"]
+__all__ = [
+    "PAPER_TASKS",
+    "TASKS",
+    "EvalConfig",
+    "code_nll",
+    "evaluate",
+    "letter_accuracy",
+    "loglik_accuracy",
+    "parse_tasks",
+    "perplexity",
+    "prepare",
+    "token_stream",
+]

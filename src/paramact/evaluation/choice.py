@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -41,8 +41,9 @@ def _left_truncate(ids: list[int], max_length: int | None) -> tuple[list[int], b
     return ids[-max_length:], True
 
 
-def letter_accuracy(model, tokenizer, items: Sequence[McItem], batch_size: int = 8, max_length: int | None = None,
-                    progress=None) -> dict:
+def letter_accuracy(
+    model, tokenizer, items: Sequence[McItem], batch_size: int = 8, max_length: int | None = None, progress=None
+) -> dict:
     reqs, golds, truncated = [], [], 0
     for it in items:
         ids, cut = _left_truncate(list(encode(tokenizer, it.prompt).ids), max_length)
@@ -54,8 +55,14 @@ def letter_accuracy(model, tokenizer, items: Sequence[McItem], batch_size: int =
     # argmax of log-softmax over the answer tokens = argmax of their logits; first index wins ties
     preds = [int(torch.argmax(lp)) for lp in lps]
     correct = sum(p == g for p, g in zip(preds, golds))
-    return {"acc": correct / len(items), "correct": correct, "n": len(items), "truncated": truncated,
-            "protocol": LETTER_PROTOCOL, "predictions": preds}
+    return {
+        "acc": correct / len(items),
+        "correct": correct,
+        "n": len(items),
+        "truncated": truncated,
+        "protocol": LETTER_PROTOCOL,
+        "predictions": preds,
+    }
 
 
 def _choice_requests(tokenizer, item: McItem, max_length: int | None) -> tuple[list[Request], list[list[int]], int]:
@@ -77,8 +84,9 @@ def _choice_requests(tokenizer, item: McItem, max_length: int | None) -> tuple[l
     return reqs, where, cut_any
 
 
-def loglik_accuracy(model, tokenizer, items: Sequence[McItem], batch_size: int = 8, max_length: int | None = None,
-                    progress=None) -> dict:
+def loglik_accuracy(
+    model, tokenizer, items: Sequence[McItem], batch_size: int = 8, max_length: int | None = None, progress=None
+) -> dict:
     reqs: list[Request] = []
     plan = []
     truncated = 0
@@ -91,18 +99,27 @@ def loglik_accuracy(model, tokenizer, items: Sequence[McItem], batch_size: int =
     acc = acc_norm = 0
     scores = []
     for it, choices in zip(items, plan):
-        sums = [float(lps[r][s:s + n].double().sum()) for r, s, n in choices]
+        sums = [float(lps[r][s : s + n].double().sum()) for r, s, n in choices]
         scores.append(sums)
-        normed = [v / max(len(c.removeprefix(" ")), 1) for v, c in zip(sums, it.continuations)]  # lm-eval: choice text length
+        normed = [
+            v / max(len(c.removeprefix(" ")), 1) for v, c in zip(sums, it.continuations)
+        ]  # lm-eval: choice text length
         acc += max(range(len(sums)), key=lambda k: (sums[k], -k)) == it.gold
         acc_norm += max(range(len(normed)), key=lambda k: (normed[k], -k)) == it.gold
     n = len(items)
-    return {"acc": acc / n, "acc_norm": acc_norm / n, "n": n, "truncated": truncated, "protocol": LOGLIK_PROTOCOL,
-            "scores": scores}
+    return {
+        "acc": acc / n,
+        "acc_norm": acc_norm / n,
+        "n": n,
+        "truncated": truncated,
+        "protocol": LOGLIK_PROTOCOL,
+        "scores": scores,
+    }
 
 
-def code_nll(model, tokenizer, rows: Sequence[dict], batch_size: int = 4, max_length: int | None = None,
-             progress=None) -> dict:
+def code_nll(
+    model, tokenizer, rows: Sequence[dict], batch_size: int = 4, max_length: int | None = None, progress=None
+) -> dict:
     """rows: HumanEval problems with `prompt` and `canonical_solution`."""
     reqs = []
     truncated = 0
@@ -117,5 +134,12 @@ def code_nll(model, tokenizer, rows: Sequence[dict], batch_size: int = 4, max_le
     total = -sum(float(lp.double().sum()) for lp in lps)
     tokens = sum(lp.numel() for lp in lps)
     per_problem = [-float(lp.double().mean()) for lp in lps]
-    return {"nll": total / tokens, "ppl": math.exp(total / tokens), "nll_mean_per_problem": sum(per_problem) / len(rows),
-            "n": len(rows), "tokens": tokens, "truncated": truncated, "protocol": CODE_PROTOCOL}
+    return {
+        "nll": total / tokens,
+        "ppl": math.exp(total / tokens),
+        "nll_mean_per_problem": sum(per_problem) / len(rows),
+        "n": len(rows),
+        "tokens": tokens,
+        "truncated": truncated,
+        "protocol": CODE_PROTOCOL,
+    }

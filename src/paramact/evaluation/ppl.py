@@ -10,8 +10,8 @@ exp(mean of the per-window mean NLL). `windows` caps how many windows are scored
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..batching import encode
 from ..data import PERPLEXITY_CORPORA, get_spec, load_split
@@ -47,13 +47,16 @@ def _documents(name: str, data_dir=None, exclude: Sequence[str] = ()) -> tuple[l
     # a calibration window came from (a snippet of every window is searched in each document)
     docs = [r["text"] for r in reversed(data.rows)]
     kept = [d for d in docs if not any(s in d for s in exclude)]
-    note = (f"C4 validation split unavailable: train documents in reverse file order, {len(docs) - len(kept)} "
-            f"documents holding a calibration window excluded ({len(exclude)} windows checked)")
+    note = (
+        f"C4 validation split unavailable: train documents in reverse file order, {len(docs) - len(kept)} "
+        f"documents holding a calibration window excluded ({len(exclude)} windows checked)"
+    )
     return kept, {**data.source, "held_out": note}
 
 
-def token_stream(name: str, tokenizer, tokens_needed: int | None = None, data_dir=None,
-                 exclude: Sequence[str] = ()) -> TokenStream:
+def token_stream(
+    name: str, tokenizer, tokens_needed: int | None = None, data_dir=None, exclude: Sequence[str] = ()
+) -> TokenStream:
     """The corpus as one token stream; with tokens_needed, only a long enough prefix is tokenized."""
     docs, source = _documents(name, data_dir, exclude)
     join = get_spec(name).perplexity.join
@@ -72,8 +75,9 @@ def token_stream(name: str, tokenizer, tokens_needed: int | None = None, data_di
     return TokenStream(name, tuple(int(i) for i in ids), source)
 
 
-def perplexity(model, ids: Sequence[int], seqlen: int, windows: int | None = None, batch_size: int = 4,
-               progress=None) -> dict:
+def perplexity(
+    model, ids: Sequence[int], seqlen: int, windows: int | None = None, batch_size: int = 4, progress=None
+) -> dict:
     if seqlen < 2:
         raise UserError(f"perplexity seqlen must be >= 2, got {seqlen}")
     n = len(ids) // seqlen
@@ -83,10 +87,16 @@ def perplexity(model, ids: Sequence[int], seqlen: int, windows: int | None = Non
         raise UserError(f"the text has {len(ids)} tokens, fewer than one window of seqlen={seqlen}")
     reqs = []
     for w in range(n):
-        win = tuple(ids[w * seqlen:(w + 1) * seqlen])
+        win = tuple(ids[w * seqlen : (w + 1) * seqlen])
         reqs.append(Request(win, tuple((p, win[p + 1]) for p in range(seqlen - 1))))
     lps = target_logprobs(model, reqs, batch_size, progress=progress)
     nll = -sum(float(lp.double().sum()) for lp in lps)
     count = n * (seqlen - 1)
-    return {"ppl": math.exp(nll / count), "nll": nll / count, "windows": n, "seqlen": seqlen, "tokens": n * seqlen,
-            "protocol": protocol(seqlen, windows)}
+    return {
+        "ppl": math.exp(nll / count),
+        "nll": nll / count,
+        "windows": n,
+        "seqlen": seqlen,
+        "tokens": n * seqlen,
+        "protocol": protocol(seqlen, windows),
+    }

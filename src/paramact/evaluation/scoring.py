@@ -7,8 +7,8 @@ never materialises [B, T, vocab] unless the model lacks that argument. Log-softm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -37,8 +37,9 @@ def _plan(requests: Sequence[Request], batch_size: int, vocab: int) -> list[list
     for i in order:
         pos = cur_pos | {p for p, _ in requests[i].targets}
         n = len(cur) + 1
-        if cur and (len(cur) >= batch_size or n * len(pos) * vocab > LOGIT_BUDGET
-                    or n * len(requests[i].ids) > TOKEN_BUDGET):
+        if cur and (
+            len(cur) >= batch_size or n * len(pos) * vocab > LOGIT_BUDGET or n * len(requests[i].ids) > TOKEN_BUDGET
+        ):
             out.append(cur)
             cur, pos = [], {p for p, _ in requests[i].targets}
         cur.append(i)
@@ -56,14 +57,17 @@ def _forward_at(model, ids: torch.Tensor, mask: torch.Tensor, positions: torch.T
         return model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, positions]
 
 
-def target_logprobs(model, requests: Sequence[Request], batch_size: int = 8, pad_id: int = 0,
-                    progress=None) -> list[torch.Tensor]:
+def target_logprobs(
+    model, requests: Sequence[Request], batch_size: int = 8, pad_id: int = 0, progress=None
+) -> list[torch.Tensor]:
     """For each request, the float32 log-probabilities of its targets, in order."""
     device = input_embeddings(model).weight.device
     result: list[torch.Tensor | None] = [None] * len(requests)
     with torch.no_grad():
         for batch in _plan(requests, batch_size, vocab_size(model) or 50000):
-            padded = collate([Encoded(list(requests[i].ids), len(requests[i].ids), False) for i in batch], batch, pad_id)
+            padded = collate(
+                [Encoded(list(requests[i].ids), len(requests[i].ids), False) for i in batch], batch, pad_id
+            )
             ids, mask = padded.input_ids, padded.attention_mask
             positions = sorted({p for i in batch for p, _ in requests[i].targets})
             where = {p: k for k, p in enumerate(positions)}

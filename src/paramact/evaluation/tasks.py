@@ -2,16 +2,16 @@
 
 Task names: c4, wikitext2, pydoc (perplexity: the registry's data.PERPLEXITY_CORPORA); boolq, siqa,
 piqa, hellaswag, mmlu (the paper's letter scoring; MMLU 5-shot); boolq:loglik, ... (lm-eval-style
-log-likelihood); humaneval (canonical-solution NLL). Each result is {metric: value, ..., "protocol": "..."}; perplexity is
-under the metric name `ppl`.
+log-likelihood); humaneval (canonical-solution NLL). Each result is
+{metric: value, ..., "protocol": "..."}; perplexity is under the metric name `ppl`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
@@ -24,10 +24,10 @@ from . import choice, ppl
 log = logging.getLogger(__name__)
 
 MC = ("boolq", "siqa", "piqa", "hellaswag", "mmlu")
-PAPER_TASKS = ("wikitext2",) + MC
+PAPER_TASKS = ("wikitext2", *MC)
 TASKS: dict[str, str] = {
-    **{c: "perplexity" for c in PERPLEXITY_CORPORA},
-    **{t: "letter" for t in MC},
+    **dict.fromkeys(PERPLEXITY_CORPORA, "perplexity"),
+    **dict.fromkeys(MC, "letter"),
     **{f"{t}:loglik": "loglik" for t in MC},
     "humaneval": "code",
 }
@@ -47,14 +47,16 @@ def count_or_all(s: str) -> int | None:
 @dataclass(frozen=True)
 class EvalConfig:
     ppl_seqlen: int = option(256, "perplexity window (Wanda: the context)")
-    ppl_windows: int | None = option(32, "perplexity windows per corpus (0: every window, as Wanda)",
-                                     parse=count_or_all)
+    ppl_windows: int | None = option(
+        32, "perplexity windows per corpus (0: every window, as Wanda)", parse=count_or_all
+    )
     items: int | None = option(256, "items per accuracy task (the paper: 256; 0: the whole split)", parse=count_or_all)
     humaneval_items: int | None = option(None, "HumanEval problems (default: all 164)", parse=count_or_all)
     seed: int = option(0, "seed of the item draw", flag="eval-seed")
     batch_size: int = option(8, "evaluation items per forward", flag="eval-batch-size")
-    max_length: int | None = option(2048, "prompts keep their last N tokens (0: the context)",
-                                    flag="eval-max-length", parse=count_or_all)
+    max_length: int | None = option(
+        2048, "prompts keep their last N tokens (0: the context)", flag="eval-max-length", parse=count_or_all
+    )
     mmlu_shots: int = option(5, "MMLU demonstrations")
     mmlu_demo_split: str = option("dev", "split the MMLU demonstrations come from", cli=False)
     data_dir: str | None = option(None, DATA_DIR_HELP)
@@ -95,8 +97,14 @@ def _context_cap(cfg: EvalConfig, context: int | None) -> int | None:
     return min(caps) if caps else None
 
 
-def prepare(tokenizer, names: Sequence[str], cfg: EvalConfig = EvalConfig(), *, context: int | None = None,
-            exclude_c4: Sequence[str] = ()) -> list[Prepared]:
+def prepare(
+    tokenizer,
+    names: Sequence[str],
+    cfg: EvalConfig = EvalConfig(),
+    *,
+    context: int | None = None,
+    exclude_c4: Sequence[str] = (),
+) -> list[Prepared]:
     """Load and tokenize every task once. exclude_c4: text snippets of calibration windows."""
     from ..data import load_split, mc_items
 
@@ -109,15 +117,21 @@ def prepare(tokenizer, names: Sequence[str], cfg: EvalConfig = EvalConfig(), *, 
         if kind == "perplexity":
             need = None if cfg.ppl_windows is None else cfg.ppl_windows * cfg.ppl_seqlen
             stream = ppl.token_stream(name, tokenizer, need, cfg.data_dir, exclude_c4 if name == "c4" else ())
-            run = (lambda s: lambda m, p=None: ppl.perplexity(m, s.ids, cfg.ppl_seqlen, cfg.ppl_windows,
-                                                                    max(1, cfg.batch_size // 2), p))(stream)
+            run = (
+                lambda s: (
+                    lambda m, p=None: ppl.perplexity(
+                        m, s.ids, cfg.ppl_seqlen, cfg.ppl_windows, max(1, cfg.batch_size // 2), p
+                    )
+                )
+            )(stream)
             n = len(stream.ids) // cfg.ppl_seqlen
             out.append(Prepared(name, run, stream.source, n if cfg.ppl_windows is None else min(n, cfg.ppl_windows)))
         elif kind in ("letter", "loglik"):
             task = name.split(":")[0]
             shots = cfg.mmlu_shots if task == "mmlu" else None
-            items, source = mc_items(task, cfg.items, cfg.seed, shots=shots, demo_split=cfg.mmlu_demo_split,
-                                     data_dir=cfg.data_dir)
+            items, source = mc_items(
+                task, cfg.items, cfg.seed, shots=shots, demo_split=cfg.mmlu_demo_split, data_dir=cfg.data_dir
+            )
             source.pop("indices", None)
             fn = choice.letter_accuracy if kind == "letter" else choice.loglik_accuracy
             run = (lambda f, its: lambda m, p=None: f(m, tokenizer, its, cfg.batch_size, cap, p))(fn, items)
@@ -125,8 +139,10 @@ def prepare(tokenizer, names: Sequence[str], cfg: EvalConfig = EvalConfig(), *, 
             out.append(Prepared(name, run, source, size))
         else:
             data = load_split("humaneval", "test", data_dir=cfg.data_dir)
-            rows = list(data.rows[:cfg.humaneval_items] if cfg.humaneval_items else data.rows)
-            run = (lambda rs: lambda m, p=None: choice.code_nll(m, tokenizer, rs, max(1, cfg.batch_size // 2), cap, p))(rows)
+            rows = list(data.rows[: cfg.humaneval_items] if cfg.humaneval_items else data.rows)
+            run = (lambda rs: lambda m, p=None: choice.code_nll(m, tokenizer, rs, max(1, cfg.batch_size // 2), cap, p))(
+                rows
+            )
             out.append(Prepared(name, run, dict(data.source), len(rows)))
     return out
 
@@ -153,4 +169,3 @@ class EvalRun:
     tasks: tuple[str, ...] = option((), "tasks, comma-separated (required): " + ", ".join(TASKS))
     model: ModelConfig = option(factory=ModelConfig)
     eval: EvalConfig = option(factory=EvalConfig)
-

@@ -17,24 +17,26 @@ from pathlib import Path
 
 import torch
 
-from ..api import ActivationConfig, Analysis
-from ..context import RunContext
-from ..fields import DATA_DIR_HELP, DATA_SEED_HELP, option
-from ..models import ModelConfig
-from ..data import load_answers, load_texts
-from ..density import gamma_key
-from ..experts import usage_summary
-from ..errors import UserError
-from ..runs import check_resumable, TensorFileWriter, environment, prepare_out, read_tensors, write_json, write_tensors
 from .. import distributed
 from ..anatomy import discover
+from ..api import ActivationConfig, Analysis
+from ..context import RunContext
+from ..data import load_answers, load_texts
+from ..density import gamma_key
+from ..errors import UserError
+from ..experts import usage_summary
+from ..fields import DATA_DIR_HELP, DATA_SEED_HELP, option
+from ..models import ModelConfig
+from ..runs import TensorFileWriter, check_resumable, environment, prepare_out, read_tensors, write_json, write_tensors
 from ..targets import get_target
 
 log = logging.getLogger(__name__)
 
 
-DATA_HELP = ("registry datasets (boolq, mmlu, c4, ...; `paramact data list`), embedded domains (pydoc, pycode), or "
-             ".txt (paragraphs) / .jsonl / .csv files; comma-separated or repeated")
+DATA_HELP = (
+    "registry datasets (boolq, mmlu, c4, ...; `paramact data list`), embedded domains (pydoc, pycode), or "
+    ".txt (paragraphs) / .jsonl / .csv files; comma-separated or repeated"
+)
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,9 @@ class _FingerprintStream:
     their running sum: the mean LLMDcos between two datasets over all their pairs is the
     dot product of their mean fingerprints, so a dataset matrix needs no per-sample data."""
 
-    def __init__(self, path: Path | None, n: int, n_layers: int, dim: int, meta: dict | None = None,
-                 resume: bool = False):
+    def __init__(
+        self, path: Path | None, n: int, n_layers: int, dim: int, meta: dict | None = None, resume: bool = False
+    ):
         self.writer = None
         if path is not None:
             self.writer = TensorFileWriter(path, "fingerprints", (n, n_layers, dim), torch.float16, meta, resume)
@@ -102,8 +105,10 @@ def _results(an: Analysis, source: dict) -> dict:
         "sample_norm_mean": an.norms.mean(0).tolist(),
     }
     if an.expert_tokens is not None:
-        res["experts"] = {"usage": usage_summary(an.expert_tokens, an.expert_mass, an.anatomy.moe_layers),
-                          "density": an.expert_layers}
+        res["experts"] = {
+            "usage": usage_summary(an.expert_tokens, an.expert_mass, an.anatomy.moe_layers),
+            "density": an.expert_layers,
+        }
     return res
 
 
@@ -113,13 +118,19 @@ def _finished(out: Path, n_layers: int, dim: int) -> tuple[dict, _FingerprintStr
     stream = _FingerprintStream(None, 0, n_layers, dim)
     saved = read_tensors(out / "samples.safetensors")
     if "fingerprint_sum" in saved:
-        stream.load_state_dict({"sum": saved["fingerprint_sum"], "sq": saved["fingerprint_sq"],
-                                "n": saved["target_values"].new_tensor(saved["target_values"].numel())})
+        stream.load_state_dict(
+            {
+                "sum": saved["fingerprint_sum"],
+                "sq": saved["fingerprint_sq"],
+                "n": saved["target_values"].new_tensor(saved["target_values"].numel()),
+            }
+        )
     return res, stream
 
 
-def _gather_fingerprints(out: Path, stream: _FingerprintStream, batches: list[list[int]], shard: tuple[int, int],
-                         meta: dict):
+def _gather_fingerprints(
+    out: Path, stream: _FingerprintStream, batches: list[list[int]], shard: tuple[int, int], meta: dict
+):
     """Rank 0 assembles DIR/fingerprints.safetensors from every rank's shard file."""
     from safetensors import safe_open
 
@@ -142,8 +153,19 @@ def _gather_fingerprints(out: Path, stream: _FingerprintStream, batches: list[li
     distributed.barrier()
 
 
-def run_dataset(ctx: RunContext, out: Path, run: ActivationsRun, model, tokenizer, texts, source, env,
-                save_map: bool = True, continuations=None, anatomy=None):
+def run_dataset(
+    ctx: RunContext,
+    out: Path,
+    run: ActivationsRun,
+    model,
+    tokenizer,
+    texts,
+    source,
+    env,
+    save_map: bool = True,
+    continuations=None,
+    anatomy=None,
+):
     """One dataset's pass into `out` (checkpointed, resumable, shared among the processes): every
     process computes its share, rank 0 writes and returns (results, fingerprint stream), the other
     ranks (None, stream). continuations: one per text, for targets that score one (gold_logprob)."""
@@ -161,21 +183,39 @@ def run_dataset(ctx: RunContext, out: Path, run: ActivationsRun, model, tokenize
         write_json(out / "env.json", env)
     if ctx.world > 1:
         distributed.barrier()
-    meta = {"model": run.model.name, "target": run.activation.target, "n_samples": str(len(texts)),
-            "batch_size": str(run.activation.batch_size)}
+    meta = {
+        "model": run.model.name,
+        "target": run.activation.target,
+        "n_samples": str(len(texts)),
+        "batch_size": str(run.activation.batch_size),
+    }
     stream = None
     if dim:
-        fmeta = {**meta, "sketch_dim": dim, "sketch_seed": run.activation.sketch_seed,
-                 "normalized": "sketch / exact layer norm: f_i . f_j estimates LLMDcos(i, j)"}
+        fmeta = {
+            **meta,
+            "sketch_dim": dim,
+            "sketch_seed": run.activation.sketch_seed,
+            "normalized": "sketch / exact layer norm: f_i . f_j estimates LLMDcos(i, j)",
+        }
         path = out / "fingerprints.safetensors"
         if ctx.world > 1:  # each rank fills its own rows of a scratch file; rank 0 assembles them
             path = out / ".shards" / f"fingerprints.rank{ctx.rank}.safetensors"
         stream = _FingerprintStream(path, len(texts), n_layers, dim, fmeta, ctx.resume)
     an = ckpt = None
     try:
-        an, ckpt = distributed.run_pass(ctx, model, tokenizer, texts, run.activation, out,
-                                        {"run": asdict(run), "source": source}, continuations, on_fingerprints=stream,
-                                        extra_state={"fingerprints": stream} if stream else None, anatomy=anatomy)
+        an, ckpt = distributed.run_pass(
+            ctx,
+            model,
+            tokenizer,
+            texts,
+            run.activation,
+            out,
+            {"run": asdict(run), "source": source},
+            continuations,
+            on_fingerprints=stream,
+            extra_state={"fingerprints": stream} if stream else None,
+            anatomy=anatomy,
+        )
     finally:
         if stream is not None:
             own = distributed.owned_samples(an.meta["batches"], *ctx.shard) if an is not None else None
@@ -192,8 +232,9 @@ def run_dataset(ctx: RunContext, out: Path, run: ActivationsRun, model, tokenize
     return res, stream
 
 
-def write_dataset(out: Path, an: Analysis, source: dict, meta: dict, stream: "_FingerprintStream | None",
-                  save_map: bool = True) -> dict:
+def write_dataset(
+    out: Path, an: Analysis, source: dict, meta: dict, stream: _FingerprintStream | None, save_map: bool = True
+) -> dict:
     """The files of one finished dataset pass; results.json last. Returns the results."""
     if save_map:
         write_tensors(out / "mean_map.safetensors", an.mean_map, meta)
@@ -240,8 +281,9 @@ def run_activations(run: ActivationsRun, ctx: RunContext, model=None, tokenizer=
         sub = out if len(loaded) == 1 else out / name
         if gold is not None:
             source = {**source, "continuations": "the gold answer of each item (data.load_answers)"}
-        results[name], streams[name] = run_dataset(ctx, sub, run, model, tokenizer, texts, source, env,
-                                                   continuations=gold, anatomy=anatomy)
+        results[name], streams[name] = run_dataset(
+            ctx, sub, run, model, tokenizer, texts, source, env, continuations=gold, anatomy=anatomy
+        )
     if not ctx.writer:
         return {}
     if len(loaded) == 1:

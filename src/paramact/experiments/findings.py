@@ -52,18 +52,24 @@ class FindingsRun:
     data_seed: int = option(1, DATA_SEED_HELP)
     data_dir: str | None = option(None, DATA_DIR_HELP)
     dataset_pairs: tuple[str, ...] | None = option(
-        None, "Finding 2 boxplot pairs A-B of --data names, e.g. boolq-boolq,mmlu-boolq (default: every dataset with "
-              "itself and the cross pairs of the first three tasks)")
+        None,
+        "Finding 2 boxplot pairs A-B of --data names, e.g. boolq-boolq,mmlu-boolq (default: every dataset with "
+        "itself and the cross pairs of the first three tasks)",
+    )
     check_samples: int = option(
-        16, "items (all datasets together, one batch) whose exact LLMDcos checks the matrix; 0: no check")
+        16, "items (all datasets together, one batch) whose exact LLMDcos checks the matrix; 0: no check"
+    )
     save_maps: bool = option(False, "also save each dataset's mean map (4 bytes per weight)")
     save_fingerprints: bool = option(
-        False, "keep each dataset's per-sample fingerprints (float16: layers x sketch-dim x 2 bytes per sample); the "
-               "findings need only their sums, the pairs and the check, all computed within the run")
+        False,
+        "keep each dataset's per-sample fingerprints (float16: layers x sketch-dim x 2 bytes per sample); the "
+        "findings need only their sums, the pairs and the check, all computed within the run",
+    )
     # no in-batch Grams: Finding 2 pairs items through fingerprints and the check runs a pass of its own;
     # texts of similar length batched together (less padding, the same numbers)
-    activation: ActivationConfig = option(factory=lambda: ActivationConfig(sort_by_length=True,
-                                                                           reducers=FINDINGS_REDUCERS))
+    activation: ActivationConfig = option(
+        factory=lambda: ActivationConfig(sort_by_length=True, reducers=FINDINGS_REDUCERS)
+    )
 
 
 def is_corpus(name: str) -> bool:
@@ -74,7 +80,7 @@ def default_pairs(names: list[str]) -> list[tuple[str, str]]:
     """Every dataset with itself, and every cross pair of the first three tasks (with boolq, mmlu,
     humaneval first this is the paper's Fig. 3: BoolQ-BoolQ, MMLU-MMLU, HE-HE, MMLU-BoolQ, ...)."""
     tasks = [n for n in names if not is_corpus(n)][:3]
-    return [(n, n) for n in names] + [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:]]
+    return [(n, n) for n in names] + [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1 :]]
 
 
 def paired_items(n_a: int, n_b: int, same: bool) -> list[tuple[int, int]]:
@@ -106,12 +112,13 @@ def _check_matrix(model, tok, texts_by_name, fp_paths, cfg, total, names, anatom
     chosen = {}
     for n in names:
         lengths = [len(tok(t)["input_ids"]) for t in texts_by_name[n]]
-        chosen[n] = sorted(sorted(range(len(lengths)), key=lambda i: (lengths[i], i))[:ks[n]])
+        chosen[n] = sorted(sorted(range(len(lengths)), key=lambda i: (lengths[i], i))[: ks[n]])
     texts = [texts_by_name[n][i] for n in names for i in chosen[n]]
     owner = [n for n in names for _ in range(ks[n])]
-    exact_cfg = ActivationConfig(target=cfg.target, batch_size=len(texts), max_length=cfg.max_length,
-                                 reducers=("grams",))
-    (ids, exact), = analyze(model, tok, texts, exact_cfg, anatomy=anatomy).batch_llmdcos
+    exact_cfg = ActivationConfig(
+        target=cfg.target, batch_size=len(texts), max_length=cfg.max_length, reducers=("grams",)
+    )
+    ((_ids, exact),) = analyze(model, tok, texts, exact_cfg, anatomy=anatomy).batch_llmdcos
     exact = (exact.double() + exact.double().transpose(1, 2)) / 2  # symmetric up to float rounding
     fp = torch.cat([_load_fp(fp_paths[n], chosen[n]) for n in names])  # [M, L, m]
     est = torch.einsum("nlm,klm->lnk", fp.double(), fp.double())
@@ -132,22 +139,35 @@ def _check_matrix(model, tok, texts_by_name, fp_paths, cfg, total, names, anatom
         sub_est.append(row_f)
     diff = (torch.tensor(sub_exact) - torch.tensor(sub_est)).abs()
     m = fp.shape[-1]
-    return {"samples_per_dataset": ks, "items": chosen, "n_pairs": int(iu.shape[1]), "n_layers": n_layers, "sketch_dim": m,
-            "pair_error_mean": float(pair_err.mean()), "pair_error_p99": float(pair_err.quantile(0.99)),
-            "pair_error_max": float(pair_err.max()), "matrix_exact": sub_exact, "matrix_fingerprint": sub_est,
-            "matrix_error_max": float(diff.max()),
-            "standard_error_bound": math.sqrt(2 / m),
-            "note": "standard error of one fingerprint LLMDcos is sqrt((1 + cos^2) / m) <= sqrt(2 / m)"}
+    return {
+        "samples_per_dataset": ks,
+        "items": chosen,
+        "n_pairs": int(iu.shape[1]),
+        "n_layers": n_layers,
+        "sketch_dim": m,
+        "pair_error_mean": float(pair_err.mean()),
+        "pair_error_p99": float(pair_err.quantile(0.99)),
+        "pair_error_max": float(pair_err.max()),
+        "matrix_exact": sub_exact,
+        "matrix_fingerprint": sub_est,
+        "matrix_error_max": float(diff.max()),
+        "standard_error_bound": math.sqrt(2 / m),
+        "note": "standard error of one fingerprint LLMDcos is sqrt((1 + cos^2) / m) <= sqrt(2 / m)",
+    }
 
 
 def _experts(finding1: dict, names: list[str]) -> dict:
     """Mixture-of-experts models: each dataset's expert usage (layer x expert shares) and, for every
     pair of datasets, how far they use the same experts."""
     usage = {n: finding1[n]["experts"]["usage"] for n in names}
-    sim = {f"{a}|{b}": usage_similarity(usage[a], usage[b]) for i, a in enumerate(names) for b in names[i + 1:]}
-    return {"layers": usage[names[0]]["layers"], "usage": usage, "similarity": sim,
-            "note": "token_share / mass_share: each MoE layer's routed tokens / activation mass per expert (rows sum "
-                    "to 1); similarity: cosine of two datasets' shares and Jaccard overlap of their top experts"}
+    sim = {f"{a}|{b}": usage_similarity(usage[a], usage[b]) for i, a in enumerate(names) for b in names[i + 1 :]}
+    return {
+        "layers": usage[names[0]]["layers"],
+        "usage": usage,
+        "similarity": sim,
+        "note": "token_share / mass_share: each MoE layer's routed tokens / activation mass per expert (rows sum "
+        "to 1); similarity: cosine of two datasets' shares and Jaccard overlap of their top experts",
+    }
 
 
 def _pair_values(fp_paths, pairs, counts) -> dict:
@@ -158,9 +178,12 @@ def _pair_values(fp_paths, pairs, counts) -> dict:
         fa, fb = cache[a], cache[b]
         ia, ib = [i for i, _ in items], [j for _, j in items]
         vals = (fa[ia].double() * fb[ib].double()).sum(-1)  # [K, L]
-        out[f"{a}|{b}"] = {"n_pairs": len(items), "same_dataset": a == b,
-                           "pairing": "item k with item k + n/2" if a == b else "item k with item k",
-                           "per_layer": vals.T.float().tolist()}  # [L][K]
+        out[f"{a}|{b}"] = {
+            "n_pairs": len(items),
+            "same_dataset": a == b,
+            "pairing": "item k with item k + n/2" if a == b else "item k with item k",
+            "per_layer": vals.T.float().tolist(),
+        }  # [L][K]
     return out
 
 
@@ -170,8 +193,14 @@ def subdir(name: str) -> str:
 
 
 def _dataset_run(run: FindingsRun, name: str) -> ActivationsRun:
-    return ActivationsRun(model=run.model, data=(name,), samples=run.samples, data_seed=run.data_seed,
-                          data_dir=run.data_dir, activation=run.activation)
+    return ActivationsRun(
+        model=run.model,
+        data=(name,),
+        samples=run.samples,
+        data_seed=run.data_seed,
+        data_dir=run.data_dir,
+        activation=run.activation,
+    )
 
 
 def parse_pairs(spec, names: list[str]) -> list[tuple[str, str]] | None:
@@ -182,7 +211,7 @@ def parse_pairs(spec, names: list[str]) -> list[tuple[str, str]] | None:
     items = spec.split(",") if isinstance(spec, str) else spec
     out = []
     for item in (x.strip() for x in items if x.strip()):
-        cuts = [(item[:i], item[i + 1:]) for i, ch in enumerate(item) if ch == "-"]
+        cuts = [(item[:i], item[i + 1 :]) for i, ch in enumerate(item) if ch == "-"]
         found = [c for c in cuts if c[0] in names and c[1] in names]
         if len(found) != 1:
             raise UserError(f"pair {item!r}: write it as A-B with A and B among --data ({', '.join(names)})")
@@ -213,8 +242,10 @@ def run_findings(run: FindingsRun, ctx: RunContext, model=None, tokenizer=None) 
     if run.samples < 2:
         raise UserError(f"findings needs at least 2 samples per dataset, got {run.samples}")
     if get_target(run.activation.target).needs_continuation:
-        raise UserError(f"findings compares corpora too, which have no gold answers: use max_logit or lm_loss "
-                        f"(`activations --target {run.activation.target}` runs task datasets with their answers)")
+        raise UserError(
+            f"findings compares corpora too, which have no gold answers: use max_logit or lm_loss "
+            f"(`activations --target {run.activation.target}` runs task datasets with their answers)"
+        )
     pairs = parse_pairs(run.dataset_pairs, names)
     out = Path(ctx.out)
     _start(run, out, ctx.resume, ctx.writer)
@@ -231,15 +262,26 @@ def run_findings(run: FindingsRun, ctx: RunContext, model=None, tokenizer=None) 
     anatomy = discover(model, run.activation.allow_uncovered)
     env = environment(model, run.activation.sketch_seed)
     if ctx.writer:
-        write_json(out / "config.json", {**asdict(run), "pairs": pairs,
-                                         "sources": {n: s for n, (_, s) in loaded.items()}})
+        write_json(
+            out / "config.json", {**asdict(run), "pairs": pairs, "sources": {n: s for n, (_, s) in loaded.items()}}
+        )
         write_json(out / "env.json", env)
     finding1, streams = {}, {}
     for name in names:
         log.info("%s: %d samples", name, len(loaded[name][0]))
         texts, source = loaded[name]
-        res, streams[name] = run_dataset(ctx, out / subdir(name), _dataset_run(run, name), model, tokenizer, texts,
-                                         source, env, save_map=run.save_maps, anatomy=anatomy)
+        res, streams[name] = run_dataset(
+            ctx,
+            out / subdir(name),
+            _dataset_run(run, name),
+            model,
+            tokenizer,
+            texts,
+            source,
+            env,
+            save_map=run.save_maps,
+            anatomy=anatomy,
+        )
         if ctx.writer:
             finding1[name] = {"kind": "corpus" if is_corpus(name) else "task", **res}
     if not ctx.writer:
@@ -247,10 +289,19 @@ def run_findings(run: FindingsRun, ctx: RunContext, model=None, tokenizer=None) 
     fp_paths = {n: out / subdir(n) / "fingerprints.safetensors" for n in names}
     check = None
     if run.check_samples:
-        check = _check_matrix(model, tokenizer, {n: loaded[n][0] for n in names}, fp_paths, run.activation,
-                              run.check_samples, names, anatomy)
-    result = findings_result(run, anatomy, names, {n: len(loaded[n][0]) for n in names}, finding1, streams, pairs,
-                             fp_paths, check)
+        check = _check_matrix(
+            model,
+            tokenizer,
+            {n: loaded[n][0] for n in names},
+            fp_paths,
+            run.activation,
+            run.check_samples,
+            names,
+            anatomy,
+        )
+    result = findings_result(
+        run, anatomy, names, {n: len(loaded[n][0]) for n in names}, finding1, streams, pairs, fp_paths, check
+    )
     write_findings(out, result, fp_paths, run.save_fingerprints)
     return result
 
@@ -272,27 +323,39 @@ def findings_result(run: FindingsRun, anatomy, names, counts, finding1, streams,
             mean_cos[f"{a}|{b}"] = mean_pair_llmdcos(streams[a], None if a == b else streams[b])
     key = {(a, b): f"{a}|{b}" if f"{a}|{b}" in mean_cos else f"{b}|{a}" for a in names for b in names}
     matrix = [[range_mean(mean_cos[key[a, b]], DEEP, n_layers) for b in names] for a in names]
-    summary = {k: {"shallow": range_mean(v, SHALLOW, n_layers), "deep": range_mean(v, DEEP, n_layers)}
-               for k, v in mean_cos.items()}
+    summary = {
+        k: {"shallow": range_mean(v, SHALLOW, n_layers), "deep": range_mean(v, DEEP, n_layers)}
+        for k, v in mean_cos.items()
+    }
     for v in summary.values():
         v["drop"] = v["shallow"] - v["deep"]
     result = {
-        "kind": "findings", "model": run.model.name, "n_layers": n_layers, "layer_index_base": 0,
-        "index_note": INDEX_NOTE, "datasets": names, "corpora": [n for n in names if is_corpus(n)],
-        "samples": counts, "gammas": [gamma_key(g) for g in run.activation.gammas],
+        "kind": "findings",
+        "model": run.model.name,
+        "n_layers": n_layers,
+        "layer_index_base": 0,
+        "index_note": INDEX_NOTE,
+        "datasets": names,
+        "corpora": [n for n in names if is_corpus(n)],
+        "samples": counts,
+        "gammas": [gamma_key(g) for g in run.activation.gammas],
         "sketch_dim": run.activation.sketch_dim,
         "ranges": {r.name: r.describe(n_layers) for r in (SHALLOW, DEEP)},
         "finding1": finding1,
         "mean_llmdcos": mean_cos,
         "finding2": {"pairs": _pair_values(fp_paths, pairs, counts), "summary": summary},
-        "finding3": {"datasets": names, "layer_range": DEEP.describe(n_layers), "matrix": matrix,
-                     "method": "mean over all cross pairs (distinct items on the diagonal) of the fingerprint "
-                               "LLMDcos, averaged over the deep layers",
-                     "check": check},
+        "finding3": {
+            "datasets": names,
+            "layer_range": DEEP.describe(n_layers),
+            "matrix": matrix,
+            "method": "mean over all cross pairs (distinct items on the diagonal) of the fingerprint "
+            "LLMDcos, averaged over the deep layers",
+            "check": check,
+        },
         "coverage": anatomy.coverage(),
         "fingerprint_files": "kept: DIR/<dataset>/fingerprints.safetensors (int8 x fingerprint_scale)"
-        if run.save_fingerprints else "removed once used (their sums stay in samples.safetensors); "
-                                      "--save-fingerprints keeps them",
+        if run.save_fingerprints
+        else "removed once used (their sums stay in samples.safetensors); --save-fingerprints keeps them",
     }
     if anatomy.experts:
         result["experts"] = _experts(finding1, names)

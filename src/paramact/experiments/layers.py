@@ -36,8 +36,10 @@ class LayerRange:
         if self.absolute:
             start, stop = int(self.start), int(self.stop)
             if stop > n_layers:
-                raise UserError(f"layer range [{start}, {stop}) is outside the model: it has {n_layers} layers "
-                                f"(0-based indices 0-{n_layers - 1})")
+                raise UserError(
+                    f"layer range [{start}, {stop}) is outside the model: it has {n_layers} layers "
+                    f"(0-based indices 0-{n_layers - 1})"
+                )
             return start, stop
         start = min(max(math.floor(self.start * n_layers + 0.5), 0), n_layers - 1)
         stop = min(max(math.floor(self.stop * n_layers + 0.5), start + 1), n_layers)
@@ -91,8 +93,10 @@ def parse_range(spec: str) -> LayerRange:
     try:
         start, stop = float(a), float(b)
     except ValueError:
-        raise UserError(f"layer range {spec!r}: give one of {', '.join(RANGES)}, fractions 'start:stop' "
-                        f"such as 0.5:0.9375, or 0-based layer indices such as 19:28") from None
+        raise UserError(
+            f"layer range {spec!r}: give one of {', '.join(RANGES)}, fractions 'start:stop' "
+            f"such as 0.5:0.9375, or 0-based layer indices such as 19:28"
+        ) from None
     if not sep or not (0 <= start < stop <= 1):
         raise UserError(f"layer range {spec!r}: fractions must satisfy 0 <= start < stop <= 1")
     return LayerRange(spec, start, stop)

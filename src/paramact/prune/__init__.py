@@ -16,16 +16,35 @@
 - commands.py    `paramact prune | schedule | eval`; study_command.py: `paramact study prune`
 """
 
+from .config import CalibrationConfig, PruneConfig, Schedule, ScheduleConfig
 from .driver import PruneOutcome, prune_model, sequential, token_batches
 from .masks import keep_mask, pack_masks, parse_pattern, unpack_masks
-from .config import CalibrationConfig, PruneConfig, Schedule, ScheduleConfig
 from .pipeline import PruneReport, build_schedule, calibration_windows, run_prune
 from .schedules import SCHEDULES, activation_from_z, activation_schedule, finalize, owl_schedule, paper_schedule
 from .scores import METHODS
 
 __all__ = [
-    "CalibrationConfig", "METHODS", "PruneConfig", "PruneOutcome", "PruneReport", "SCHEDULES", "Schedule",
-    "ScheduleConfig", "activation_from_z", "activation_schedule", "build_schedule", "calibration_windows",
-    "finalize", "keep_mask", "owl_schedule", "pack_masks", "paper_schedule", "parse_pattern", "prune_model",
-    "run_prune", "sequential", "token_batches", "unpack_masks",
+    "METHODS",
+    "SCHEDULES",
+    "CalibrationConfig",
+    "PruneConfig",
+    "PruneOutcome",
+    "PruneReport",
+    "Schedule",
+    "ScheduleConfig",
+    "activation_from_z",
+    "activation_schedule",
+    "build_schedule",
+    "calibration_windows",
+    "finalize",
+    "keep_mask",
+    "owl_schedule",
+    "pack_masks",
+    "paper_schedule",
+    "parse_pattern",
+    "prune_model",
+    "run_prune",
+    "sequential",
+    "token_batches",
+    "unpack_masks",
 ]

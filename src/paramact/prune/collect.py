@@ -46,7 +46,7 @@ class InputStats:
             if self.gram is None:
                 self.gram = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
             for c in range(0, x.shape[0], _CHUNK):
-                xc = x[c:c + _CHUNK]
+                xc = x[c : c + _CHUNK]
                 self.gram += (xc.T @ xc).double()
         self.n += x.shape[0]
 
@@ -66,7 +66,8 @@ class Collector:
         self.anatomy, self.layer, self.kind = anatomy, layer, kind
         self.stats: dict[str, InputStats] = {
             w.key: InputStats(kind, w.shape_out_in[1], w.param.device)
-            for w in anatomy.layers[layer] if w.expert is not None
+            for w in anatomy.layers[layer]
+            if w.expert is not None
         }
         self._taps = Taps(anatomy, self._on_input, layers=[layer])
         self._last: tuple[torch.Tensor, InputStats] | None = None
@@ -85,7 +86,7 @@ class Collector:
     def end_batch(self) -> None:
         self._last = None  # never hold an input tensor between batches
 
-    def __enter__(self) -> "Collector":
+    def __enter__(self) -> Collector:
         self._taps.__enter__()
         return self
 

@@ -21,8 +21,10 @@ def _positive_int(v, what: str) -> None:
 
 # the target mean sparsity when none is given (an N:M pattern fixes N/M, a schedule file its own mean)
 DEFAULT_SPARSITY = 0.5
-SPARSITY_HELP = (f"target mean sparsity in [0, 1) (default {DEFAULT_SPARSITY}; an N:M pattern: N/M; the file "
-                 "schedule: the file's mean)")
+SPARSITY_HELP = (
+    f"target mean sparsity in [0, 1) (default {DEFAULT_SPARSITY}; an N:M pattern: N/M; the file "
+    "schedule: the file's mean)"
+)
 
 
 @dataclass(frozen=True)
@@ -30,13 +32,16 @@ class CalibrationConfig:
     """Calibration token windows. The paper used C4, 128 × 2048 tokens; the default fits a CPU."""
 
     dataset: str = option("c4", "calibration data: c4, wikitext2, mmlu, siqa, ...", flag="calibration")
-    nsamples: int = option(32, "calibration sequences (the paper: 128)", flag="calibration-samples",
-                           aliases=("nsamples",))
-    seqlen: int = option(256, "tokens per calibration sequence (the paper: the context)", flag="calibration-seqlen",
-                         aliases=("seqlen",))
+    nsamples: int = option(
+        32, "calibration sequences (the paper: 128)", flag="calibration-samples", aliases=("nsamples",)
+    )
+    seqlen: int = option(
+        256, "tokens per calibration sequence (the paper: the context)", flag="calibration-seqlen", aliases=("seqlen",)
+    )
     seed: int = option(0, "seed of the calibration draw", flag="calibration-seed")
-    split: str | None = option(None, "calibration split (default: the dataset's calibration split)",
-                               flag="calibration-split")
+    split: str | None = option(
+        None, "calibration split (default: the dataset's calibration split)", flag="calibration-split"
+    )
     batch_size: int = option(8, "calibration sequences per forward")
     data_dir: str | None = option(None, DATA_DIR_HELP)
 
@@ -51,8 +56,9 @@ class ScheduleConfig:
     name: str = option("uniform", "layer-wise sparsity schedule", flag="schedule", choices=lambda: list(SCHEDULES))
     alpha: float = option(2.0, "activation schedule: N'_i = σ(z_i + α/i)")
     beta: float = option(0.2, "activation schedule: S_i = S + βS(1 − N'_i·L/ΣN')")
-    density: str = option("gamma:2e-06", "activation schedule N_i: gamma:<γ> (count above γ), mass50, mass90, "
-                                         "above_mean")
+    density: str = option(
+        "gamma:2e-06", "activation schedule N_i: gamma:<γ> (count above γ), mass50, mass90, above_mean"
+    )
     data: str = option("c4", "activation schedule: data whose activation counts give N_i", flag="schedule-data")
     samples: int = option(64, "activation schedule: samples", flag="schedule-samples")
     seqlen: int = option(256, "activation schedule: tokens per corpus window", flag="schedule-seqlen")
@@ -130,11 +136,17 @@ class Schedule:
     meta: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"schedule": self.values, "name": self.name, "target": self.target,
-                "mean": sum(self.values) / len(self.values), "n_layers": len(self.values), **self.meta}
+        return {
+            "schedule": self.values,
+            "name": self.name,
+            "target": self.target,
+            "mean": sum(self.values) / len(self.values),
+            "n_layers": len(self.values),
+            **self.meta,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Schedule":
+    def from_dict(cls, d: dict) -> Schedule:
         meta = {k: v for k, v in d.items() if k not in ("schedule", "name", "target", "mean", "n_layers")}
         return cls(list(d["schedule"]), d["name"], d["target"], meta)
 
@@ -145,12 +157,16 @@ class PruneRun:
 
     model: ModelConfig = option(factory=ModelConfig)
     prune: PruneConfig = option(factory=PruneConfig)
-    eval_tasks: tuple[str, ...] = option((), "tasks to evaluate after pruning (see `paramact eval --help`)",
-                                         flag="eval")
+    eval_tasks: tuple[str, ...] = option(
+        (), "tasks to evaluate after pruning (see `paramact eval --help`)", flag="eval"
+    )
     eval: EvalConfig = option(factory=EvalConfig)
     save_model: bool = option(False, "also save the pruned model to OUT/model (save_pretrained)")
-    checkpoint: bool = option(True, "save each pruned block to OUT/checkpoint (masks, and SparseGPT's rewritten "
-                                    "weights); without it a killed run starts over")
+    checkpoint: bool = option(
+        True,
+        "save each pruned block to OUT/checkpoint (masks, and SparseGPT's rewritten "
+        "weights); without it a killed run starts over",
+    )
 
 
 @dataclass(frozen=True)

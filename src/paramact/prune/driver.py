@@ -26,9 +26,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -139,10 +139,18 @@ def unique_stats(weights: tuple[Weight, ...], stats: dict[str, InputStats]) -> l
     return list(seen.values())
 
 
-def sequential(model, batches: Sequence[torch.Tensor], on_block: OnBlock, stats: str | None,
-               progress: bool = False, on_outputs: Callable[[int, list[torch.Tensor]], None] | None = None,
-               desc: str = "blocks", reduce_stats: ReduceStats | None = None,
-               restored: Callable[[int], bool] | None = None, anatomy: Anatomy | None = None) -> None:
+def sequential(
+    model,
+    batches: Sequence[torch.Tensor],
+    on_block: OnBlock,
+    stats: str | None,
+    progress: bool = False,
+    on_outputs: Callable[[int, list[torch.Tensor]], None] | None = None,
+    desc: str = "blocks",
+    reduce_stats: ReduceStats | None = None,
+    restored: Callable[[int], bool] | None = None,
+    anatomy: Anatomy | None = None,
+) -> None:
     """Drive `on_block(i, weights, stats) -> changed` over the blocks in order (see module doc).
 
     stats None: no forwards at all (on_block gets empty statistics) unless on_outputs is given.
@@ -216,10 +224,20 @@ class PruneOutcome:
         return unpack_masks(self.packed, self.metadata)
 
 
-def prune_model(model, batches: Sequence[torch.Tensor], method, schedule: Sequence[float], pattern: Pattern,
-                activation_map: dict[str, torch.Tensor] | None = None, blocksize: int = 128, damp: float = 0.01,
-                progress: bool = False, reduce_stats: ReduceStats | None = None, checkpoint=None,
-                anatomy: Anatomy | None = None) -> PruneOutcome:
+def prune_model(
+    model,
+    batches: Sequence[torch.Tensor],
+    method,
+    schedule: Sequence[float],
+    pattern: Pattern,
+    activation_map: dict[str, torch.Tensor] | None = None,
+    blocksize: int = 128,
+    damp: float = 0.01,
+    progress: bool = False,
+    reduce_stats: ReduceStats | None = None,
+    checkpoint=None,
+    anatomy: Anatomy | None = None,
+) -> PruneOutcome:
     """Prune every decoder block of `model` in place: layer i at sparsity schedule[i].
 
     reduce_stats: see `sequential` (torchrun: `batches` are this process's share).
@@ -276,8 +294,13 @@ def prune_model(model, batches: Sequence[torch.Tensor], method, schedule: Sequen
             total += keep.numel()
         if missed:
             log.warning("layer %d: %d expert matrices got no calibration token; pruned by magnitude", i, len(missed))
-        numbers = {"pruned": pruned / total, "zeros": nz / total, "params": total, "per_matrix": matrix,
-                   "unreached": missed}
+        numbers = {
+            "pruned": pruned / total,
+            "zeros": nz / total,
+            "params": total,
+            "per_matrix": matrix,
+            "unreached": missed,
+        }
         record(i, masks, numbers)
         if checkpoint is not None:
             checkpoint.save(i, masks, rewritten, numbers)
@@ -297,12 +320,20 @@ def prune_model(model, batches: Sequence[torch.Tensor], method, schedule: Sequen
         record(i, masks, numbers)
         return True
 
-    sequential(model, batches, on_block, method.stats, progress, desc=f"prune {method.name}", reduce_stats=reduce_stats,
-               restored=restored, anatomy=anatomy)
+    sequential(
+        model,
+        batches,
+        on_block,
+        method.stats,
+        progress,
+        desc=f"prune {method.name}",
+        reduce_stats=reduce_stats,
+        restored=restored,
+        anatomy=anatomy,
+    )
     _, meta = pack_masks({})
     meta["shapes"] = json.dumps(shapes)
-    return PruneOutcome(packed, meta, per_layer, zeros, params, time.perf_counter() - t0, per_matrix, n_done,
-                        unreached)
+    return PruneOutcome(packed, meta, per_layer, zeros, params, time.perf_counter() - t0, per_matrix, n_done, unreached)
 
 
 def token_batches(windows: Sequence[Sequence[int]], batch_size: int) -> list[torch.Tensor]:

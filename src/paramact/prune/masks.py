@@ -65,7 +65,7 @@ def lowest_keep(score: torch.Tensor, k: int) -> torch.Tensor:
     t = the k-th smallest value; prune every entry below t and the first k − #{< t} entries equal
     to t, by position.
     """
-    rows, cols = score.shape
+    _rows, cols = score.shape
     if k <= 0:
         return torch.ones_like(score, dtype=torch.bool)
     if k >= cols:

@@ -59,8 +59,10 @@ def protocols(results: dict) -> str:
 
 
 def schedule_table(s: Schedule, measured: list[float] | None = None) -> str:
-    lines = [f"schedule {s.name}: target {s.target:g}, mean {sum(s.values) / len(s.values):.6f}, "
-             f"{len(s.values)} layers (0-based)"]
+    lines = [
+        f"schedule {s.name}: target {s.target:g}, mean {sum(s.values) / len(s.values):.6f}, "
+        f"{len(s.values)} layers (0-based)"
+    ]
     for i, v in enumerate(s.values):
         line = f"  layer {i:>3d}  {v:.4f}"
         if measured is not None:
@@ -85,8 +87,10 @@ def write_prune_run(out: Path, report: PruneReport, evals: dict, meta: dict) -> 
         "eval": evals,
         "seconds": report.seconds,
         "resumed_blocks": o.restored_blocks,
-        "unreached_experts": {"matrices": o.unreached,
-                              "treatment": "no calibration token reached these experts: pruned by magnitude |W|"},
+        "unreached_experts": {
+            "matrices": o.unreached,
+            "treatment": "no calibration token reached these experts: pruned by magnitude |W|",
+        },
         "files": ["config.json", "env.json", "schedule.json", "masks.safetensors", "table.md", "results.json"]
         + (["model/"] if meta.get("saved_model") else []),
     }
@@ -103,14 +107,21 @@ def write_study_run(out: Path, model: str, res: dict, cfg) -> tuple[dict[str, st
 
     tables = {}
     for name, tasks in (("validation1", cfg.v1_tasks), ("validation2", cfg.v2_tasks)):
-        rows = [(label(r) + (f" [{r['calibration']}]" if name == "validation2" and r["calibration"] else ""),
-                 {**r, "measured": f"{r['sparsity_measured']['overall']:.4f}" if r.get("sparsity_measured") else "0"})
-                for r in res["rows"] if name in r["tables"]]
+        rows = [
+            (
+                label(r) + (f" [{r['calibration']}]" if name == "validation2" and r["calibration"] else ""),
+                {**r, "measured": f"{r['sparsity_measured']['overall']:.4f}" if r.get("sparsity_measured") else "0"},
+            )
+            for r in res["rows"]
+            if name in r["tables"]
+        ]
         tables[name] = f"## {name}\n\n" + eval_table(rows, list(tasks), extra=["measured"])
-    sizes = (f"calibration {cfg.calibration.nsamples} x {cfg.calibration.seqlen} tokens; perplexity "
-             f"{cfg.eval.ppl_windows or 'all'} windows x {cfg.eval.ppl_seqlen}; accuracy {cfg.eval.items or 'all'} "
-             f"items per task; activation schedule {cfg.schedule.density}, {cfg.schedule.samples} x "
-             f"{cfg.schedule.seqlen}-token {cfg.schedule.data} windows")
+    sizes = (
+        f"calibration {cfg.calibration.nsamples} x {cfg.calibration.seqlen} tokens; perplexity "
+        f"{cfg.eval.ppl_windows or 'all'} windows x {cfg.eval.ppl_seqlen}; accuracy {cfg.eval.items or 'all'} "
+        f"items per task; activation schedule {cfg.schedule.density}, {cfg.schedule.samples} x "
+        f"{cfg.schedule.seqlen}-token {cfg.schedule.data} windows"
+    )
     notes = claims(res, cfg)
     for name, text in tables.items():
         write_text(out / f"{name}.md", text + f"\n\n{sizes}\n\n" + "\n".join(f"- {c}" for c in notes) + "\n")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import torch
 
@@ -17,11 +17,20 @@ from ..anatomy import discover
 from ..api import ActivationConfig
 from ..context import RunContext
 from ..errors import UserError
-from .driver import PruneOutcome, prune_model, sequential, token_batches
 from .config import CalibrationConfig, PruneConfig, Schedule, ScheduleConfig
+from .driver import PruneOutcome, prune_model, sequential, token_batches
 from .masks import check_sparsity, parse_pattern
-from .schedules import (activation_schedule, density_gamma, density_measure, file_schedule, owl_schedule,
-                        paper_schedule, read_schedule_file, uniform_schedule, zscores)
+from .schedules import (
+    activation_schedule,
+    density_gamma,
+    density_measure,
+    file_schedule,
+    owl_schedule,
+    paper_schedule,
+    read_schedule_file,
+    uniform_schedule,
+    zscores,
+)
 from .scores import MatrixContext, get_method, wanda_score
 
 log = logging.getLogger(__name__)
@@ -38,11 +47,12 @@ def calibration_windows(model, tokenizer, cfg: CalibrationConfig) -> tuple[list[
     ctx = anatomy.context_length
     if ctx is not None and cfg.seqlen > ctx:
         raise UserError(f"calibration seqlen {cfg.seqlen} exceeds the model's context length {ctx}")
-    windows, source = calibration(cfg.dataset, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed, split=cfg.split,
-                                  data_dir=cfg.data_dir)
+    windows, source = calibration(
+        cfg.dataset, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed, split=cfg.split, data_dir=cfg.data_dir
+    )
     bos = getattr(tokenizer, "bos_token_id", None)
     if anatomy.prepend_bos and bos is not None:
-        windows = [[bos] + list(w[:-1]) for w in windows]  # the model expects BOS; keep seqlen
+        windows = [[bos, *list(w[:-1])] for w in windows]  # the model expects BOS; keep seqlen
         source["bos"] = "prepended (last token dropped)"
     return [list(map(int, w)) for w in windows], {**source, "config": asdict(cfg)}
 
@@ -52,7 +62,7 @@ def calibration_snippets(tokenizer, windows: Sequence[Sequence[int]]) -> list[st
     out = []
     for w in windows:
         mid = len(w) // 2
-        text = tokenizer.decode(list(w[max(0, mid - 16):mid + 16])).strip()[3:-3]
+        text = tokenizer.decode(list(w[max(0, mid - 16) : mid + 16])).strip()[3:-3]
         if len(text) >= 20:
             out.append(text)
     return out
@@ -69,8 +79,10 @@ def own_batches(batches: Sequence[torch.Tensor], shard: Shard) -> list[torch.Ten
     """This process's calibration batches (batch k goes to rank k % world)."""
     rank, world = shard
     if len(batches) < world:
-        raise UserError(f"{len(batches)} calibration batches cannot be shared by {world} processes; "
-                        "use a smaller --batch-size or more --nsamples")
+        raise UserError(
+            f"{len(batches)} calibration batches cannot be shared by {world} processes; "
+            "use a smaller --batch-size or more --nsamples"
+        )
     return list(batches[rank::world])
 
 
@@ -84,15 +96,22 @@ def _reduce(shard: Shard):
     return distributed.reduce_input_stats if shard[1] > 1 else None
 
 
-
-def activation_counts(model, tokenizer, sc: ScheduleConfig, batch_size: int = 8, data_dir: str | None = None,
-                      progress: bool = False, shard: Shard = (0, 1)) -> dict:
+def activation_counts(
+    model,
+    tokenizer,
+    sc: ScheduleConfig,
+    batch_size: int = 8,
+    data_dir: str | None = None,
+    progress: bool = False,
+    shard: Shard = (0, 1),
+) -> dict:
     """Per-layer activation statistics of sc.data measured by the engine, and N_i per sc.density."""
     from ..data import analysis_prompts
     from ..density import DEFAULT_GAMMAS
 
-    texts, source = analysis_prompts(sc.data, sc.samples, sc.seed, tokenizer=tokenizer, seqlen=sc.seqlen,
-                                     data_dir=data_dir)
+    texts, source = analysis_prompts(
+        sc.data, sc.samples, sc.seed, tokenizer=tokenizer, seqlen=sc.seqlen, data_dir=data_dir
+    )
     g = density_gamma(sc.density)
     gammas = tuple(sorted(set(DEFAULT_GAMMAS + ((g,) if g else ()))))
     t0 = time.perf_counter()
@@ -100,12 +119,20 @@ def activation_counts(model, tokenizer, sc: ScheduleConfig, batch_size: int = 8,
     res = _mean_map_pass(model, tokenizer, texts, cfg, progress, shard)
     label, measure = density_measure(sc.density)
     rows = res.layers
-    return {"counts": [measure(r) for r in rows], "density": sc.density, "density_label": label,
-            "layers": rows, "source": source, "seconds": time.perf_counter() - t0, "target": sc.target}
+    return {
+        "counts": [measure(r) for r in rows],
+        "density": sc.density,
+        "density_label": label,
+        "layers": rows,
+        "source": source,
+        "seconds": time.perf_counter() - t0,
+        "target": sc.target,
+    }
 
 
-def owl_ratios(model, batches: Sequence[torch.Tensor], m: float = 5.0, progress: bool = False,
-               shard: Shard = (0, 1)) -> list[float]:
+def owl_ratios(
+    model, batches: Sequence[torch.Tensor], m: float = 5.0, progress: bool = False, shard: Shard = (0, 1)
+) -> list[float]:
     """Per layer: the share of Wanda scores |W|·‖X‖ above m × the layer's mean score (dense model).
 
     Under torchrun `batches` are every batch; each process collects its own share."""
@@ -120,14 +147,32 @@ def owl_ratios(model, batches: Sequence[torch.Tensor], m: float = 5.0, progress:
         ratios.append(float((s > m * s.mean()).double().mean()))
         return False
 
-    sequential(model, own_batches(batches, shard), on_block, "norms", progress, desc="OWL outlier ratios",
-               reduce_stats=_reduce(shard))
+    sequential(
+        model,
+        own_batches(batches, shard),
+        on_block,
+        "norms",
+        progress,
+        desc="OWL outlier ratios",
+        reduce_stats=_reduce(shard),
+    )
     return ratios
 
 
-def build_schedule(model, tokenizer, sc: ScheduleConfig, target: float | None, *, batches=None,
-                   counts: dict | None = None, ratios: list[float] | None = None, batch_size: int = 8,
-                   data_dir: str | None = None, progress: bool = False, shard: Shard = (0, 1)) -> Schedule:
+def build_schedule(
+    model,
+    tokenizer,
+    sc: ScheduleConfig,
+    target: float | None,
+    *,
+    batches=None,
+    counts: dict | None = None,
+    ratios: list[float] | None = None,
+    batch_size: int = 8,
+    data_dir: str | None = None,
+    progress: bool = False,
+    shard: Shard = (0, 1),
+) -> Schedule:
     """The per-layer sparsities of schedule sc at `target`; statistics are measured unless given."""
     L = discover(model).n_layers
     if sc.name == "file":
@@ -147,17 +192,28 @@ def build_schedule(model, tokenizer, sc: ScheduleConfig, target: float | None, *
             counts = activation_counts(model, tokenizer, sc, batch_size, data_dir, progress, shard)
         n = counts["counts"]
         vals = activation_schedule(n, target, sc.alpha, sc.beta)
-        meta = {"alpha": sc.alpha, "beta": sc.beta, "density": counts["density"],
-                "density_label": counts["density_label"], "N": n, "z": [float(x) for x in zscores(n)],
-                "data": counts["source"], "activation_target": counts.get("target"),
-                "samples": sc.samples, "seqlen": sc.seqlen, "seed": sc.seed}
+        meta = {
+            "alpha": sc.alpha,
+            "beta": sc.beta,
+            "density": counts["density"],
+            "density_label": counts["density_label"],
+            "N": n,
+            "z": [float(x) for x in zscores(n)],
+            "data": counts["source"],
+            "activation_target": counts.get("target"),
+            "samples": sc.samples,
+            "seqlen": sc.seqlen,
+            "seed": sc.seed,
+        }
         shares = [x / r["params"] for x, r in zip(n, counts["layers"])]
         if len(set(n)) == 1:
             meta["warning"] = "every layer has the same N_i: z = 0, only the α/i term shapes the schedule"
             log.warning("activation schedule: every layer has the same N (%s); try another --density", n[0])
         elif counts["density"].startswith("gamma:") and min(shares) > 0.95:
-            meta["warning"] = (f"γ saturates: {100 * min(shares):.1f}-{100 * max(shares):.1f}% of every layer's weights "
-                               "are above it, so z reflects tiny differences; a larger γ or mass50 may suit this model")
+            meta["warning"] = (
+                f"γ saturates: {100 * min(shares):.1f}-{100 * max(shares):.1f}% of every layer's weights "
+                "are above it, so z reflects tiny differences; a larger γ or mass50 may suit this model"
+            )
             log.warning("activation schedule: %s", meta["warning"])
         return Schedule(vals, "activation", target, meta)
     if sc.name == "owl":
@@ -170,9 +226,15 @@ def build_schedule(model, tokenizer, sc: ScheduleConfig, target: float | None, *
     raise UserError(f"unknown schedule {sc.name!r}")  # pragma: no cover - guarded by ScheduleConfig
 
 
-def calibration_mean_map(model, tokenizer, windows: Sequence[Sequence[int]], batch_size: int = 8,
-                         target: str = "max_logit", progress: bool = False,
-                         shard: Shard = (0, 1)) -> dict[str, torch.Tensor]:
+def calibration_mean_map(
+    model,
+    tokenizer,
+    windows: Sequence[Sequence[int]],
+    batch_size: int = 8,
+    target: str = "max_logit",
+    progress: bool = False,
+    shard: Shard = (0, 1),
+) -> dict[str, torch.Tensor]:
     """The weights of the `activation` pruning method: the engine's mean |A| of the dense model over
     the calibration windows (decoded to text), per parameter name. Under torchrun each process
     measures its share of the windows and the maps are merged."""
@@ -194,14 +256,28 @@ class PruneReport:
 
     def sparsity(self) -> dict:
         o = self.outcome
-        return {"overall": o.overall, "per_layer": o.per_layer, "zero_fraction_per_layer": o.zero_fraction,
-                "target": self.schedule.target, "schedule": self.schedule.values,
-                "max_abs_error_vs_schedule": max(abs(a - b) for a, b in zip(o.per_layer, self.schedule.values))}
+        return {
+            "overall": o.overall,
+            "per_layer": o.per_layer,
+            "zero_fraction_per_layer": o.zero_fraction,
+            "target": self.schedule.target,
+            "schedule": self.schedule.values,
+            "max_abs_error_vs_schedule": max(abs(a - b) for a, b in zip(o.per_layer, self.schedule.values)),
+        }
 
 
-def run_prune(model, tokenizer, cfg: PruneConfig, *, schedule: Schedule | None = None,
-              windows: list[list[int]] | None = None, calibration_source: dict | None = None,
-              progress: bool = False, shard: Shard = (0, 1), checkpoint=None) -> PruneReport:
+def run_prune(
+    model,
+    tokenizer,
+    cfg: PruneConfig,
+    *,
+    schedule: Schedule | None = None,
+    windows: list[list[int]] | None = None,
+    calibration_source: dict | None = None,
+    progress: bool = False,
+    shard: Shard = (0, 1),
+    checkpoint=None,
+) -> PruneReport:
     """Prune `model` in place per cfg. A precomputed schedule or calibration windows may be given.
 
     shard = (rank, world) under torchrun: every process holds a replica and its share of the
@@ -217,18 +293,38 @@ def run_prune(model, tokenizer, cfg: PruneConfig, *, schedule: Schedule | None =
     secs["calibration"] = time.perf_counter() - t0
     if schedule is None:
         t0 = time.perf_counter()
-        schedule = build_schedule(model, tokenizer, cfg.schedule, cfg.target, batches=batches,
-                                  batch_size=cfg.calibration.batch_size, data_dir=cfg.calibration.data_dir,
-                                  progress=progress, shard=shard)
+        schedule = build_schedule(
+            model,
+            tokenizer,
+            cfg.schedule,
+            cfg.target,
+            batches=batches,
+            batch_size=cfg.calibration.batch_size,
+            data_dir=cfg.calibration.data_dir,
+            progress=progress,
+            shard=shard,
+        )
         secs["schedule"] = time.perf_counter() - t0
     amap = None
     if method.needs_activation_map:
         t0 = time.perf_counter()
-        amap = calibration_mean_map(model, tokenizer, windows, cfg.calibration.batch_size, cfg.schedule.target,
-                                    progress, shard)
+        amap = calibration_mean_map(
+            model, tokenizer, windows, cfg.calibration.batch_size, cfg.schedule.target, progress, shard
+        )
         secs["activation_map"] = time.perf_counter() - t0
     mine = own_batches(batches, shard) if method.stats else batches  # magnitude/activation: no forwards
-    outcome = prune_model(model, mine, method, schedule.values, pattern, amap, cfg.blocksize,
-                          cfg.damp, progress, _reduce(shard), checkpoint)
+    outcome = prune_model(
+        model,
+        mine,
+        method,
+        schedule.values,
+        pattern,
+        amap,
+        cfg.blocksize,
+        cfg.damp,
+        progress,
+        _reduce(shard),
+        checkpoint,
+    )
     secs["prune"] = outcome.seconds
     return PruneReport(cfg, schedule, outcome, calibration_source or {}, secs)

@@ -50,8 +50,9 @@ class BlockCheckpoint:
 
     def load(self, i: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
         """(keep masks, rewritten weights, numbers) of block i."""
-        tensors, meta = read_checkpoint(self._path(i), self.key, "delete it to prune that block again",
-                                        "pruning checkpoint")
+        tensors, meta = read_checkpoint(
+            self._path(i), self.key, "delete it to prune that block again", "pruning checkpoint"
+        )
         masks = unpack_masks({k[5:]: v for k, v in tensors.items() if k.startswith("mask/")}, meta)
         weights = {k[7:]: v for k, v in tensors.items() if k.startswith("weight/")}
         return masks, weights, json.loads(meta["numbers"])

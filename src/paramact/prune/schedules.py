@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -112,14 +112,16 @@ def read_schedule_file(path: str | Path) -> list[float]:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError:
-        obj = [x for x in text.replace(",", " ").split()]
+        obj = list(text.replace(",", " ").split())
     if isinstance(obj, dict):
         obj = obj.get("schedule", obj.get("sparsity"))
     try:
         values = [float(v) for v in obj]  # type: ignore[union-attr]
     except (TypeError, ValueError):
-        raise UserError(f"schedule file {p} must hold a list of numbers (JSON list, {{\"schedule\": [...]}}, "
-                        "or numbers separated by commas/whitespace)") from None
+        raise UserError(
+            f'schedule file {p} must hold a list of numbers (JSON list, {{"schedule": [...]}}, '
+            "or numbers separated by commas/whitespace)"
+        ) from None
     return values
 
 
@@ -131,27 +133,30 @@ def file_schedule(values: Sequence[float], n_layers: int, target: float | None, 
             raise UserError(f"schedule {path}: layer {i} sparsity {v} is outside [0, 1)")
     mean = float(np.mean(values))
     if target is not None and abs(mean - target) > 1e-6:
-        raise UserError(f"schedule {path} has mean {mean:.6f}, not the target sparsity {target}; "
-                        "omit --sparsity to use the file's mean")
+        raise UserError(
+            f"schedule {path} has mean {mean:.6f}, not the target sparsity {target}; "
+            "omit --sparsity to use the file's mean"
+        )
     return finalize(values, mean if target is None else target)
 
 
 @dataclass(frozen=True)
 class ScheduleSpec:
     name: str
-    needs: str | None  # statistic it needs: None, "activation_counts", "owl_ratios", "file"
     description: str
 
 
 SCHEDULES: dict[str, ScheduleSpec] = {
     s.name: s
     for s in (
-        ScheduleSpec("uniform", None, "the same sparsity in every layer"),
-        ScheduleSpec("activation", "activation_counts",
-                     "the paper's formula from activation counts (N'=σ(z+α/i), S_i=S+βS(1−N'L/ΣN'))"),
-        ScheduleSpec("paper", None, "the paper's hard-coded lists (llama_7b, llama2_7b, llama2_13b, llama3_8b)"),
-        ScheduleSpec("owl", "owl_ratios", "OWL: layers with more outlier Wanda scores (> M×mean) get lower sparsity"),
-        ScheduleSpec("file", "file", "an explicit list of per-layer sparsities from a file"),
+        ScheduleSpec("uniform", "the same sparsity in every layer"),
+        ScheduleSpec(
+            "activation",
+            "the paper's formula from activation counts (N'=σ(z+α/i), S_i=S+βS(1−N'L/ΣN'))",
+        ),
+        ScheduleSpec("paper", "the paper's hard-coded lists (llama_7b, llama2_7b, llama2_13b, llama3_8b)"),
+        ScheduleSpec("owl", "OWL: layers with more outlier Wanda scores (> M×mean) get lower sparsity"),
+        ScheduleSpec("file", "an explicit list of per-layer sparsities from a file"),
     )
 }
 

@@ -13,8 +13,8 @@ Adding a method is one entry in METHODS.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -81,8 +81,13 @@ METHODS: dict[str, ScoreMethod | ObsMethod] = {
     for m in (
         ScoreMethod("magnitude", "|W|", None, magnitude_score),
         ScoreMethod("wanda", "|W|·‖X‖ per input column (Wanda)", "norms", wanda_score),
-        ScoreMethod("activation", "the engine's mean |w·∂D/∂w| of the dense model (the paper's score)", None,
-                    activation_score, needs_activation_map=True),
+        ScoreMethod(
+            "activation",
+            "the engine's mean |w·∂D/∂w| of the dense model (the paper's score)",
+            None,
+            activation_score,
+            needs_activation_map=True,
+        ),
         ObsMethod("sparsegpt", "OBS weight update with blocked Cholesky inverse (SparseGPT)"),
     )
 }

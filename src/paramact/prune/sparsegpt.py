@@ -38,8 +38,10 @@ def inverse_hessian_factor(H: torch.Tensor, damp: float = 0.01) -> tuple[torch.T
         Hinv = torch.cholesky_inverse(L)
         U = torch.linalg.cholesky(Hinv, upper=True)
     except torch.linalg.LinAlgError as e:
-        raise UserError(f"the calibration Hessian is not positive definite even with damping {damp}; "
-                        "use more calibration samples or a larger damping") from e
+        raise UserError(
+            f"the calibration Hessian is not positive definite even with damping {damp}; "
+            "use more calibration samples or a larger damping"
+        ) from e
     return U, dead
 
 
@@ -47,9 +49,15 @@ def _block_counts(total: int, cols: int, start: int, end: int) -> int:
     return int(total * end // cols) - int(total * start // cols)
 
 
-def sparsegpt_prune(W: torch.Tensor, H: torch.Tensor | None, sparsity: float, pattern: Pattern,
-                    blocksize: int = 128, damp: float = 0.01, factor: torch.Tensor | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def sparsegpt_prune(
+    W: torch.Tensor,
+    H: torch.Tensor | None,
+    sparsity: float,
+    pattern: Pattern,
+    blocksize: int = 128,
+    damp: float = 0.01,
+    factor: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(new W, keep mask) for a [out, in] weight and its [in, in] Hessian. W is not modified.
 
     factor: U from inverse_hessian_factor(H, damp), when the caller already has it (matrices that
@@ -82,7 +90,7 @@ def sparsegpt_prune(W: torch.Tensor, H: torch.Tensor | None, sparsity: float, pa
             if pattern.kind == "nm" and j % pattern.m == 0:
                 g = slice(j, j + pattern.m)
                 sub = lowest_keep(W1[:, g] ** 2 / d[g] ** 2, pattern.n)
-                keep[:, i1 + j:i1 + j + pattern.m] = sub
+                keep[:, i1 + j : i1 + j + pattern.m] = sub
                 drop[:, g] = (~sub).to(W.dtype)
             err = W1[:, j] * drop[:, j] / d[j]  # [rows]; 0 where the weight is kept
             W1[:, j:].addr_(err, U1[j, j:], alpha=-1.0)  # spread the error over the columns still free

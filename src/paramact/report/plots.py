@@ -73,10 +73,15 @@ def findings_figures(res: dict, folder: Path) -> list[Figure]:
         axes[0][0].legend(fontsize=7)
         fig.tight_layout()
         name = _save(fig, folder, f"finding1_{group}.png")
-        out.append(Figure(name, f"Finding 1: activation density per layer ({group})",
-                          "Number of each layer's weights whose mean |A| over the samples exceeds γ (the paper's "
-                          "measure), and the threshold-free share of weights carrying 50% of the layer's "
-                          "activation mass (paper Fig. 1/2/4)."))
+        out.append(
+            Figure(
+                name,
+                f"Finding 1: activation density per layer ({group})",
+                "Number of each layer's weights whose mean |A| over the samples exceeds γ (the paper's "
+                "measure), and the threshold-free share of weights carrying 50% of the layer's "
+                "activation mass (paper Fig. 1/2/4).",
+            )
+        )
     pairs = res["finding2"]["pairs"]
     if pairs:
         keys = list(pairs)
@@ -85,49 +90,75 @@ def findings_figures(res: dict, folder: Path) -> list[Figure]:
         fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.0 * rows), squeeze=False)
         for ax, k in zip(axes.flat, keys):
             vals = pairs[k]["per_layer"]
-            ax.boxplot(vals, positions=list(range(len(vals))), whis=1.5, showfliers=True,
-                       flierprops={"markersize": 2})
+            ax.boxplot(vals, positions=list(range(len(vals))), whis=1.5, showfliers=True, flierprops={"markersize": 2})
             ax.set_xticks(list(range(0, len(vals), max(1, len(vals) // 8))))
             ax.set_xticklabels([str(i) for i in range(0, len(vals), max(1, len(vals) // 8))])
             ax.set_title(f"{k.replace('|', ' – ')} ({pairs[k]['n_pairs']} pairs)", fontsize=9)
             ax.set_xlabel(LAYER_AXIS, fontsize=8)
             ax.set_ylabel("LLMDcos", fontsize=8)
             ax.set_ylim(0, 1)
-        for ax in list(axes.flat)[len(keys):]:
+        for ax in list(axes.flat)[len(keys) :]:
             ax.axis("off")
         fig.tight_layout()
-        out.append(Figure(_save(fig, folder, "finding2_boxplots.png"), "Finding 2: per-layer LLMDcos distributions",
-                          "Fingerprint LLMDcos of paired items (k-th with k-th; a dataset with itself: different "
-                          "items), per layer, boxes with 1.5 IQR whiskers (paper Fig. 3/5)."))
+        out.append(
+            Figure(
+                _save(fig, folder, "finding2_boxplots.png"),
+                "Finding 2: per-layer LLMDcos distributions",
+                "Fingerprint LLMDcos of paired items (k-th with k-th; a dataset with itself: different "
+                "items), per layer, boxes with 1.5 IQR whiskers (paper Fig. 3/5).",
+            )
+        )
     fig, ax = plt.subplots(figsize=(8, 4))
-    groups = {"a dataset with itself": [v for k, v in res["mean_llmdcos"].items() if k.split("|")[0] == k.split("|")[1]],
-              "two different datasets": [v for k, v in res["mean_llmdcos"].items() if k.split("|")[0] != k.split("|")[1]]}
+    groups = {
+        "a dataset with itself": [v for k, v in res["mean_llmdcos"].items() if k.split("|")[0] == k.split("|")[1]],
+        "two different datasets": [v for k, v in res["mean_llmdcos"].items() if k.split("|")[0] != k.split("|")[1]],
+    }
     for (label, curves), color in zip(groups.items(), ("tab:blue", "tab:orange")):
         if not curves:
             continue
         x = list(range(len(curves[0])))
         cols = list(zip(*curves))
         ax.plot(x, [sum(c) / len(c) for c in cols], marker=".", color=color, label=f"{label}: mean of {len(curves)}")
-        ax.fill_between(x, [min(c) for c in cols], [max(c) for c in cols], color=color, alpha=0.18,
-                        label=f"{label}: min–max")
+        ax.fill_between(
+            x, [min(c) for c in cols], [max(c) for c in cols], color=color, alpha=0.18, label=f"{label}: min–max"
+        )
     _shade(ax, res["ranges"])
     _layer_axis(ax)
     ax.set_ylabel("mean LLMDcos over all pairs")
     ax.legend(fontsize=7)
-    out.append(Figure(_save(fig, folder, "finding2_means.png"), "Finding 2: within- and cross-dataset similarity per layer",
-                      "Per layer, the mean LLMDcos over all item pairs (fingerprints) of each dataset with itself "
-                      "(distinct items) and of each pair of datasets: the line is the mean over those curves, the band "
-                      "their range. Shaded: the shallow and deep ranges. Every pair's numbers are in the tables."))
+    out.append(
+        Figure(
+            _save(fig, folder, "finding2_means.png"),
+            "Finding 2: within- and cross-dataset similarity per layer",
+            "Per layer, the mean LLMDcos over all item pairs (fingerprints) of each dataset with itself "
+            "(distinct items) and of each pair of datasets: the line is the mean over those curves, the band "
+            "their range. Shaded: the shallow and deep ranges. Every pair's numbers are in the tables.",
+        )
+    )
     f3 = res["finding3"]
-    out.append(Figure(_heatmap(f3["datasets"], f3["matrix"], folder, "finding3_matrix.png",
-                               f"mean LLMDcos, layers {f3['layer_range']['label']}"),
-                      "Finding 3: dataset × dataset deep-layer LLMDcos (this run)",
-                      "Mean fingerprint LLMDcos over all cross pairs, averaged over the deep layers (paper Fig. 6)."))
+    out.append(
+        Figure(
+            _heatmap(
+                f3["datasets"],
+                f3["matrix"],
+                folder,
+                "finding3_matrix.png",
+                f"mean LLMDcos, layers {f3['layer_range']['label']}",
+            ),
+            "Finding 3: dataset × dataset deep-layer LLMDcos (this run)",
+            "Mean fingerprint LLMDcos over all cross pairs, averaged over the deep layers (paper Fig. 6).",
+        )
+    )
     shared = [n for n in f3["datasets"] if paper.base(n) in paper.FIG6_DATASETS]
     if len(shared) >= 2:
         mat = [[paper.fig6(a, b) for b in shared] for a in shared]
-        out.append(Figure(_heatmap(shared, mat, folder, "finding3_paper.png", paper.FIG6_NOTE),
-                          "Finding 3: the paper's Fig. 6 on the same datasets", paper.FIG6_NOTE))
+        out.append(
+            Figure(
+                _heatmap(shared, mat, folder, "finding3_paper.png", paper.FIG6_NOTE),
+                "Finding 3: the paper's Fig. 6 on the same datasets",
+                paper.FIG6_NOTE,
+            )
+        )
     return out
 
 
@@ -139,8 +170,9 @@ def experts_figures(res: dict, folder: Path) -> list[Figure]:
     names = list(ex["usage"])
     cols = min(4, len(names))
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 0.5 + 0.25 * len(ex["layers"]) * rows + 1.2 * rows),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.2 * cols, 0.5 + 0.25 * len(ex["layers"]) * rows + 1.2 * rows), squeeze=False
+    )
     top = max(max(max(r) for r in ex["usage"][n]["mass_share"]) for n in names) or 1.0
     for k, ax in enumerate(axes.flat):
         if k >= len(names):
@@ -152,16 +184,32 @@ def experts_figures(res: dict, folder: Path) -> list[Figure]:
         ax.set_xlabel("expert", fontsize=7)
         ax.set_ylabel(LAYER_AXIS, fontsize=7)
     fig.colorbar(im, ax=axes, fraction=0.02)
-    out = [Figure(_save(fig, folder, "experts_mass.png"), "Experts: share of each MoE layer's activation mass",
-                  "Per dataset, each row (an MoE layer) is the share of that layer's expert activation mass (Σ A "
-                  "over an expert's matrices, summed over samples) carried by each expert.")]
+    out = [
+        Figure(
+            _save(fig, folder, "experts_mass.png"),
+            "Experts: share of each MoE layer's activation mass",
+            "Per dataset, each row (an MoE layer) is the share of that layer's expert activation mass (Σ A "
+            "over an expert's matrices, summed over samples) carried by each expert.",
+        )
+    ]
     if len(names) > 1:
-        mat = [[1.0 if a == b else sum(v) / len(v) for b in names
-                for v in [ex["similarity"].get(f"{a}|{b}", ex["similarity"].get(f"{b}|{a}", {})).get("token_cosine", [0])]]
-               for a in names]
-        out.append(Figure(_heatmap(names, mat, folder, "experts_similarity.png", "expert usage: token-share cosine"),
-                          "Experts: how far two datasets route to the same experts",
-                          "Cosine of the datasets' token-share vectors per MoE layer, averaged over MoE layers."))
+        mat = [
+            [
+                1.0 if a == b else sum(v) / len(v)
+                for b in names
+                for v in [
+                    ex["similarity"].get(f"{a}|{b}", ex["similarity"].get(f"{b}|{a}", {})).get("token_cosine", [0])
+                ]
+            ]
+            for a in names
+        ]
+        out.append(
+            Figure(
+                _heatmap(names, mat, folder, "experts_similarity.png", "expert usage: token-share cosine"),
+                "Experts: how far two datasets route to the same experts",
+                "Cosine of the datasets' token-share vectors per MoE layer, averaged over MoE layers.",
+            )
+        )
     return out
 
 
@@ -172,8 +220,15 @@ def _heatmap(names, matrix, folder, file, title) -> str:
     im = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=max(1e-9, max(max(r) for r in matrix)))
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{matrix[i][j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if matrix[i][j] < 0.6 * max(max(r) for r in matrix) else "black")
+            ax.text(
+                j,
+                i,
+                f"{matrix[i][j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if matrix[i][j] < 0.6 * max(max(r) for r in matrix) else "black",
+            )
     ax.set_xticks(range(n), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n), names, fontsize=8)
     ax.set_title(title, fontsize=8)
@@ -198,8 +253,13 @@ def sts_figures(res: dict, folder: Path) -> list[Figure]:
     ax.set_ylabel("Spearman ρ with gold")
     ax.set_ylim(-1, 1)
     ax.legend(fontsize=7)
-    out.append(Figure(_save(fig, folder, "sts_per_layer_rho.png"), "Spearman ρ per layer",
-                      f"{res['dataset']} {res['split']}, {res['spearman']['n_pairs']} pairs; shaded: the summed range."))
+    out.append(
+        Figure(
+            _save(fig, folder, "sts_per_layer_rho.png"),
+            "Spearman ρ per layer",
+            f"{res['dataset']} {res['split']}, {res['spearman']['n_pairs']} pairs; shaded: the summed range.",
+        )
+    )
     if res.get("scores"):
         fig, ax = plt.subplots(figsize=(4.5, 3.6))
         ax.scatter(res["scores"]["gold"], res["scores"]["llmdcos_sum"], s=8)
@@ -221,8 +281,13 @@ def crosslingual_figures(res: dict, folder: Path) -> list[Figure]:
     _layer_axis(ax)
     ax.set_ylabel("LLMDcos (mean ± sd)")
     ax.legend(fontsize=7)
-    return [Figure(_save(fig, folder, "crosslingual.png"), "Cross-lingual: zh–en translations vs mismatched pairs",
-                   f"{res['n_pairs']} TED zh–en pairs; mismatched pairs join zh item k with en item k + n/2.")]
+    return [
+        Figure(
+            _save(fig, folder, "crosslingual.png"),
+            "Cross-lingual: zh–en translations vs mismatched pairs",
+            f"{res['n_pairs']} TED zh–en pairs; mismatched pairs join zh item k with en item k + n/2.",
+        )
+    ]
 
 
 def figures(res: dict, folder: Path) -> list[Figure]:

@@ -31,8 +31,16 @@ def first_screen(page: Path, out: Path | None = None, timeout: int = 120) -> Pat
         return None
     out = out or page.with_name("report_first_screen.png")
     tmp = out.with_name(f".{out.name}.tmp.png")
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-           f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--screenshot={tmp}", page.resolve().as_uri()]
+    cmd = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        f"--screenshot={tmp}",
+        page.resolve().as_uri(),
+    ]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:

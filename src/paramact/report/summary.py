@@ -18,8 +18,15 @@ REPRODUCED, PARTLY, NOT, ABSENT = "reproduced", "partly", "not reproduced", "not
 
 
 def _claim(key, name, statement, verdict, ours, theirs, anchor=None) -> dict:
-    return {"key": key, "name": name, "statement": statement, "verdict": verdict, "ours": ours, "paper": theirs,
-            "anchor": anchor}
+    return {
+        "key": key,
+        "name": name,
+        "statement": statement,
+        "verdict": verdict,
+        "ours": ours,
+        "paper": theirs,
+        "anchor": anchor,
+    }
 
 
 def _finding1(res: dict, anchor: str) -> dict:
@@ -34,10 +41,16 @@ def _finding1(res: dict, anchor: str) -> dict:
     c4 = paper.c4_share_above()
     pp = max(range(len(c4)), key=c4.__getitem__)
     verdict = REPRODUCED if all(ok) else PARTLY if sum(ok) >= len(ok) / 2 else NOT
-    return _claim("finding1", "Finding 1", "density rises through the shallow layers, then falls with depth", verdict,
-                  f"{sum(ok)}/{len(ok)} datasets; peak at layer {sorted(peaks)[len(peaks) // 2]} of {res['n_layers']} "
-                  f"(median), last layer {100 * sum(tails) / len(tails):.0f}% of the peak",
-                  f"C4 (code): peak at layer {pp} of 32, last layer {100 * c4[-1] / c4[pp]:.0f}% of the peak", anchor)
+    return _claim(
+        "finding1",
+        "Finding 1",
+        "density rises through the shallow layers, then falls with depth",
+        verdict,
+        f"{sum(ok)}/{len(ok)} datasets; peak at layer {sorted(peaks)[len(peaks) // 2]} of {res['n_layers']} "
+        f"(median), last layer {100 * sum(tails) / len(tails):.0f}% of the peak",
+        f"C4 (code): peak at layer {pp} of 32, last layer {100 * c4[-1] / c4[pp]:.0f}% of the peak",
+        anchor,
+    )
 
 
 def _finding2(res: dict, anchor: str) -> dict:
@@ -46,24 +59,50 @@ def _finding2(res: dict, anchor: str) -> dict:
     ours_share = sum(d > 0 for d in drops) / len(drops) if drops else 0.0
     theirs = [(sum(v[:16]) / 16, sum(v[16:30]) / 14) for v in paper.FINDING2_LAYERS.values()]
     verdict = ABSENT if not drops else REPRODUCED if ours_share >= 0.75 else PARTLY if ours_share >= 0.5 else NOT
-    ours = (f"{sum(d > 0 for d in drops)}/{len(drops)} cross pairs lower in deep layers, mean drop "
-            f"{sum(drops) / len(drops):.3f}") if drops else "no cross-dataset pair"
-    return _claim("finding2", "Finding 2", "across domains, shallow layers are more similar than deep layers", verdict,
-                  ours, f"{len(theirs)}/{len(theirs)} cross pairs lower (code, LLaMA-7B), mean drop "
-                        f"{sum(s - d for s, d in theirs) / len(theirs):.3f}", anchor)
+    ours = (
+        (
+            f"{sum(d > 0 for d in drops)}/{len(drops)} cross pairs lower in deep layers, mean drop "
+            f"{sum(drops) / len(drops):.3f}"
+        )
+        if drops
+        else "no cross-dataset pair"
+    )
+    return _claim(
+        "finding2",
+        "Finding 2",
+        "across domains, shallow layers are more similar than deep layers",
+        verdict,
+        ours,
+        f"{len(theirs)}/{len(theirs)} cross pairs lower (code, LLaMA-7B), mean drop "
+        f"{sum(s - d for s, d in theirs) / len(theirs):.3f}",
+        anchor,
+    )
 
 
 def _finding3(res: dict, anchor: str) -> dict:
     f3 = res["finding3"]
     agree = paper.fig6_agreement(f3["datasets"], f3["matrix"])
     if not agree:
-        return _claim("finding3", "Finding 3", "deep-layer similarity tracks data relevance", ABSENT,
-                      "fewer than 3 datasets of Fig. 6 in this run", "Fig. 6 (Llama-2-7B)", anchor)
+        return _claim(
+            "finding3",
+            "Finding 3",
+            "deep-layer similarity tracks data relevance",
+            ABSENT,
+            "fewer than 3 datasets of Fig. 6 in this run",
+            "Fig. 6 (Llama-2-7B)",
+            anchor,
+        )
     a = agree["all"]
     verdict = REPRODUCED if a["rho"] >= 0.5 and a["p"] < 0.05 else PARTLY if a["rho"] > 0 else NOT
-    return _claim("finding3", "Finding 3", "deep-layer similarity tracks data relevance", verdict,
-                  f"Spearman ρ = {a['rho']:.2f} with Fig. 6 over {a['n_cells']} cells (p = {a['p']:.1e})",
-                  "Fig. 6 (Llama-2-7B): the reference matrix", anchor)
+    return _claim(
+        "finding3",
+        "Finding 3",
+        "deep-layer similarity tracks data relevance",
+        verdict,
+        f"Spearman ρ = {a['rho']:.2f} with Fig. 6 over {a['n_cells']} cells (p = {a['p']:.1e})",
+        "Fig. 6 (Llama-2-7B): the reference matrix",
+        anchor,
+    )
 
 
 def _validation3(res: dict, anchor: str) -> dict:
@@ -73,8 +112,15 @@ def _validation3(res: dict, anchor: str) -> dict:
     verdict = ABSENT if rho is None else REPRODUCED if rho > 0 and p <= 1e-3 else PARTLY if rho > 0 else NOT
     theirs = ", ".join(f"{m} {v:.2f}" for m, v in table.items()) or "no number for this dataset"
     ours = "ρ undefined" if rho is None else f"ρ = {rho:.2f} (p = {p:.1e}, {sp['n_pairs']} pairs)"
-    return _claim("validation3", "Validation 3", f"summed deep LLMDcos correlates with {res['dataset']} gold scores",
-                  verdict, ours, f"Table 3: {theirs}", anchor)
+    return _claim(
+        "validation3",
+        "Validation 3",
+        f"summed deep LLMDcos correlates with {res['dataset']} gold scores",
+        verdict,
+        ours,
+        f"Table 3: {theirs}",
+        anchor,
+    )
 
 
 def _absent(key: str, name: str, statement: str, theirs: str) -> dict:
@@ -89,21 +135,48 @@ def claims(runs: list[tuple[str, dict]]) -> list[dict]:
     out = []
     if "findings" in first:
         prefix, res = first["findings"]
-        out += [_finding1(res, f"{prefix}finding1"), _finding2(res, f"{prefix}finding2"),
-                _finding3(res, f"{prefix}finding3")]
+        out += [
+            _finding1(res, f"{prefix}finding1"),
+            _finding2(res, f"{prefix}finding2"),
+            _finding3(res, f"{prefix}finding3"),
+        ]
     else:
-        out += [_claim(k, n, s, ABSENT, "no findings run in this report", "–") for k, n, s in (
-            ("finding1", "Finding 1", "density rises through the shallow layers, then falls with depth"),
-            ("finding2", "Finding 2", "across domains, shallow layers are more similar than deep layers"),
-            ("finding3", "Finding 3", "deep-layer similarity tracks data relevance"))]
-    out.append(_absent("validation1", "Validation 1", "layer sparsities from activation density prune better",
-                       "Table 1: Wanda 50%, WikiText-2 ppl 6.46 → 6.39 on Llama-2-7B (better on all 4 models)"))
-    out.append(_absent("validation2", "Validation 2", "calibrating on a task helps that task",
-                       "Table 2: MMLU calibration gives the best MMLU score on all 3 models"))
+        out += [
+            _claim(k, n, s, ABSENT, "no findings run in this report", "–")
+            for k, n, s in (
+                ("finding1", "Finding 1", "density rises through the shallow layers, then falls with depth"),
+                ("finding2", "Finding 2", "across domains, shallow layers are more similar than deep layers"),
+                ("finding3", "Finding 3", "deep-layer similarity tracks data relevance"),
+            )
+        ]
+    out.append(
+        _absent(
+            "validation1",
+            "Validation 1",
+            "layer sparsities from activation density prune better",
+            "Table 1: Wanda 50%, WikiText-2 ppl 6.46 → 6.39 on Llama-2-7B (better on all 4 models)",
+        )
+    )
+    out.append(
+        _absent(
+            "validation2",
+            "Validation 2",
+            "calibrating on a task helps that task",
+            "Table 2: MMLU calibration gives the best MMLU score on all 3 models",
+        )
+    )
     if "sts" in first:
         prefix, res = first["sts"]
         out.append(_validation3(res, f"{prefix}sts"))
     else:
-        out.append(_claim("validation3", "Validation 3", "LLMDcos correlates with semantic similarity", ABSENT,
-                          "no sts run in this report", "Table 3"))
+        out.append(
+            _claim(
+                "validation3",
+                "Validation 3",
+                "LLMDcos correlates with semantic similarity",
+                ABSENT,
+                "no sts run in this report",
+                "Table 3",
+            )
+        )
     return out
