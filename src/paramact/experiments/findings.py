@@ -34,7 +34,7 @@ from ..models import ModelConfig, load
 from ..runs import check_resumable, environment, prepare_out, write_json
 from ..sketch import read_fingerprints
 from ..targets import get_target
-from .activations import DATA_HELP, ActivationsRun, mean_pair_llmdcos, run_dataset
+from .activations import DATA_HELP, ActivationsRun, DatasetTexts, mean_pair_llmdcos, run_dataset
 from .layers import DEEP, INDEX_NOTE, SHALLOW
 
 log = logging.getLogger(__name__)
@@ -260,12 +260,11 @@ def run_findings(run: FindingsRun, ctx: RunContext, model=None, tokenizer=None) 
         if a not in loaded or b not in loaded:
             raise UserError(f"pair {a}-{b} names a dataset that is not in --data ({', '.join(names)})")
     anatomy = discover(model, run.activation.allow_uncovered)
-    env = environment(model, run.activation.sketch_seed)
     if ctx.writer:
         write_json(
             out / "config.json", {**asdict(run), "pairs": pairs, "sources": {n: s for n, (_, s) in loaded.items()}}
         )
-        write_json(out / "env.json", env)
+        write_json(out / "env.json", environment(model, run.activation.sketch_seed))
     finding1, streams = {}, {}
     for name in names:
         log.info("%s: %d samples", name, len(loaded[name][0]))
@@ -276,11 +275,8 @@ def run_findings(run: FindingsRun, ctx: RunContext, model=None, tokenizer=None) 
             _dataset_run(run, name),
             model,
             tokenizer,
-            texts,
-            source,
-            env,
-            save_map=run.save_maps,
-            anatomy=anatomy,
+            DatasetTexts(texts, source),
+            run.save_maps,
         )
         if ctx.writer:
             finding1[name] = {"kind": "corpus" if is_corpus(name) else "task", **res}

@@ -81,7 +81,7 @@ def own_batches(batches: Sequence[torch.Tensor], shard: Shard) -> list[torch.Ten
     if len(batches) < world:
         raise UserError(
             f"{len(batches)} calibration batches cannot be shared by {world} processes; "
-            "use a smaller --batch-size or more --nsamples"
+            "use a smaller --batch-size or more --calibration-samples"
         )
     return list(batches[rank::world])
 
