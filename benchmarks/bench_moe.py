@@ -27,6 +27,7 @@ import time
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from bench_engine import plain_step  # one plain step for every benchmark
 from paramact.anatomy import discover
 from paramact.api import DEFAULT_SKETCH_DIM
 from paramact.batching import Batch
@@ -67,17 +68,6 @@ def batch(device: str) -> Batch:
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def plain_step(model, b: Batch) -> None:
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.zero_grad(set_to_none=True)
-    out = model(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False)
-    out.logits[:, -1].max(-1).values.sum().backward()
-    model.zero_grad(set_to_none=True)
-    for p in model.parameters():
-        p.requires_grad_(False)
 
 
 def main() -> None:

@@ -26,6 +26,8 @@ import time
 
 import torch
 
+from bench_engine import plain_step  # one plain step for every benchmark
+
 SMOLLM2 = {
     "model_type": "llama",
     "vocab_size": 49152,
@@ -116,17 +118,6 @@ def oracle_check(model, tok) -> dict:
         "mean_map_max_rel_err": err,
         "norms_max_rel_err": float((res.norms.double() - nref).abs().max() / nref.abs().max()),
     }
-
-
-def plain_step(model, batch) -> None:
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.zero_grad(set_to_none=True)
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
-    out.logits[:, -1].max(-1).values.sum().backward()
-    model.zero_grad(set_to_none=True)
-    for p in model.parameters():
-        p.requires_grad_(False)
 
 
 def ratios(model, tok, reps: int) -> dict:
