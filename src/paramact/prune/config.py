@@ -64,6 +64,8 @@ class ScheduleConfig:
     seqlen: int = option(256, "activation schedule: tokens per corpus window", flag="schedule-seqlen")
     seed: int = option(1, "activation schedule: seed of the sample draw", flag="schedule-seed")
     target: str = option("max_logit", "activation schedule: D(s)", cli=False)
+    epsilon: float = option(0.3, "AlphaPruning: layer sparsities span S·(1 ± ε) before rescaling to the target")
+    atp_step: float = option(0.0, "ATP: sparsity added per layer of depth (S_i = S + δ·(i − (L − 1)/2))")
     owl_lambda: float = option(0.08, "OWL: sparsities span target ± λ")
     owl_m: float = option(5.0, "OWL: outlier = score > M × layer mean")
     paper_model: str | None = option(None, "paper schedule: llama_7b, llama2_7b, llama2_13b, llama3_8b")
@@ -71,10 +73,12 @@ class ScheduleConfig:
 
     def __post_init__(self) -> None:
         spec = get_schedule(self.name)
-        for k in ("alpha", "beta", "owl_lambda", "owl_m"):
+        for k in ("alpha", "beta", "epsilon", "atp_step", "owl_lambda", "owl_m"):
             v = getattr(self, k)
             if not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise UserError(f"schedule option {k} must be a finite number, got {v!r}")
+        if not 0 <= self.epsilon < 1:
+            raise UserError(f"AlphaPruning's ε must be in [0, 1), got {self.epsilon}")
         if self.beta < 0 or self.owl_lambda < 0 or self.owl_m <= 0:
             raise UserError("β and λ must be >= 0 and M > 0")
         if spec.name == "activation":

@@ -22,9 +22,12 @@ from .driver import PruneOutcome, prune_model, sequential, token_batches
 from .masks import check_sparsity, parse_pattern
 from .schedules import (
     activation_schedule,
+    alphapruning_schedule,
+    atp_schedule,
     density_gamma,
     density_measure,
     file_schedule,
+    hill_alpha,
     owl_schedule,
     paper_schedule,
     read_schedule_file,
@@ -159,6 +162,19 @@ def owl_ratios(
     return ratios
 
 
+def layer_alphas(model) -> list[float]:
+    """AlphaPruning's layer quality: per block, the mean Hill exponent of its matrices' spectra
+    (eigenvalues of WᵀW = squared singular values; one value per expert slice of fused experts)."""
+    out = []
+    for layer in discover(model).layers:
+        vals = []
+        for w in layer:
+            sv = torch.linalg.svdvals(w.oriented().detach().double())
+            vals.append(hill_alpha((sv * sv).cpu().numpy()))
+        out.append(float(sum(vals) / len(vals)))
+    return out
+
+
 def build_schedule(
     model,
     tokenizer,
@@ -187,6 +203,12 @@ def build_schedule(
     if sc.name == "paper":
         vals, meta = paper_schedule(sc.paper_model, L, target)
         return Schedule(vals, "paper", target, meta)
+    if sc.name == "atp":
+        return Schedule(atp_schedule(L, target, sc.atp_step), "atp", target, {"step": sc.atp_step})
+    if sc.name == "alphapruning":
+        alphas = layer_alphas(model)
+        vals = alphapruning_schedule(alphas, target, sc.epsilon)
+        return Schedule(vals, "alphapruning", target, {"epsilon": sc.epsilon, "layer_alpha": alphas})
     if sc.name == "activation":
         if counts is None:
             counts = activation_counts(model, tokenizer, sc, batch_size, data_dir, progress, shard)

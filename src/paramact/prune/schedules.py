@@ -9,6 +9,12 @@ registry SCHEDULES maps its name to a ScheduleSpec saying which statistic it nee
               count of layer i measured by the engine (above γ, or a threshold-free density)
 - paper       the paper's hard-coded 50% lists (paper_lists.py), scaled to S (the deviations of the
               formula are proportional to S) and resampled over relative depth if L differs
+- alphapruning  AlphaPruning (Lu et al., NeurIPS 2024), needs no data: α_i = the mean over layer i's
+              matrices of the Hill estimate of the power-law exponent of the eigenvalues of WᵀW (the
+              upper half of the spectrum); r_i = 1 − ε + 2ε·(α_i − min α)/(max α − min α), S_i = S·r_i/mean r
+              (a heavier tail, a smaller α: a better-trained layer, pruned less)
+- atp         ATP (Huang et al., ICML 2025): sparsity rising linearly with depth,
+              S_i = S + δ·(i − (L − 1)/2) for 0-based i, with the step δ given (--atp-step)
 - owl         OWL: D_i = the share of layer i's Wanda scores |W|·‖X‖ above M × the layer's mean score,
               mapped linearly onto [0, 2λ]; S_i = S − (D̃_i − mean D̃)
 - file        an explicit list (JSON list, {"schedule": [...]} as written by `paramact schedule`, or
@@ -103,6 +109,32 @@ def owl_schedule(ratios: Sequence[float], target: float, lam: float = 0.08) -> l
     return finalize(target - (d - d.mean()), target)
 
 
+def hill_alpha(eigenvalues: Sequence[float]) -> float:
+    """Hill estimate of the power-law exponent of a spectrum's tail: with the eigenvalues sorted
+    ascending, λ_min = the median one (index N // 2) and the n = N − N // 2 from there on,
+    α = 1 + n / Σ ln(λ_j / λ_min)."""
+    lam = np.sort(np.asarray(eigenvalues, dtype=np.float64))
+    if lam.size < 2 or not np.all(np.isfinite(lam)) or lam[lam.size // 2] <= 0:
+        raise UserError("a spectrum needs at least 2 finite eigenvalues with a positive median")
+    tail = lam[lam.size // 2 :]
+    denom = float(np.log(tail / tail[0]).sum())
+    return 1.0 + tail.size / denom if denom > 0 else math.inf
+
+
+def alphapruning_schedule(alphas: Sequence[float], target: float, epsilon: float = 0.3) -> list[float]:
+    """AlphaPruning's mapping: α linearly onto [1 − ε, 1 + ε], scaled to mean S."""
+    a = np.asarray(alphas, dtype=np.float64)
+    span = a.max() - a.min()
+    r = 1.0 - epsilon + 2.0 * epsilon * (a - a.min()) / span if span > 0 else np.ones_like(a)
+    return finalize(target * r / r.mean(), target)
+
+
+def atp_schedule(n_layers: int, target: float, step: float) -> list[float]:
+    """ATP's arithmetic progression over depth: S_i = S + δ·(i − (L − 1)/2), mean exactly S."""
+    i = np.arange(n_layers, dtype=np.float64)
+    return finalize(target + step * (i - (n_layers - 1) / 2), target)
+
+
 def read_schedule_file(path: str | Path) -> list[float]:
     p = Path(path)
     try:
@@ -155,6 +187,10 @@ SCHEDULES: dict[str, ScheduleSpec] = {
             "the paper's formula from activation counts (N'=σ(z+α/i), S_i=S+βS(1−N'L/ΣN'))",
         ),
         ScheduleSpec("paper", "the paper's hard-coded lists (llama_7b, llama2_7b, llama2_13b, llama3_8b)"),
+        ScheduleSpec(
+            "alphapruning", "AlphaPruning: heavy-tail exponents of the weight spectra, no data (Lu et al. 2024)"
+        ),
+        ScheduleSpec("atp", "ATP: sparsity rising linearly with depth by a step δ per layer"),
         ScheduleSpec("owl", "OWL: layers with more outlier Wanda scores (> M×mean) get lower sparsity"),
         ScheduleSpec("file", "an explicit list of per-layer sparsities from a file"),
     )

@@ -1,0 +1,75 @@
+"""AlphaPruning (Lu et al., NeurIPS 2024): the Hill exponent of each layer's weight spectra, mapped
+onto layer sparsities; checked by hand, against a known power law, and against an eigvalsh oracle."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from paramact.anatomy import discover
+from paramact.errors import UserError
+from paramact.prune.config import ScheduleConfig
+from paramact.prune.pipeline import build_schedule, layer_alphas
+from paramact.prune.schedules import alphapruning_schedule, hill_alpha
+from tiny import tiny_model
+
+
+def test_hill_alpha_by_hand():
+    # sorted 1, 2, 4, 8: λ_min = 4 (index 4 // 2), tail 4, 8 -> α = 1 + 2 / (ln 1 + ln 2)
+    assert hill_alpha([8, 1, 4, 2]) == pytest.approx(1 + 2 / math.log(2), rel=1e-12)
+    assert hill_alpha([3, 3, 3, 3]) == math.inf  # no tail at all: the lightest possible
+    with pytest.raises(UserError, match="positive median"):
+        hill_alpha([0, 0, 0, 1])
+
+
+def test_hill_alpha_recovers_a_power_law():
+    """Eigenvalues drawn from a Pareto density ∝ λ^-3: the estimate is 3 within its standard error."""
+    rng = np.random.default_rng(0)
+    lam = rng.pareto(2.0, 40_000) + 1.0  # tail index 2: density exponent 3
+    n = 20_000  # the upper half
+    assert abs(hill_alpha(lam) - 3.0) < 4 * 2.0 / math.sqrt(n)  # se of the Hill estimate ≈ (α − 1)/√n
+
+
+def test_mapping_by_hand_and_contract():
+    got = alphapruning_schedule([2.0, 3.0, 4.0], 0.5, epsilon=0.3)
+    assert got == pytest.approx([0.35, 0.5, 0.65], abs=1e-12)  # r = 0.7, 1.0, 1.3; mean r = 1
+    got = alphapruning_schedule([5.0, 2.0, 3.0, 2.5], 0.6, epsilon=0.2)
+    assert sum(got) / 4 == pytest.approx(0.6, abs=1e-12)
+    assert np.argsort(got).tolist() == np.argsort([5.0, 2.0, 3.0, 2.5]).tolist()  # larger α, more sparsity
+    assert max(got) / min(got) == pytest.approx(1.2 / 0.8, rel=1e-12)  # the span (1 + ε) / (1 − ε)
+    assert alphapruning_schedule([3.0] * 5, 0.5) == pytest.approx([0.5] * 5, abs=1e-15)
+    with pytest.raises(UserError, match="ε must be in"):
+        ScheduleConfig(name="alphapruning", epsilon=1.0)
+
+
+@pytest.mark.parametrize("family", ["llama", "mixtral"])
+def test_layer_alphas_against_eigvalsh(family):
+    model = tiny_model(family, seed=1)
+    an = discover(model)
+    ref = []
+    for layer in an.layers:
+        vals = []
+        for w in layer:
+            W = w.oriented().detach().double()
+            lam = torch.linalg.eigvalsh(W.T @ W if W.shape[0] >= W.shape[1] else W @ W.T)  # the nonzero spectrum
+            vals.append(hill_alpha(lam.clamp_min(0).numpy()))
+        ref.append(sum(vals) / len(vals))
+    got = layer_alphas(model)
+    assert len(got) == an.n_layers and got == pytest.approx(ref, rel=1e-6)
+    s = build_schedule(model, None, ScheduleConfig(name="alphapruning", epsilon=0.25), 0.5)
+    assert s.name == "alphapruning" and sum(s.values) / len(s.values) == pytest.approx(0.5, abs=1e-12)
+    assert s.meta["layer_alpha"] == pytest.approx(got) and s.meta["epsilon"] == 0.25
+
+
+def test_atp_by_hand():
+    """ATP's arithmetic progression: 4 layers, S = 0.5, δ = 0.1 -> 0.35, 0.45, 0.55, 0.65."""
+    from paramact.prune.schedules import atp_schedule
+
+    assert atp_schedule(4, 0.5, 0.1) == pytest.approx([0.35, 0.45, 0.55, 0.65], abs=1e-12)
+    assert atp_schedule(5, 0.6, 0.0) == pytest.approx([0.6] * 5, abs=1e-15)
+    got = atp_schedule(30, 0.7, 0.02)  # 0.41 ... 0.99: the cap holds, the mean stays exact
+    assert max(got) <= 0.99 and sum(got) / 30 == pytest.approx(0.7, abs=1e-12)
+    model = tiny_model("llama")
+    s = build_schedule(model, None, ScheduleConfig(name="atp", atp_step=0.05), 0.5)
+    assert s.values == pytest.approx([0.45, 0.5, 0.55], abs=1e-12) and s.meta == {"step": 0.05}
