@@ -73,3 +73,36 @@ def test_atp_by_hand():
     model = tiny_model("llama")
     s = build_schedule(model, None, ScheduleConfig(name="atp", atp_step=0.05), 0.5)
     assert s.values == pytest.approx([0.45, 0.5, 0.55], abs=1e-12) and s.meta == {"step": 0.05}
+
+
+@pytest.mark.parametrize("method, modifier", [("wanda", "WandaPruningModifier"), ("sparsegpt", "SparseGPTModifier")])
+def test_llmcompressor_recipe(model_dir, tmp_path, method, modifier):
+    """`paramact schedule --format llmcompressor`: llm-compressor's documented schema (one
+    SparsityModifierBase modifier whose `sparsity` list has one value per layer its `targets`
+    match, in order), checked against the model's own module names."""
+    import re
+
+    import yaml
+
+    from paramact.cli import main
+    from paramact.models import load_model
+
+    out = tmp_path / "s"
+    argv = ["--quiet", "schedule", "--model", str(model_dir), "--schedule", "atp", "--atp-step", "0.1"]
+    assert main([*argv, "--sparsity", "0.5", "--format", "llmcompressor", "--method", method, "--out", str(out)]) == 0
+    recipe = yaml.safe_load((out / "recipe.yaml").read_text())
+    (stage,) = recipe.values()
+    ((name, mod),) = stage["sparsity_modifiers"].items()
+    assert name == modifier and mod["mask_structure"] == "0:0" and mod["ignore"] == ["re:.*lm_head"]
+    assert mod["sparsity"] == pytest.approx([0.4, 0.5, 0.6], abs=1e-6)
+    assert ("dampening_frac" in mod) == (method == "sparsegpt")
+    (target,) = mod["targets"]
+    assert target.startswith("re:")
+    model, _ = load_model(str(model_dir))
+    matched = [n for n, _ in model.named_modules() if re.fullmatch(target[3:], n)]
+    assert matched == [f"model.layers.{i}" for i in range(3)]  # the blocks, in the sparsities' order
+    try:  # llm-compressor's own parser, where it is installed (not a dependency of paramact)
+        from llmcompressor.recipe import Recipe
+    except ImportError:
+        return
+    Recipe.create_instance(str(out / "recipe.yaml"))

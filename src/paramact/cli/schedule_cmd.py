@@ -11,7 +11,7 @@ from .command import Command
 def run(run: ScheduleRun, ctx, args) -> int:
     from ..models import load
     from ..prune.driver import token_batches
-    from ..prune.outputs import schedule_table
+    from ..prune.outputs import schedule_table, write_text
     from ..prune.pipeline import build_schedule, calibration_windows
     from ..runs import environment, prepare_out, write_json
 
@@ -37,6 +37,18 @@ def run(run: ScheduleRun, ctx, args) -> int:
     if not ctx.writer:
         return 0
     print(schedule_table(s))
+    recipe = None
+    if run.format == "llmcompressor":
+        import yaml
+
+        from ..anatomy import discover
+        from ..prune.outputs import llmcompressor_recipe
+
+        head = f"# llm-compressor recipe from `paramact schedule`: {s.name} schedule, target {s.target:g}, "
+        body = llmcompressor_recipe(s, run.method, discover(model).blocks_path)
+        recipe = head + f"model {run.model.name}\n" + yaml.safe_dump(body, sort_keys=False)
+        if out is None:
+            print(recipe)
     if out is not None:
         write_json(
             out / "config.json",
@@ -44,6 +56,9 @@ def run(run: ScheduleRun, ctx, args) -> int:
         )
         write_json(out / "env.json", environment(model))
         write_json(out / "schedule.json", s.as_dict())
+        if recipe is not None:
+            write_text(out / "recipe.yaml", recipe)
+            print(f"saved: {out / 'recipe.yaml'}")
         write_json(out / "results.json", {"model": run.model.name, "schedule": s.as_dict()})
         print(f"saved: {out / 'schedule.json'}")
     return 0

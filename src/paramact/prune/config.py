@@ -181,6 +181,15 @@ class ScheduleRun:
     schedule: ScheduleConfig = option(factory=lambda: ScheduleConfig(name="activation"))
     sparsity: float | None = option(None, SPARSITY_HELP)
     calibration: CalibrationConfig = option(factory=CalibrationConfig)
+    format: str = option(
+        "table",
+        "table: the schedule (saved as schedule.json with --out); llmcompressor: also an llm-compressor "
+        "recipe pruning the blocks at these sparsities (OUT/recipe.yaml, or printed without --out)",
+        choices=("table", "llmcompressor"),
+    )
+    method: str = option(
+        "wanda", "the recipe's pruning modifier (--format llmcompressor)", choices=("wanda", "sparsegpt")
+    )
 
     def __post_init__(self) -> None:
         if self.sparsity is not None:

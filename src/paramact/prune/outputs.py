@@ -5,6 +5,7 @@ Files are written atomically; results.json comes last, so a directory holding it
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..errors import UserError
@@ -69,6 +70,29 @@ def schedule_table(s: Schedule, measured: list[float] | None = None) -> str:
             line += f"  measured {measured[i]:.4f}"
         lines.append(line)
     return "\n".join(lines)
+
+
+# llm-compressor's one-shot pruning modifiers (SparsityModifierBase: `sparsity` a float or one value
+# per target layer, in the order the `targets` match; `mask_structure` "0:0" or "N:M")
+RECIPE_MODIFIERS = {"wanda": "WandaPruningModifier", "sparsegpt": "SparseGPTModifier"}
+
+
+def llmcompressor_recipe(
+    s: Schedule, method: str, blocks_path: str, pattern: str = "0:0", block_size: int = 128, damp: float = 0.01
+) -> dict:
+    """An llm-compressor recipe that prunes the decoder blocks (`blocks_path`.0, .1, ...) with
+    `method` at the schedule's per-layer sparsities; the output head is left dense."""
+    if method not in RECIPE_MODIFIERS:
+        raise UserError(f"an llm-compressor recipe takes wanda or sparsegpt, not {method!r}")
+    mod = {
+        "sparsity": [round(float(v), 6) for v in s.values],
+        "mask_structure": pattern,
+        "targets": [f"re:{re.escape(blocks_path)}\\.\\d+$"],
+        "ignore": ["re:.*lm_head"],
+    }
+    if method == "sparsegpt":
+        mod.update(block_size=block_size, dampening_frac=damp)
+    return {"sparsity_stage": {"sparsity_modifiers": {RECIPE_MODIFIERS[method]: mod}}}
 
 
 def write_prune_run(out: Path, report: PruneReport, evals: dict, meta: dict) -> dict:
