@@ -36,7 +36,7 @@ class Command:
 
     def __post_init__(self) -> None:
         self.options = Options(self.config, self.only, self.skip) if self.config is not None else None
-        skip = tuple(f for f in ("out", "resume", "checkpoint_every", "device", "threads") if f not in self.run_options)
+        skip = tuple(f for f in RUN_OPTIONS if f not in self.run_options)
         self.run_opts = Options(RunOptions, skip=skip)
 
     def add_parser(self, sub) -> None:
