@@ -63,7 +63,8 @@ class Command:
         run_given = self.run_opts.values(args)
         if getattr(args, "config", None) is not None:
             raw = read_config_file(args.config)
-            mine = {k: v for k, v in raw.items() if _dest(k) not in {o.dest for o in self.run_opts.opts.values()}}
+            run_keys = {o.dest for o in self.run_opts.opts.values()}
+            mine = {k: v for k, v in raw.items() if _dest(k) not in run_keys}
             runs = {k: v for k, v in raw.items() if k not in mine}
             given = {**self.options.from_file(mine, args.config), **given}
             run_given = {**self.run_opts.from_file(runs, args.config), **run_given}

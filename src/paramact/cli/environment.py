@@ -2,8 +2,9 @@
 
 RunOptions are the options of a run rather than of its science (where it writes, whether it
 resumes, where the replica lives). make_context reads torchrun's WORLD_SIZE and LOCAL_RANK,
-joins the process group and returns the RunContext that the library takes; environment()
-gives the variables paramact honours ($PARAMACT_DATA_DIR, $PARAMACT_CACHE) as values.
+joins the process group and returns the RunContext that the library takes; with_environment,
+env_data_dir and env_cache give the variables paramact honours ($PARAMACT_DATA_DIR,
+$PARAMACT_CACHE) as values.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..context import RunContext
+from ..data.loading import ENV_DATA_DIR
 from ..errors import UserError
 from ..fields import option
 
-ENV_DATA_DIR = "PARAMACT_DATA_DIR"
 ENV_CACHE = "PARAMACT_CACHE"
 
 
@@ -40,11 +41,10 @@ class RunOptions:
             raise UserError(f"--threads must be >= 1, got {self.threads}")
 
 
-def with_environment(config, data_dir_fields=("data_dir",)):
+def with_environment(config):
     """`config` with what the environment supplies where the user gave nothing: a data directory
     from $PARAMACT_DATA_DIR and the model cache from $PARAMACT_CACHE, in every nested config."""
-    env_dir = os.environ.get(ENV_DATA_DIR) or None
-    cache = os.environ.get(ENV_CACHE) or None
+    env_dir, cache = env_data_dir(None), env_cache()
 
     def fill(c):
         if not dataclasses.is_dataclass(c):
@@ -54,7 +54,7 @@ def with_environment(config, data_dir_fields=("data_dir",)):
             v = getattr(c, f.name)
             if dataclasses.is_dataclass(v):
                 kw[f.name] = fill(v)
-            elif f.name in data_dir_fields and v is None and env_dir:
+            elif f.name == "data_dir" and v is None and env_dir:
                 kw[f.name] = env_dir
             elif f.name == "cache" and v is None and cache:
                 kw[f.name] = cache

@@ -96,28 +96,20 @@ def _convert(kind, value, parse):
     return str(value)
 
 
-def _default_of(f: dataclasses.Field):
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return None
-
-
 class Options:
     """The options one command derives from its config dataclass (and the shell's RunOptions)."""
 
     def __init__(self, cls, only: dict[str, tuple[str, ...]] | None = None, skip: tuple[str, ...] = ()):
         self.cls, self.only, self.skip = cls, only or {}, set(skip)
         self.opts: dict[str, Opt] = {}
-        self._walk(cls, _default_instance(cls), ())
+        self._walk(cls, cls(), ())
 
     def _walk(self, cls, default, path) -> None:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             p = (*path, f.name)
             meta = f.metadata
-            value = getattr(default, f.name) if default is not None else _default_of(f)
+            value = getattr(default, f.name)
             if dataclasses.is_dataclass(hints[f.name]):
                 if f.name not in self.skip:
                     self._walk(hints[f.name], value, p)
@@ -197,11 +189,7 @@ class Options:
                     kw[f.name] = values[by_path[p].dest]
             return dataclasses.replace(default, **kw)
 
-        return make(self.cls, _default_instance(self.cls), ())
-
-
-def _default_instance(cls):
-    return cls()
+        return make(self.cls, self.cls(), ())
 
 
 def read_config_file(path: Path) -> dict:

@@ -23,12 +23,11 @@ def render(run_dir: Path, screenshot: bool = False) -> int:
 def _arguments(p) -> None:
     p.add_argument("dir", type=Path)
     p.add_argument(
-        "--screenshot",
-        action="store_true",
-        default=True,
-        help="save report_first_screen.png, a headless-Chromium picture of the page's first screen (default)",
+        "--no-screenshot",
+        dest="screenshot",
+        action="store_false",
+        help="skip report_first_screen.png, a headless-Chromium picture of the page's first screen",
     )
-    p.add_argument("--no-screenshot", dest="screenshot", action="store_false", help="skip the picture")
 
 
 COMMAND = Command(

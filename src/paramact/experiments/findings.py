@@ -98,10 +98,6 @@ def range_mean(per_layer, rng, n_layers: int) -> float:
     return float(sum(vals) / len(vals))
 
 
-def _load_fp(path: Path, rows: list[int] | None = None) -> torch.Tensor:
-    return read_fingerprints(path, rows)
-
-
 def _check_matrix(model, tok, texts_by_name, fp_paths, cfg, total, names, anatomy) -> dict:
     """Exact LLMDcos of a few items of every dataset (its shortest, to keep the pass cheap), all in
     one batch (in-batch Gram = exact), against the fingerprint estimate of the same pairs:
@@ -120,7 +116,7 @@ def _check_matrix(model, tok, texts_by_name, fp_paths, cfg, total, names, anatom
     )
     ((_ids, exact),) = analyze(model, tok, texts, exact_cfg, anatomy=anatomy).batch_llmdcos
     exact = (exact.double() + exact.double().transpose(1, 2)) / 2  # symmetric up to float rounding
-    fp = torch.cat([_load_fp(fp_paths[n], chosen[n]) for n in names])  # [M, L, m]
+    fp = torch.cat([read_fingerprints(fp_paths[n], chosen[n]) for n in names])  # [M, L, m]
     est = torch.einsum("nlm,klm->lnk", fp.double(), fp.double())
     err = (est - exact).abs()
     iu = torch.triu_indices(len(texts), len(texts), 1)
@@ -174,7 +170,7 @@ def _pair_values(fp_paths, pairs, counts) -> dict:
     out, cache = {}, {}
     for a, b in pairs:
         items = paired_items(counts[a], counts[b], a == b)
-        cache = {n: cache[n] if n in cache else _load_fp(fp_paths[n]) for n in {a, b}}  # at most two in memory
+        cache = {n: cache[n] if n in cache else read_fingerprints(fp_paths[n]) for n in {a, b}}  # at most two in memory
         fa, fb = cache[a], cache[b]
         ia, ib = [i for i, _ in items], [j for _, j in items]
         vals = (fa[ia].double() * fb[ib].double()).sum(-1)  # [K, L]
