@@ -75,6 +75,59 @@ def test_atp_by_hand():
     assert s.values == pytest.approx([0.45, 0.5, 0.55], abs=1e-12) and s.meta == {"step": 0.05}
 
 
+def test_atp_candidates_by_hand():
+    from paramact.prune.atp import candidate_steps, max_step
+
+    # 5 layers, S = 0.3: the first layer reaches 0 at δ = 0.3 / 2 = 0.15 (the cap side allows 0.345)
+    assert max_step(5, 0.3) == pytest.approx(0.15)
+    assert max_step(5, 0.8) == pytest.approx(0.19 / 2)
+    assert candidate_steps(5, 0.3, 3) == pytest.approx([0.0, 0.05, 0.1])
+    assert max_step(1, 0.5) == 0.0
+
+
+def test_atp_search_picks_the_lowest_held_out_perplexity_and_leaves_the_model_dense():
+    """Magnitude pruning of a tiny Llama at each candidate: the recorded perplexities equal an
+    independent prune-and-score of each step, the winner is their minimum, the weights are restored."""
+    from paramact.evaluation.ppl import window_perplexity
+    from paramact.prune.atp import search_step
+    from paramact.prune.driver import prune_model
+    from paramact.prune.masks import parse_pattern
+    from paramact.prune.schedules import atp_schedule
+    from paramact.prune.scores import METHODS
+
+    model = tiny_model("llama", seed=4)
+    params = discover(model).params()
+    dense = {k: p.detach().clone() for k, p in params.items()}
+    held = torch.randint(3, 90, (3, 24), generator=torch.Generator().manual_seed(5)).tolist()
+
+    def prune(vals):
+        prune_model(model, [], METHODS["magnitude"], vals, parse_pattern("row"))
+
+    step, rec = search_step(model, 0.6, held, prune, grid=4, batch_size=2)
+    assert all(torch.equal(p, dense[k]) for k, p in params.items())
+    cands = rec["candidates"]
+    assert [c["stage"] for c in cands][:4] == ["grid"] * 4 and 5 <= len(cands) <= 6
+    assert step == min(cands, key=lambda c: c["ppl"])["step"]
+    for c in cands:  # the oracle: prune at that step alone, score, restore
+        prune(atp_schedule(3, 0.6, c["step"]))
+        assert window_perplexity(model, held, 1)["ppl"] == pytest.approx(c["ppl"], rel=1e-5)
+        for k, p in params.items():
+            p.data.copy_(dense[k])
+
+
+def test_atp_held_out_windows_are_not_calibration_windows(smollm2):
+    from data_helpers import shared_dataset
+    from paramact.prune.config import CalibrationConfig
+    from paramact.prune.pipeline import calibration_windows, held_out_windows
+
+    model, tok = smollm2
+    cfg = CalibrationConfig(dataset="c4", nsamples=6, seqlen=64, data_dir=str(shared_dataset("c4")))
+    windows, _ = calibration_windows(model, tok, cfg)
+    held = held_out_windows(model, tok, cfg, 4, windows)
+    assert len(held) == 4 and all(len(w) == 64 for w in held)
+    assert not {tuple(w) for w in held} & {tuple(w) for w in windows}
+
+
 @pytest.mark.parametrize("method, modifier", [("wanda", "WandaPruningModifier"), ("sparsegpt", "SparseGPTModifier")])
 def test_llmcompressor_recipe(model_dir, tmp_path, method, modifier):
     """`paramact schedule --format llmcompressor`: llm-compressor's documented schema (one

@@ -27,14 +27,18 @@ from paramact.cli import main
 sys.exit(main(sys.argv[3:]))
 """
 
-# dense, wanda uniform 50%, wanda owl 50% (Validation 1); wanda activation 50% on c4 and siqa (Validation 2)
+# dense, then per seed: wanda 50% with four allocations (Validation 1) and wanda activation 50%
+# calibrated on c4 and siqa (Validation 2)
 STUDY = {
     "methods": ["wanda"],
-    "schedules": ["uniform", "owl"],
+    "schedules": ["uniform", "owl", "alphapruning", "atp"],
     "sparsities": [0.5],
     "calibrations": ["c4", "siqa"],
+    "seeds": [0, 1],
     "v1-tasks": ["wikitext2"],
     "v2-tasks": ["wikitext2", "siqa"],
+    "atp-grid": 3,
+    "atp-held-out": 2,
     "nsamples": 4,
     "seqlen": 32,
     "density": "mass50",
@@ -75,7 +79,7 @@ def _stable(res: dict) -> dict:
     res.pop("seconds"), res.pop("resumed_cells")
     for r in res["rows"]:
         r.pop("seconds", None), r.pop("prune_seconds", None)
-    res["activation_counts"].pop("seconds")
+        r.get("schedule_values", {}).get("data", {}).pop("seconds", None)
     return res
 
 
@@ -84,34 +88,60 @@ def test_study_tables_and_config(study):
     res = json.loads((ref / "results.json").read_text())
     saved = json.loads((ref / "config.json").read_text())["study"]
     assert saved["methods"] == ["wanda"] and saved["sparsities"] == [0.5] and saved["calibrations"] == ["c4", "siqa"]
-    assert [r["key"] for r in res["rows"]] == [
-        "dense",
-        "wanda/uniform/0.5/c4",
-        "wanda/owl/0.5/c4",
-        "wanda/activation/0.5/c4",
-        "wanda/activation/0.5/siqa",
-    ]
-    dense = res["rows"][0]["eval"]["wikitext2"]["ppl"]
+    cells = ["uniform/0.5/c4", "owl/0.5/c4", "alphapruning/0.5/c4", "atp/0.5/c4", "activation/0.5/c4"]
+    cells.append("activation/0.5/siqa")
+    assert [r["key"] for r in res["rows"]] == ["dense"] + [f"wanda/{c}/s{s}" for s in (0, 1) for c in cells]
+    assert res["kind"] == "study"
+    rows = {r["key"]: r for r in res["rows"]}
+    dense = rows["dense"]["eval"]["wikitext2"]["ppl"]
     for r in res["rows"][1:]:
         assert r["sparsity_measured"]["overall"] == pytest.approx(0.5, abs=0.02)
         assert r["eval"]["wikitext2"]["ppl"] != dense  # pruning changed the model
-    owl = res["schedules"]["owl/0.5"]["schedule"]
-    assert sum(owl) / len(owl) == pytest.approx(0.5, abs=1e-9) and max(owl) - min(owl) > 1e-3
+        values = r["schedule_values"]["schedule"]
+        assert sum(values) / len(values) == pytest.approx(0.5, abs=1e-9)
+        # ⌊s × columns⌋ weights per row: on the tiny model's 32 or 48 columns, within 1/32 of s
+        assert r["sparsity_measured"]["max_abs_error_vs_schedule"] <= 1 / 32 + 1e-9
+    for c in ("owl", "activation", "alphapruning"):
+        spread = [
+            max(v) - min(v) for v in (rows[f"wanda/{c}/0.5/c4/s{s}"]["schedule_values"]["schedule"] for s in (0, 1))
+        ]
+        assert min(spread) > 1e-3, c
+    # seeds change the calibration draw, so the data-driven schedules and every pruned model differ
+    owl = [rows[f"wanda/owl/0.5/c4/s{s}"]["schedule_values"]["schedule"] for s in (0, 1)]
+    assert owl[0] != owl[1]
+    # AlphaPruning needs no data: the same schedule for every seed
+    alpha = [rows[f"wanda/alphapruning/0.5/c4/s{s}"]["schedule_values"]["schedule"] for s in (0, 1)]
+    assert alpha[0] == alpha[1]
+    # ATP: the searched step is the recorded candidate of lowest held-out perplexity
+    for s in (0, 1):
+        atp = rows[f"wanda/atp/0.5/c4/s{s}"]["schedule_values"]
+        cands = atp["search"]["candidates"]
+        assert 4 <= len(cands) <= 5 and atp["step"] == min(cands, key=lambda c: c["ppl"])["step"]
+        assert atp["search"]["held_out_windows"] == 2
+    # the summary: mean and sample s.d. over the two seeds, by hand
+    g = res["groups"]["wanda/uniform/0.5/c4"]["tasks"]["wikitext2"]
+    vals = [rows[f"wanda/uniform/0.5/c4/s{s}"]["eval"]["wikitext2"]["ppl"] for s in (0, 1)]
+    assert g["mean"] == pytest.approx(sum(vals) / 2) and g["sd"] == pytest.approx(abs(vals[0] - vals[1]) / 2**0.5)
+    assert g["n"] == 2 and g["eval_se"] > 0
     assert (ref / "validation1.md").is_file() and (ref / "validation2.md").is_file()
     assert not (ref / "partial.json").exists() and res["resumed_cells"] == []
-    assert "wanda owl 50%" in (ref / "validation1.md").read_text() and "run directory" in stdout
+    v1 = (ref / "validation1.md").read_text()
+    assert "wanda owl 50%" in v1 and " ± " in v1 and "wanda 50%, wikitext2: best" in v1
+    assert "siqa: calibrated on siqa" in (ref / "validation2.md").read_text()
+    assert "run directory" in stdout
 
 
 def test_killed_study_resumes_to_identical_results(study, tmp_path):
-    """Killed in its second pruning (the third cell): dense and the uniform cell are kept, the
-    resumed run prunes the three remaining cells and ends with the uninterrupted run's numbers."""
+    """Killed in its second pruning (the third cell): dense and the first uniform cell are kept, the
+    resumed run prunes the eleven remaining cells and ends with the uninterrupted run's numbers."""
     cfg, ref, _ = study
     out = tmp_path / "run"
     base = ["--quiet", "study", "prune", "--config", str(cfg), "--out", str(out)]
     r = subprocess.run([sys.executable, "-c", KILLER, "kill", "2", *base], capture_output=True, text=True)
     assert r.returncode == -9, r.stderr[-2000:]
     assert not (out / "results.json").exists()
-    assert [c["key"] for c in json.loads((out / "partial.json").read_text())] == ["dense", "wanda/uniform/0.5/c4"]
+    kept = ["dense", "wanda/uniform/0.5/c4/s0"]
+    assert [c["key"] for c in json.loads((out / "partial.json").read_text())] == kept
     r = subprocess.run([sys.executable, "-m", "paramact", *base], capture_output=True, text=True)
     assert r.returncode == 2 and "add --resume" in r.stderr
     other = tmp_path / "other.yaml"
@@ -136,8 +166,26 @@ def test_killed_study_resumes_to_identical_results(study, tmp_path):
     assert r.returncode == 2 and "cannot resume a different run" in r.stderr
     r = subprocess.run([sys.executable, "-c", KILLER, "count", "0", *base, "--resume"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "PRUNINGS=3" in r.stderr and "kept from the interrupted run" in r.stdout
+    assert "PRUNINGS=11" in r.stderr and "kept from the interrupted run" in r.stdout
     res = json.loads((out / "results.json").read_text())
-    assert res["resumed_cells"] == ["dense", "wanda/uniform/0.5/c4"]
+    assert res["resumed_cells"] == kept
     assert _stable(res) == _stable(json.loads((ref / "results.json").read_text()))
     assert (out / "validation1.md").read_text() == (ref / "validation1.md").read_text()
+
+
+def test_study_report_has_the_figure_the_verdicts_and_the_summary_claims(study):
+    _cfg, ref, _ = study
+    r = subprocess.run(
+        [sys.executable, "-m", "paramact", "--quiet", "report", str(ref), "--no-screenshot"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    page = (ref / "report.html").read_text()
+    assert (ref / "plots" / "ppl_vs_sparsity.png").stat().st_size > 1000
+    assert "Perplexity against sparsity" in page and "data:image/png;base64" in page
+    assert "Validation 1: allocations" in page and "− uniform" in page
+    # the first screen: Validations 1 and 2 now have a verdict from this study, not "not run here"
+    summary = page.split("<section id=summary>")[1].split("</section>")[0]
+    assert 'href="#validation1"' in summary and 'href="#validation2"' in summary
+    assert "activation − uniform ppl: wanda 50%" in summary and "siqa" in summary

@@ -57,10 +57,12 @@ def run(run: PruneRun, ctx, args) -> int:
             out / "checkpoint", {"model": run.model.name, "prune": asdict(cfg)}, ctx.resume, writer=ctx.writer
         )
     kept = ckpt.load_schedule() if ckpt is not None else None
+    # ATP without a step: run_prune searches it (and saves it to the checkpoint) before pruning
+    search = cfg.schedule.name == "atp" and cfg.schedule.atp_step is None
     # bad schedule input fails before any data is read; a resumed run keeps the schedule it pruned with
-    schedule = Schedule.from_dict(kept) if kept else build() if cfg.schedule.name != "owl" else None
+    schedule = Schedule.from_dict(kept) if kept else build() if cfg.schedule.name != "owl" and not search else None
     windows, source = calibration_windows(model, tok, cfg.calibration)
-    if schedule is None:
+    if schedule is None and not search:
         schedule = build(token_batches(windows, cfg.calibration.batch_size))
     prepared = []
     if tasks and ctx.writer:
@@ -75,7 +77,7 @@ def run(run: PruneRun, ctx, args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", config)
         write_json(out / "env.json", environment(model, cfg.calibration.seed))
-    if ckpt is not None:
+    if ckpt is not None and schedule is not None:
         ckpt.save_schedule(schedule.as_dict())
     report = run_prune(
         model,

@@ -32,8 +32,8 @@ def _finished_cells(out: Path, config: dict) -> dict[str, dict]:
 
 def run(run: StudyRun, ctx, args) -> int:
     from ..models import load
-    from ..prune.outputs import write_study_run
     from ..prune.study import label, run_study
+    from ..prune.study_outputs import write_study_run
     from ..runs import environment, prepare_out, write_json
 
     cfg, out = run.study, ctx.out
@@ -69,12 +69,16 @@ def run(run: StudyRun, ctx, args) -> int:
 
 COMMAND = Command(
     "study",
-    "the paper's pruning validations on one model: Validation 1 (dense/uniform/activation/OWL "
-    "× Wanda/SparseGPT × sparsities) and Validation 2 (calibration C4 vs MMLU vs SIQA)",
+    "the paper's pruning validations on one model, over seeds: Validation 1 (dense, then uniform / "
+    "activation / OWL / AlphaPruning / ATP × Wanda / SparseGPT × sparsities) and Validation 2 "
+    "(calibration C4 vs MMLU vs SIQA vs BoolQ)",
     run,
     StudyRun,
     path=("prune",),
     run_options=("out", "resume", "device", "threads"),
     distributed=False,
-    only={"calibration": ("nsamples", "seqlen", "data_dir"), "schedule": ("density", "samples", "seqlen")},
+    only={
+        "calibration": ("nsamples", "seqlen", "data_dir"),
+        "schedule": ("density", "samples", "seqlen", "atp_grid", "atp_held_out"),
+    },
 )

@@ -26,6 +26,11 @@ LOGLIK_PROTOCOL = "loglik acc/acc_norm (lm-eval)"
 CODE_PROTOCOL = "canonical-solution NLL per token"
 
 
+def binomial_stderr(p: float, n: int) -> float:
+    """The standard error of an accuracy over n items, as lm-eval states it (sample s.d. / sqrt(n))."""
+    return math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else math.nan
+
+
 def _pad(tokenizer) -> int:
     p = getattr(tokenizer, "pad_token_id", None)
     return 0 if p is None else int(p)
@@ -57,6 +62,7 @@ def letter_accuracy(
     correct = sum(p == g for p, g in zip(preds, golds))
     return {
         "acc": correct / len(items),
+        "stderr": binomial_stderr(correct / len(items), len(items)),
         "correct": correct,
         "n": len(items),
         "truncated": truncated,
@@ -110,6 +116,7 @@ def loglik_accuracy(
     return {
         "acc": acc / n,
         "acc_norm": acc_norm / n,
+        "stderr": binomial_stderr(acc / n, n),
         "n": n,
         "truncated": truncated,
         "protocol": LOGLIK_PROTOCOL,

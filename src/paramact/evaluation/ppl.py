@@ -4,7 +4,9 @@ The test text is joined into one string (WikiText-2 test rows with "\\n\\n", as 
 C4 held-out documents with " "; pydoc paragraphs with "\\n\\n"), tokenized once (BOS first if the
 model expects it), cut into floor(tokens/seqlen) windows from the start, each window scored on its
 seqlen−1 next-token predictions; ppl = exp(total NLL / predictions) — the same number as Wanda's
-exp(mean of the per-window mean NLL). `windows` caps how many windows are scored (None: all).
+exp(mean of the per-window mean NLL). Its standard error treats the windows as the sample:
+nll_stderr = s.d. of the per-window mean NLL / sqrt(windows), ppl_stderr = ppl · nll_stderr.
+`windows` caps how many windows are scored (None: all).
 """
 
 from __future__ import annotations
@@ -85,18 +87,29 @@ def perplexity(
         n = min(n, windows)
     if n < 1:
         raise UserError(f"the text has {len(ids)} tokens, fewer than one window of seqlen={seqlen}")
-    reqs = []
-    for w in range(n):
-        win = tuple(ids[w * seqlen : (w + 1) * seqlen])
-        reqs.append(Request(win, tuple((p, win[p + 1]) for p in range(seqlen - 1))))
+    res = window_perplexity(model, [ids[w * seqlen : (w + 1) * seqlen] for w in range(n)], batch_size, progress)
+    return {**res, "protocol": protocol(seqlen, windows)}
+
+
+def window_perplexity(model, windows: Sequence[Sequence[int]], batch_size: int = 4, progress=None) -> dict:
+    """Perplexity over given token windows, each scored on its len−1 next-token predictions."""
+    if not windows or min(len(w) for w in windows) < 2:
+        raise UserError("perplexity needs at least one window of two or more tokens")
+    reqs = [Request(tuple(w), tuple((p, int(w[p + 1])) for p in range(len(w) - 1))) for w in windows]
     lps = target_logprobs(model, reqs, batch_size, progress=progress)
+    n = len(lps)
+    per_window = [-float(lp.double().mean()) for lp in lps]
     nll = -sum(float(lp.double().sum()) for lp in lps)
-    count = n * (seqlen - 1)
+    count = sum(lp.numel() for lp in lps)
+    mean = nll / count
+    # the windows as the sample: the standard error of the mean NLL, and of ppl by the delta method
+    se = math.sqrt(sum((w - mean) ** 2 for w in per_window) / (n - 1) / n) if n > 1 else math.nan
     return {
-        "ppl": math.exp(nll / count),
-        "nll": nll / count,
+        "ppl": math.exp(mean),
+        "ppl_stderr": math.exp(mean) * se,
+        "nll": mean,
+        "nll_stderr": se,
         "windows": n,
-        "seqlen": seqlen,
-        "tokens": n * seqlen,
-        "protocol": protocol(seqlen, windows),
+        "seqlen": max(len(w) for w in windows),
+        "tokens": sum(len(w) for w in windows),
     }

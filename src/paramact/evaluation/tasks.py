@@ -1,8 +1,10 @@
 """Evaluation tasks as a registry; prepare once (data, tokens), run on any number of models.
 
 Task names: c4, wikitext2, pydoc (perplexity: the registry's data.PERPLEXITY_CORPORA); boolq, siqa,
-piqa, hellaswag, mmlu (the paper's letter scoring; MMLU 5-shot); boolq:loglik, ... (lm-eval-style
-log-likelihood); humaneval (canonical-solution NLL). Each result is
+piqa, hellaswag, mmlu (the paper's letter scoring; MMLU 5-shot); boolq:loglik, ... (paramact's
+lm-eval-style log-likelihood); boolq:lmeval, ... (lm-evaluation-harness itself, the optional extra);
+humaneval (canonical-solution NLL). The three multiple-choice protocols score the same item draw. Each
+result is
 {metric: value, ..., "protocol": "..."}; perplexity is under the metric name `ppl`.
 """
 
@@ -19,7 +21,7 @@ from ..data import PERPLEXITY_CORPORA
 from ..errors import UserError
 from ..fields import DATA_DIR_HELP, option
 from ..models import ModelConfig
-from . import choice, ppl
+from . import choice, harness, ppl
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ TASKS: dict[str, str] = {
     **dict.fromkeys(PERPLEXITY_CORPORA, "perplexity"),
     **dict.fromkeys(MC, "letter"),
     **{f"{t}:loglik": "loglik" for t in MC},
+    **{f"{t}:lmeval": "lmeval" for t in MC},
     "humaneval": "code",
 }
 
@@ -81,6 +84,8 @@ def parse_tasks(spec: str | Sequence[str]) -> list[str]:
     for t in names:
         if t not in TASKS:
             raise UserError(f"unknown evaluation task {t!r}; tasks: {', '.join(TASKS)}")
+        if TASKS[t] == "lmeval" and not harness.available():
+            raise UserError(f"{t}: {harness.INSTALL_HINT}")
     return list(dict.fromkeys(names))
 
 
@@ -126,13 +131,25 @@ def prepare(
             )(stream)
             n = len(stream.ids) // cfg.ppl_seqlen
             out.append(Prepared(name, run, stream.source, n if cfg.ppl_windows is None else min(n, cfg.ppl_windows)))
-        elif kind in ("letter", "loglik"):
+        elif kind in ("letter", "loglik", "lmeval"):
             task = name.split(":")[0]
             shots = cfg.mmlu_shots if task == "mmlu" else None
             items, source = mc_items(
                 task, cfg.items, cfg.seed, shots=shots, demo_split=cfg.mmlu_demo_split, data_dir=cfg.data_dir
             )
             source.pop("indices", None)
+            if kind == "lmeval":
+                ht = _harness_task(task, items, cfg)
+                source.update(template=f"lm-eval {harness.TASK_NAMES[task]}", lm_eval=harness.version())
+                run = (
+                    lambda h: (
+                        lambda m, p=None: _progressed(
+                            harness.harness_accuracy(m, tokenizer, h, cfg.batch_size, cap), p, h.size
+                        )
+                    )
+                )(ht)
+                out.append(Prepared(name, run, source, ht.size))
+                continue
             fn = choice.letter_accuracy if kind == "letter" else choice.loglik_accuracy
             run = (lambda f, its: lambda m, p=None: f(m, tokenizer, its, cfg.batch_size, cap, p))(fn, items)
             size = len(items) if kind == "letter" else sum(len(i.continuations) for i in items)
@@ -145,6 +162,22 @@ def prepare(
             )
             out.append(Prepared(name, run, dict(data.source), len(rows)))
     return out
+
+
+def _harness_task(task: str, items, cfg: EvalConfig) -> harness.HarnessTask:
+    """The same rows paramact's scorers drew, for lm-eval."""
+    from ..data import load_split
+
+    data = load_split(task, items[0].split, data_dir=cfg.data_dir)
+    rows = [data.rows[it.index] for it in items]
+    demos = load_split("mmlu", cfg.mmlu_demo_split, data_dir=cfg.data_dir).rows if task == "mmlu" else ()
+    return harness.harness_task(task, rows, demos, cfg.mmlu_shots if task == "mmlu" else 0)
+
+
+def _progressed(result: dict, progress, n: int) -> dict:
+    if progress is not None:
+        progress.update(n)
+    return result
 
 
 def evaluate(model, prepared: Sequence[Prepared], progress: bool = False) -> dict[str, dict]:

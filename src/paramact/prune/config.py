@@ -65,7 +65,13 @@ class ScheduleConfig:
     seed: int = option(1, "activation schedule: seed of the sample draw", flag="schedule-seed")
     target: str = option("max_logit", "activation schedule: D(s)", cli=False)
     epsilon: float = option(0.3, "AlphaPruning: layer sparsities span S·(1 ± ε) before rescaling to the target")
-    atp_step: float = option(0.0, "ATP: sparsity added per layer of depth (S_i = S + δ·(i − (L − 1)/2))")
+    atp_step: float | None = option(
+        None,
+        "ATP: sparsity added per layer of depth (S_i = S + δ·(i − (L − 1)/2)); default: searched on "
+        "held-out calibration perplexity while pruning",
+    )
+    atp_grid: int = option(6, "ATP search: candidate steps, evenly from 0 below the largest valid step")
+    atp_held_out: int = option(8, "ATP search: held-out calibration windows scored per candidate")
     owl_lambda: float = option(0.08, "OWL: sparsities span target ± λ")
     owl_m: float = option(5.0, "OWL: outlier = score > M × layer mean")
     paper_model: str | None = option(None, "paper schedule: llama_7b, llama2_7b, llama2_13b, llama3_8b")
@@ -75,6 +81,8 @@ class ScheduleConfig:
         spec = get_schedule(self.name)
         for k in ("alpha", "beta", "epsilon", "atp_step", "owl_lambda", "owl_m"):
             v = getattr(self, k)
+            if v is None and k == "atp_step":
+                continue
             if not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise UserError(f"schedule option {k} must be a finite number, got {v!r}")
         if not 0 <= self.epsilon < 1:
@@ -85,6 +93,8 @@ class ScheduleConfig:
             density_measure(self.density)
             _positive_int(self.samples, "schedule samples")
             _positive_int(self.seqlen, "schedule seqlen")
+        _positive_int(self.atp_grid, "ATP grid")
+        _positive_int(self.atp_held_out, "ATP held-out windows")
         if spec.name == "paper" and not self.paper_model:
             from .paper_lists import PAPER_LISTS
 

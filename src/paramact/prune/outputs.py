@@ -1,4 +1,4 @@
-"""Run directories of `paramact prune | schedule | eval | study prune`, and their tables.
+"""Run directories of `paramact prune | schedule | eval`, and their tables (the study: study_outputs.py).
 
 Files are written atomically; results.json comes last, so a directory holding it is complete.
 """
@@ -123,35 +123,6 @@ def write_prune_run(out: Path, report: PruneReport, evals: dict, meta: dict) -> 
     write_text(out / "table.md", table + ("\n\n" + protocols(evals) if evals else "") + "\n")
     write_json(out / "results.json", results)
     return results
-
-
-def write_study_run(out: Path, model: str, res: dict, cfg) -> tuple[dict[str, str], list[str], str]:
-    """validation1.md, validation2.md, then results.json; returns (tables, claims, sizes line)."""
-    from .study import claims, label
-
-    tables = {}
-    for name, tasks in (("validation1", cfg.v1_tasks), ("validation2", cfg.v2_tasks)):
-        rows = [
-            (
-                label(r) + (f" [{r['calibration']}]" if name == "validation2" and r["calibration"] else ""),
-                {**r, "measured": f"{r['sparsity_measured']['overall']:.4f}" if r.get("sparsity_measured") else "0"},
-            )
-            for r in res["rows"]
-            if name in r["tables"]
-        ]
-        tables[name] = f"## {name}\n\n" + eval_table(rows, list(tasks), extra=["measured"])
-    sizes = (
-        f"calibration {cfg.calibration.nsamples} x {cfg.calibration.seqlen} tokens; perplexity "
-        f"{cfg.eval.ppl_windows or 'all'} windows x {cfg.eval.ppl_seqlen}; accuracy {cfg.eval.items or 'all'} "
-        f"items per task; activation schedule {cfg.schedule.density}, {cfg.schedule.samples} x "
-        f"{cfg.schedule.seqlen}-token {cfg.schedule.data} windows"
-    )
-    notes = claims(res, cfg)
-    for name, text in tables.items():
-        write_text(out / f"{name}.md", text + f"\n\n{sizes}\n\n" + "\n".join(f"- {c}" for c in notes) + "\n")
-    write_json(out / "results.json", {"model": model, **res, "tables": tables, "claims": notes, "sizes": sizes})
-    (out / "partial.json").unlink(missing_ok=True)
-    return tables, notes, sizes
 
 
 def write_text(path: Path, text: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -17,6 +17,7 @@ from ..anatomy import discover
 from ..api import ActivationConfig
 from ..context import RunContext
 from ..errors import UserError
+from .atp import search_step
 from .config import CalibrationConfig, PruneConfig, Schedule, ScheduleConfig
 from .driver import PruneOutcome, prune_model, sequential, token_batches
 from .masks import check_sparsity, parse_pattern
@@ -58,6 +59,20 @@ def calibration_windows(model, tokenizer, cfg: CalibrationConfig) -> tuple[list[
         windows = [[bos, *list(w[:-1])] for w in windows]  # the model expects BOS; keep seqlen
         source["bos"] = "prepended (last token dropped)"
     return [list(map(int, w)) for w in windows], {**source, "config": asdict(cfg)}
+
+
+def held_out_windows(
+    model, tokenizer, cfg: CalibrationConfig, n: int, calibration: Sequence[Sequence[int]]
+) -> list[list[int]]:
+    """n windows of the calibration's data, seqlen and seed that are not calibration windows: the
+    same seeded draw, extended (a document-window draw's first windows are the calibration's)."""
+    have = {tuple(w) for w in calibration}
+    for extra in (n, 4 * n + 8):
+        more, _ = calibration_windows(model, tokenizer, replace(cfg, nsamples=cfg.nsamples + extra))
+        fresh = [w for w in more if tuple(w) not in have]
+        if len(fresh) >= n:
+            return fresh[:n]
+    raise UserError(f"{cfg.dataset}: fewer than {n} windows beyond the calibration's for the held-out set")
 
 
 def calibration_snippets(tokenizer, windows: Sequence[Sequence[int]]) -> list[str]:
@@ -204,6 +219,8 @@ def build_schedule(
         vals, meta = paper_schedule(sc.paper_model, L, target)
         return Schedule(vals, "paper", target, meta)
     if sc.name == "atp":
+        if sc.atp_step is None:
+            raise UserError("ATP's step is searched while pruning (`paramact prune`); here give --atp-step")
         return Schedule(atp_schedule(L, target, sc.atp_step), "atp", target, {"step": sc.atp_step})
     if sc.name == "alphapruning":
         alphas = layer_alphas(model)
@@ -313,7 +330,7 @@ def run_prune(
         windows, calibration_source = calibration_windows(model, tokenizer, cfg.calibration)
     batches = token_batches(windows, cfg.calibration.batch_size)
     secs["calibration"] = time.perf_counter() - t0
-    if schedule is None:
+    if schedule is None and not (cfg.schedule.name == "atp" and cfg.schedule.atp_step is None):
         t0 = time.perf_counter()
         schedule = build_schedule(
             model,
@@ -335,6 +352,24 @@ def run_prune(
         )
         secs["activation_map"] = time.perf_counter() - t0
     mine = own_batches(batches, shard) if method.stats else batches  # magnitude/activation: no forwards
+    if schedule is None:  # ATP without a step: searched with this method, batches and pattern
+        t0 = time.perf_counter()
+        held = held_out_windows(model, tokenizer, cfg.calibration, cfg.schedule.atp_held_out, windows)
+        step, record = search_step(
+            model,
+            cfg.target,
+            held,
+            lambda vals: prune_model(
+                model, mine, method, vals, pattern, amap, cfg.blocksize, cfg.damp, False, _reduce(shard)
+            ),
+            cfg.schedule.atp_grid,
+            cfg.calibration.batch_size,
+        )
+        L = discover(model).n_layers
+        schedule = Schedule(atp_schedule(L, cfg.target, step), "atp", cfg.target, {"step": step, "search": record})
+        secs["schedule"] = time.perf_counter() - t0
+        if checkpoint is not None:
+            checkpoint.save_schedule(schedule.as_dict())
     outcome = prune_model(
         model,
         mine,

@@ -15,6 +15,7 @@ from ..errors import UserError
 from ..runs import atomic_path
 from . import paper
 from .plots import figures
+from .study_page import study_body, study_figures
 from .summary import ABSENT, NOT, PARTLY, REPRODUCED, claims
 
 _CSS = """body{font-family:sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -198,8 +199,14 @@ def _crosslingual(res: dict, prefix: str = "") -> str:
     )
 
 
-_BODIES = {"findings": _findings, "sts": _sts, "crosslingual": _crosslingual}
+_BODIES = {
+    "findings": _findings,
+    "sts": _sts,
+    "crosslingual": _crosslingual,
+    "study": lambda res, prefix="": study_body(res, prefix, table),
+}
 _TITLES = {
+    "study": "Validations 1-2: the pruning study",
     "findings": "Findings 1-3",
     "sts": "Validation 3: semantic similarity",
     "crosslingual": "Cross-lingual pairs",
@@ -215,7 +222,7 @@ def _read_json(path: Path) -> dict:
 
 def _section(run_dir: Path, res: dict, level: int, prefix: str = "") -> str:
     """One finished run: what it covers, its figures (inlined), then its tables, config and environment."""
-    figs = figures(res, run_dir / "plots")
+    figs = (study_figures if res["kind"] == "study" else figures)(res, run_dir / "plots")
     fig_html = ""
     for f in figs:
         data = base64.b64encode((run_dir / "plots" / f.file).read_bytes()).decode()
@@ -283,7 +290,9 @@ def render_report(run_dir: str | Path) -> Path:
         res = _read_json(run_dir / "results.json")
         kind = res.get("kind")
         if kind not in _BODIES:
-            raise UserError(f"{run_dir}: no report for runs of kind {kind!r} (findings, sts and crosslingual have one)")
+            raise UserError(
+                f"{run_dir}: no report for runs of kind {kind!r} (findings, sts, crosslingual and study have one)"
+            )
         title = f"paramact {kind}: {res.get('model', '')}"
         body = _summary([("", res)]) + _section(run_dir, res, 2)
     else:

@@ -1,0 +1,104 @@
+"""The run directory of `paramact study prune`: tables of mean ± s.d. over seeds, the verdicts, results.json.
+
+Files are written atomically; results.json comes last (kind "study", which `paramact report` renders).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..runs import write_json
+from .outputs import write_text
+from .study import StudyConfig, label
+from .study_stats import (
+    allocation_comparisons,
+    allocation_verdicts,
+    calibration_comparisons,
+    calibration_verdicts,
+    summarize,
+)
+
+
+def _cell(t: dict | None) -> str:
+    if t is None:
+        return "–"
+    scale, nd = (1, 2) if t["metric"] == "ppl" else (100, 1)
+    mean = f"{scale * t['mean']:.{nd}f}"
+    return mean if t["n"] < 2 or not math.isfinite(t["sd"]) else f"{mean} ± {scale * t['sd']:.{nd}f}"
+
+
+def group_table(groups: dict[str, dict], table: str, tasks: list[str]) -> str:
+    """Markdown: one row per group in `table`, mean ± s.d. over its seeds per task."""
+    heads = [f"{t} {'ppl ↓' if t.split(':')[0] in ('wikitext2', 'c4', 'pydoc') else 'acc %'}" for t in tasks]
+    lines = ["| run | seeds | sparsity | " + " | ".join(heads) + " |", "|---" * (3 + len(tasks)) + "|"]
+    for g in groups.values():
+        if table not in g["tables"]:
+            continue
+        name = label(g) + (f" [{g['calibration']}]" if table == "validation2" and g["calibration"] else "")
+        seeds = "–" if g["method"] is None else str(len(g["seeds"]))
+        cells = [_cell(g["tasks"].get(t)) for t in tasks]
+        lines.append(f"| {name} | {seeds} | {g['measured']:.4f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def eval_noise(groups: dict[str, dict], tasks: list[str]) -> str:
+    """The evaluation's own standard error per task, averaged over every cell."""
+    parts = []
+    for t in tasks:
+        ses = [g["tasks"][t]["eval_se"] for g in groups.values() if t in g["tasks"]]
+        ses = [x for x in ses if math.isfinite(x)]
+        if ses:
+            metric = next(g["tasks"][t]["metric"] for g in groups.values() if t in g["tasks"])
+            v = sum(ses) / len(ses)
+            parts.append(f"{t} ±{v:.2f} ppl" if metric == "ppl" else f"{t} ±{100 * v:.1f} points")
+    return "evaluation standard error (one run): " + ", ".join(parts) if parts else ""
+
+
+def sizes_line(cfg: StudyConfig) -> str:
+    return (
+        f"seeds {', '.join(map(str, cfg.seeds))}; calibration {cfg.calibration.nsamples} x "
+        f"{cfg.calibration.seqlen} tokens; perplexity {cfg.eval.ppl_windows or 'all'} windows x "
+        f"{cfg.eval.ppl_seqlen}; accuracy {cfg.eval.items or 'all'} items per task; activation schedule "
+        f"{cfg.schedule.density}, {cfg.schedule.samples} x {cfg.schedule.seqlen}-token {cfg.schedule.data} windows; "
+        f"ATP step searched over {cfg.schedule.atp_grid} candidates on {cfg.schedule.atp_held_out} held-out windows"
+    )
+
+
+def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple[dict[str, str], list[str], str]:
+    """validation1.md, validation2.md, then results.json; returns (tables, verdicts, sizes line)."""
+    groups = summarize(res["rows"])
+    tables = {
+        "validation1": "## Validation 1: allocations\n\n" + group_table(groups, "validation1", list(cfg.v1_tasks)),
+        "validation2": "## Validation 2: calibration data\n\n" + group_table(groups, "validation2", list(cfg.v2_tasks)),
+    }
+    ppl_task = next((t for t in cfg.v1_tasks if t in ("wikitext2", "c4")), cfg.v1_tasks[0])
+    comparisons = {
+        "allocations": allocation_comparisons(groups, cfg.methods, cfg.sparsities, ppl_task),
+        "calibrations": calibration_comparisons(groups, cfg.calibrations, cfg.v2_tasks),
+    }
+    v1, v2 = allocation_verdicts(comparisons["allocations"]), calibration_verdicts(comparisons["calibrations"])
+    verdicts = v1 + v2
+    sizes = sizes_line(cfg)
+    noise = eval_noise(groups, list(dict.fromkeys(cfg.v1_tasks + cfg.v2_tasks)))
+    for name, text in tables.items():
+        body = text + f"\n\n{sizes}\n\n{noise}\n\n" + "\n".join(f"- {c}" for c in verdicts) + "\n"
+        write_text(out / f"{name}.md", body)
+    summary = {k: {kk: vv for kk, vv in g.items() if kk != "by_seed"} for k, g in groups.items()}
+    write_json(
+        out / "results.json",
+        {
+            "kind": "study",
+            "model": model,
+            **res,
+            "groups": summary,
+            "tables": tables,
+            "comparisons": comparisons,
+            "verdicts": {"validation1": v1, "validation2": v2},
+            "sizes": sizes,
+            "noise": noise,
+            "config": {"methods": list(cfg.methods), "sparsities": list(cfg.sparsities), "seeds": list(cfg.seeds)},
+        },
+    )
+    (out / "partial.json").unlink(missing_ok=True)
+    return tables, verdicts, sizes

@@ -1,0 +1,103 @@
+"""The report section of a `paramact study prune` run: perplexity against sparsity, the tables of
+mean ± s.d. over seeds, and the verdicts on which allocation wins and what is within noise."""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+from .plots import Figure, _plt, _save
+
+PPL_TASKS = ("wikitext2", "c4")
+COLORS = {
+    "uniform": "black",
+    "activation": "tab:red",
+    "owl": "tab:blue",
+    "alphapruning": "tab:green",
+    "atp": "tab:purple",
+}
+
+
+def study_figures(res: dict, folder: Path) -> list[Figure]:
+    """One panel per method × perplexity corpus: each allocation's mean over seeds against sparsity,
+    its s.d. as error bars, the dense model as a dashed line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    groups = list(res["groups"].values())
+    tasks = [t for t in PPL_TASKS if any(t in g["tasks"] for g in groups)]
+    methods = list(dict.fromkeys(g["method"] for g in groups if g["method"] and g["calibration"] == "c4"))
+    if not tasks or not methods:
+        return []
+    plt = _plt()
+    from matplotlib.ticker import FuncFormatter
+
+    fig, axes = plt.subplots(len(tasks), len(methods), figsize=(4.2 * len(methods), 3.2 * len(tasks)), squeeze=False)
+    dense = next((g for g in groups if g["method"] is None), None)
+    for i, t in enumerate(tasks):
+        for j, m in enumerate(methods):
+            ax = axes[i][j]
+            cells = [g for g in groups if g["method"] == m and g["calibration"] == "c4" and t in g["tasks"]]
+            schedules = list(dict.fromkeys(g["schedule"] for g in cells))
+            for k, sch in enumerate(schedules):
+                pts = sorted((g["sparsity"], g["tasks"][t]) for g in cells if g["schedule"] == sch)
+                dodge = 0.4 * (k - (len(schedules) - 1) / 2)  # side by side, so error bars do not overlap
+                xs = [100 * p + dodge for p, _ in pts]
+                ys = [s["mean"] for _, s in pts]
+                err = [s["sd"] if math.isfinite(s["sd"]) else 0.0 for _, s in pts]
+                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=sch, color=COLORS.get(sch))
+            if dense is not None and t in dense["tasks"]:
+                ax.axhline(dense["tasks"][t]["mean"], ls="--", color="gray", lw=1, label="dense")
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.set_title(f"{m}: {t}", fontsize=10)
+            ax.set_xlabel("target sparsity (%)")
+            ax.set_ylabel("perplexity (log scale)")
+            ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8)
+    seeds = res.get("config", {}).get("seeds", [])
+    return [
+        Figure(
+            _save(fig, folder, "ppl_vs_sparsity.png"),
+            "Perplexity against sparsity, per allocation",
+            f"Mean over {len(seeds)} calibration seeds; error bars: s.d. over seeds. Lower is better.",
+        )
+    ]
+
+
+def _cmp(c: dict | None) -> str:
+    if not c:
+        return "–"
+    if c["n"] < 2:
+        return f"{c['diff']:+.3g} (one seed)"
+    return f"{c['diff']:+.3g} ± {c['sd']:.2g}, p={c['p']:.2g}" + (" <b>beyond noise</b>" if c["beyond_noise"] else "")
+
+
+def study_body(res: dict, prefix: str, table) -> str:
+    """HTML: the verdicts, the allocation rankings, then both tables (markdown kept as preformatted)."""
+    e = html.escape
+    out = [f'<h3 id="{prefix}validation1">Validation 1: allocations</h3>']
+    out.append("<ul>" + "".join(f"<li>{e(v)}</li>" for v in res["verdicts"]["validation1"]) + "</ul>")
+    out.append(
+        f"<p class=note>{e(res['sizes'])}. {e(res.get('noise', ''))}. A difference is beyond noise when a "
+        "paired t-test over seeds gives p &lt; 0.05 and it exceeds twice the evaluation's standard error.</p>"
+    )
+    for c in res["comparisons"]["allocations"]:
+        rows = [
+            [
+                e(r["schedule"]),
+                f"{r['mean']:.4g}",
+                f"{r['sd']:.2g}" if math.isfinite(r["sd"]) else "–",
+                _cmp(r["vs_best"]),
+                _cmp(r["vs_uniform"]),
+            ]
+            for r in c["ranking"]
+        ]
+        out.append(f"<h4>{e(c['method'])} {100 * c['sparsity']:g}%, {e(c['task'])} {e(c['metric'])}</h4>")
+        out.append(table(["allocation", "mean", "s.d.", "− best", "− uniform"], rows))
+    out.append(f'<h3 id="{prefix}validation2">Validation 2: calibration data</h3>')
+    lines = res["verdicts"]["validation2"] or ["no calibration set that is also an evaluated task"]
+    out.append("<ul>" + "".join(f"<li>{e(v)}</li>" for v in lines) + "</ul>")
+    for name in ("validation1", "validation2"):
+        out.append(f"<details><summary>{name} table</summary><pre>{e(res['tables'][name])}</pre></details>")
+    return "".join(out)

@@ -1,0 +1,110 @@
+"""lm-evaluation-harness as a scorer: its numbers beside paramact's own log-likelihood scorer on the
+same items, and the standard errors every number carries."""
+
+import math
+
+import pytest
+import torch
+
+from data_helpers import shared_data
+from paramact.data import mc_items
+from paramact.evaluation import harness, perplexity
+from paramact.evaluation.choice import loglik_accuracy
+from paramact.evaluation.tasks import EvalConfig, _harness_task
+from tiny import tiny_model
+
+needs_lmeval = pytest.mark.skipif(not harness.available(), reason="lm-eval not installed (the lmeval extra)")
+
+
+def test_perplexity_states_the_standard_error_of_its_windows():
+    model = tiny_model("llama", seed=2)
+    ids = torch.randint(3, 90, (400,), generator=torch.Generator().manual_seed(3)).tolist()
+    res = perplexity(model, ids, 40, None, 3)
+    per = []
+    with torch.no_grad():  # oracle: one window at a time, full logits
+        for w in range(10):
+            x = torch.tensor(ids[w * 40 : (w + 1) * 40])[None]
+            per.append(float(torch.nn.functional.cross_entropy(model(x).logits[0, :-1], x[0, 1:])))
+    mean = sum(per) / 10
+    sd = math.sqrt(sum((v - mean) ** 2 for v in per) / 9)
+    assert res["nll"] == pytest.approx(mean, rel=1e-6)
+    assert res["nll_stderr"] == pytest.approx(sd / math.sqrt(10), rel=1e-4)
+    assert res["ppl_stderr"] == pytest.approx(math.exp(mean) * sd / math.sqrt(10), rel=1e-4)
+
+
+def test_rows_take_the_fields_lm_eval_reads():
+    assert harness.lmeval_row("boolq", {"label": "False"})["label"] == 0
+    assert harness.lmeval_row("boolq", {"label": "True"})["label"] == 1
+    h = harness.lmeval_row(
+        "hellaswag", {"ctx": "A man. he", "ctx_a": None, "ctx_b": None, "endings": ("x",), "label": "0"}
+    )
+    assert (h["ctx_a"], h["ctx_b"], h["endings"], h["label"]) == ("A man. he", "", ["x"], "0")
+    kept = harness.lmeval_row("hellaswag", {"ctx": "c", "ctx_a": "a", "ctx_b": "b", "endings": [], "label": 1})
+    assert (kept["ctx_a"], kept["ctx_b"]) == ("a", "b")
+    m = harness.lmeval_row("mmlu", {"choices": ("a", "b", "c", "d"), "answer": "2", "subject": "x"})
+    assert m["choices"] == ["a", "b", "c", "d"] and m["answer"] == 2
+
+
+def test_mmlu_is_split_by_subject_and_keeps_the_draw_order():
+    rows = [{"subject": s, "question": "q", "choices": ["a"] * 4, "answer": 0} for s in "xyxzy"]
+    demos = [{"subject": s, "question": "d", "choices": ["a"] * 4, "answer": 1} for s in "xxyyzz"]
+    ht = harness.harness_task("mmlu", rows, demos, shots=2)
+    assert [p[0] for p in ht.parts] == ["mmlu_x", "mmlu_y", "mmlu_z"]
+    assert [p[3] for p in ht.parts] == [(0, 2), (1, 4), (3,)]
+    assert ht.size == 5
+    with pytest.raises(Exception, match="fewer than 3 shots"):
+        harness.harness_task("mmlu", rows, demos, shots=3)
+
+
+@pytest.mark.slow
+@needs_lmeval
+@pytest.mark.parametrize("task, n", [("boolq", 8), ("piqa", 12), ("siqa", 12), ("hellaswag", 8), ("mmlu", 4)])
+def test_lm_eval_and_paramacts_loglik_scorer_agree(smollm2, task, n):
+    """The same items through lm-eval 0.4's HFLM and through paramact's scorer: every choice's
+    log-likelihood within 1e-3 nats (float32 sums over different batch shapes), the same accuracy
+    (no item has two choices closer than the tolerance, checked)."""
+    model, tok = smollm2
+    data = str(shared_data())
+    cfg = EvalConfig(items=n, data_dir=data)
+    items, _ = mc_items(task, n, 0, shots=5 if task == "mmlu" else None, data_dir=data)
+    ours = loglik_accuracy(model, tok, items)
+    theirs = harness.harness_accuracy(model, tok, _harness_task(task, items, cfg))
+    assert theirs["n"] == n and "lm-eval" in theirs["protocol"]
+    for a, b in zip(ours["scores"], theirs["scores"], strict=True):
+        assert len(a) == len(b)
+        assert max(abs(x - y) for x, y in zip(a, b)) < 1e-3
+        top = sorted(a, reverse=True)
+        assert len(top) < 2 or top[0] - top[1] > 2e-3
+    assert theirs["acc"] == ours["acc"]
+    if "acc_norm" in theirs:
+        assert theirs["acc_norm"] == ours["acc_norm"]
+    assert theirs["stderr"] == pytest.approx(math.sqrt(ours["acc"] * (1 - ours["acc"]) / (n - 1)))
+
+
+@pytest.mark.slow
+@needs_lmeval
+def test_lmeval_tasks_run_through_eval_command(tmp_path):
+    from conftest import cli
+
+    data = str(shared_data())
+    r = cli(
+        "--quiet",
+        "eval",
+        "--model",
+        "smollm2-135m",
+        "--tasks",
+        "piqa:lmeval,piqa:loglik",
+        "--items",
+        "6",
+        "--data-dir",
+        data,
+        "--out",
+        str(tmp_path / "ev"),
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    import json
+
+    ev = json.loads((tmp_path / "ev" / "results.json").read_text())["eval"]
+    assert ev["piqa:lmeval"]["protocol"].startswith("lm-eval 0.4")
+    assert ev["piqa:loglik"]["protocol"] == "loglik acc/acc_norm (lm-eval)"
+    assert ev["piqa:lmeval"]["acc"] == ev["piqa:loglik"]["acc"] and ev["piqa:lmeval"]["n"] == 6
