@@ -9,8 +9,8 @@ import torch
 
 from paramact.anatomy import discover
 from paramact.errors import UserError
+from paramact.prune.allocation import build_schedule, layer_alphas
 from paramact.prune.config import ScheduleConfig
-from paramact.prune.pipeline import build_schedule, layer_alphas
 from paramact.prune.schedules import alphapruning_schedule, hill_alpha
 from tiny import tiny_model
 

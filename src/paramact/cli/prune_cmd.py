@@ -16,10 +16,11 @@ def run(run: PruneRun, ctx, args) -> int:
     from ..anatomy import context_length
     from ..evaluation import evaluate, parse_tasks, prepare
     from ..models import load
+    from ..prune.allocation import build_schedule
     from ..prune.config import Schedule
     from ..prune.driver import token_batches
     from ..prune.outputs import eval_table, protocols, save_model, write_prune_run
-    from ..prune.pipeline import build_schedule, calibration_snippets, calibration_windows, run_prune
+    from ..prune.pipeline import calibration_snippets, calibration_windows, run_prune
     from ..prune.resume import BlockCheckpoint
     from ..runs import check_resumable, environment, prepare_out, write_json
 

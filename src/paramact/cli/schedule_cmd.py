@@ -10,9 +10,10 @@ from .command import Command
 
 def run(run: ScheduleRun, ctx, args) -> int:
     from ..models import load
+    from ..prune.allocation import build_schedule
     from ..prune.driver import token_batches
     from ..prune.outputs import schedule_table, write_text
-    from ..prune.pipeline import build_schedule, calibration_windows
+    from ..prune.pipeline import calibration_windows
     from ..runs import environment, prepare_out, write_json
 
     sc, ccfg = run.schedule, run.calibration

@@ -22,16 +22,10 @@ from ..errors import UserError
 from ..evaluation import EvalConfig, evaluate, parse_tasks, prepare
 from ..fields import option
 from ..models import ModelConfig
+from .allocation import activation_counts, build_schedule, owl_ratios
 from .config import CalibrationConfig, PruneConfig, ScheduleConfig
 from .driver import token_batches
-from .pipeline import (
-    activation_counts,
-    build_schedule,
-    calibration_snippets,
-    calibration_windows,
-    owl_ratios,
-    run_prune,
-)
+from .pipeline import calibration_snippets, calibration_windows, run_prune
 from .schedules import get_schedule
 from .scores import get_method
 
