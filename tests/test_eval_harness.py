@@ -108,3 +108,13 @@ def test_lmeval_tasks_run_through_eval_command(tmp_path):
     assert ev["piqa:lmeval"]["protocol"].startswith("lm-eval 0.4")
     assert ev["piqa:loglik"]["protocol"] == "loglik acc/acc_norm (lm-eval)"
     assert ev["piqa:lmeval"]["acc"] == ev["piqa:loglik"]["acc"] and ev["piqa:lmeval"]["n"] == 6
+
+
+def test_lmeval_tasks_need_the_extra(monkeypatch):
+    from paramact.errors import UserError
+    from paramact.evaluation import parse_tasks
+
+    monkeypatch.setattr(harness, "available", lambda: False)
+    with pytest.raises(UserError, match=r"boolq:lmeval: lm-eval is not installed: pip install 'paramact\[lmeval\]'"):
+        parse_tasks("wikitext2,boolq:lmeval")
+    assert parse_tasks("boolq:loglik") == ["boolq:loglik"]  # paramact's own scorer needs nothing more

@@ -73,6 +73,8 @@ def test_atp_by_hand():
     model = tiny_model("llama")
     s = build_schedule(model, None, ScheduleConfig(name="atp", atp_step=0.05), 0.5)
     assert s.values == pytest.approx([0.45, 0.5, 0.55], abs=1e-12) and s.meta == {"step": 0.05}
+    with pytest.raises(UserError, match="searched while pruning"):  # no step: only `prune` can search it
+        build_schedule(model, None, ScheduleConfig(name="atp"), 0.5)
 
 
 def test_atp_candidates_by_hand():

@@ -19,6 +19,7 @@ Field adaptations, each forced by the local file's format and applied to both pr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Sequence
@@ -139,7 +140,28 @@ def _tasks(ht: HarnessTask) -> list:
     return out
 
 
-def harness_accuracy(model, tokenizer, ht: HarnessTask, batch_size: int = 8, max_length: int | None = None) -> dict:
+@contextlib.contextmanager
+def _hushed(progress: bool):
+    """lm-eval's per-task notices (a custom dataset, a model object passed in) logged at ERROR and
+    above only, and the datasets library's progress bars off unless progress is shown; restored after."""
+    import datasets
+
+    lg = logging.getLogger("lm_eval")
+    level, bars = lg.level, datasets.is_progress_bar_enabled()
+    lg.setLevel(logging.ERROR)
+    if not progress:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        lg.setLevel(level)
+        if bars:
+            datasets.enable_progress_bars()
+
+
+def harness_accuracy(
+    model, tokenizer, ht: HarnessTask, batch_size: int = 8, max_length: int | None = None, progress: bool = False
+) -> dict:
     """lm-eval's acc (and acc_norm where the task defines it) over every item of `ht`, with the
     per-choice log-likelihoods lm-eval computed (`scores`, in item order)."""
     if not available():
@@ -147,21 +169,20 @@ def harness_accuracy(model, tokenizer, ht: HarnessTask, batch_size: int = 8, max
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    for name in ("lm_eval", "lm-eval"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
-    kwargs = {"max_length": max_length} if max_length else {}
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
-    res = lm_eval.simple_evaluate(
-        model=lm,
-        tasks=_tasks(ht),
-        task_manager=_task_manager(),
-        bootstrap_iters=0,
-        log_samples=True,
-        random_seed=None,
-        numpy_random_seed=None,
-        torch_random_seed=None,
-        fewshot_random_seed=None,
-    )
+    with _hushed(progress):
+        kwargs = {"max_length": max_length} if max_length else {}
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
+        res = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=_tasks(ht),
+            task_manager=_task_manager(),
+            bootstrap_iters=0,
+            log_samples=True,
+            random_seed=None,
+            numpy_random_seed=None,
+            torch_random_seed=None,
+            fewshot_random_seed=None,
+        )
     totals: dict[str, float] = {}
     scores: list[list[float]] = [[] for _ in range(ht.size)]
     n = 0

@@ -144,7 +144,7 @@ def prepare(
                 run = (
                     lambda h: (
                         lambda m, p=None: _progressed(
-                            harness.harness_accuracy(m, tokenizer, h, cfg.batch_size, cap), p, h.size
+                            harness.harness_accuracy(m, tokenizer, h, cfg.batch_size, cap, _shown(p)), p, h.size
                         )
                     )
                 )(ht)
@@ -172,6 +172,11 @@ def _harness_task(task: str, items, cfg: EvalConfig) -> harness.HarnessTask:
     rows = [data.rows[it.index] for it in items]
     demos = load_split("mmlu", cfg.mmlu_demo_split, data_dir=cfg.data_dir).rows if task == "mmlu" else ()
     return harness.harness_task(task, rows, demos, cfg.mmlu_shots if task == "mmlu" else 0)
+
+
+def _shown(progress) -> bool:
+    """Whether a progress bar is being shown (a disabled tqdm bar is still an object)."""
+    return progress is not None and not getattr(progress, "disable", False)
 
 
 def _progressed(result: dict, progress, n: int) -> dict:
