@@ -75,7 +75,8 @@ def test_lm_eval_and_paramacts_loglik_scorer_agree(smollm2, task, n):
         assert max(abs(x - y) for x, y in zip(a, b)) < 1e-3
         top = sorted(a, reverse=True)
         assert len(top) < 2 or top[0] - top[1] > 2e-3
-    assert theirs["acc"] == ours["acc"]
+    assert theirs["acc"] == ours["acc"] and theirs["correct_items"] == ours["correct_items"]
+    assert sum(theirs["correct_items"]) == round(theirs["acc"] * n)
     if "acc_norm" in theirs:
         assert theirs["acc_norm"] == ours["acc_norm"]
     assert theirs["stderr"] == pytest.approx(math.sqrt(ours["acc"] * (1 - ours["acc"]) / (n - 1)))

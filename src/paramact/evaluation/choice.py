@@ -59,13 +59,15 @@ def letter_accuracy(
     lps = target_logprobs(model, reqs, batch_size, _pad(tokenizer), progress)
     # argmax of log-softmax over the answer tokens = argmax of their logits; first index wins ties
     preds = [int(torch.argmax(lp)) for lp in lps]
-    correct = sum(p == g for p, g in zip(preds, golds))
+    hits = [int(p == g) for p, g in zip(preds, golds)]
+    correct = sum(hits)
     return {
         "acc": correct / len(items),
         "stderr": binomial_stderr(correct / len(items), len(items)),
         "correct": correct,
         "n": len(items),
         "truncated": truncated,
+        "correct_items": hits,  # per item, for paired comparisons on the same items
         "protocol": LETTER_PROTOCOL,
         "predictions": preds,
     }
@@ -103,14 +105,15 @@ def loglik_accuracy(
         truncated += cut
     lps = target_logprobs(model, reqs, batch_size, _pad(tokenizer), progress)
     acc = acc_norm = 0
-    scores = []
+    scores, hits = [], []
     for it, choices in zip(items, plan):
         sums = [float(lps[r][s : s + n].double().sum()) for r, s, n in choices]
         scores.append(sums)
         normed = [
             v / max(len(c.removeprefix(" ")), 1) for v, c in zip(sums, it.continuations)
         ]  # lm-eval: choice text length
-        acc += max(range(len(sums)), key=lambda k: (sums[k], -k)) == it.gold
+        hits.append(int(max(range(len(sums)), key=lambda k: (sums[k], -k)) == it.gold))
+        acc += hits[-1]
         acc_norm += max(range(len(normed)), key=lambda k: (normed[k], -k)) == it.gold
     n = len(items)
     return {
@@ -119,6 +122,7 @@ def loglik_accuracy(
         "stderr": binomial_stderr(acc / n, n),
         "n": n,
         "truncated": truncated,
+        "correct_items": hits,
         "protocol": LOGLIK_PROTOCOL,
         "scores": scores,
     }

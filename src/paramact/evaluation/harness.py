@@ -185,6 +185,7 @@ def harness_accuracy(
         )
     totals: dict[str, float] = {}
     scores: list[list[float]] = [[] for _ in range(ht.size)]
+    hits = [0] * ht.size
     n = 0
     for name, rows, _, where in ht.parts:
         got = res["results"][name]
@@ -197,6 +198,7 @@ def harness_accuracy(
         samples = sorted(res["samples"][name], key=lambda s: s["doc_id"])
         for pos, s in zip(where, samples, strict=True):
             scores[pos] = [float(r[0][0]) for r in s["resps"]]
+            hits[pos] = int(s["acc"])
         n += k
     out = {m: v / n for m, v in totals.items()}
     out.update(
@@ -204,5 +206,6 @@ def harness_accuracy(
         stderr=binomial_stderr(out["acc"], n),
         protocol=protocol(ht.name, ht.shots),
         scores=scores,
+        correct_items=hits,
     )
     return out

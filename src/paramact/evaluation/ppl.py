@@ -109,6 +109,7 @@ def window_perplexity(model, windows: Sequence[Sequence[int]], batch_size: int =
         "ppl_stderr": math.exp(mean) * se,
         "nll": mean,
         "nll_stderr": se,
+        "per_window_nll": per_window,  # for paired comparisons of two models on the same windows
         "windows": n,
         "seqlen": max(len(w) for w in windows),
         "tokens": sum(len(w) for w in windows),

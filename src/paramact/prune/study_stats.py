@@ -4,9 +4,10 @@ Each group (a cell without its seed) reports, per task, the mean and sample s.d.
 main metric (perplexity, or accuracy), with the mean of the evaluation's own standard error
 (perplexity: over windows; accuracy: over items). Two groups are compared seed by seed: the same
 seed means the same calibration draw, and both are evaluated on the same windows and items, so the
-paired differences d_s carry the noise that matters. A difference is *beyond noise* when a paired
+paired differences d_s carry the calibration noise. A difference is *beyond noise* when a paired
 two-sided t-test over seeds gives p < 0.05 and |mean d| exceeds twice the evaluation's standard
-error; with one seed no test is possible and the verdict says so.
+error of the difference (paired too: per window or per item on the same windows and items); with
+one seed no test is possible and the verdict says so.
 """
 
 from __future__ import annotations
@@ -72,6 +73,20 @@ def summarize(rows: Sequence[dict]) -> dict[str, dict]:
     return groups
 
 
+def paired_eval_se(ra: dict, rb: dict) -> float:
+    """The evaluation's standard error of a − b when both models were scored on the same windows or
+    items: the s.e. of the per-window NLL differences (as perplexity, by the delta method) or of the
+    per-item correctness differences. Without per-window or per-item data: the unpaired hypot."""
+    for key, scale in (("per_window_nll", None), ("correct_items", 1.0)):
+        xa, xb = ra.get(key), rb.get(key)
+        if xa is not None and xb is not None and len(xa) == len(xb) and len(xa) > 1:
+            _, sd = _mean_sd([x - y for x, y in zip(xa, xb)])
+            se = sd / math.sqrt(len(xa))
+            return se * (scale if scale is not None else (ra["ppl"] + rb["ppl"]) / 2)
+    va, vb = main_value(ra), main_value(rb)
+    return math.hypot(va[2], vb[2]) if va and vb else math.nan
+
+
 def compare(a: dict, b: dict, task: str) -> dict | None:
     """a − b on `task`, paired by seed: mean, s.d., seeds, p, and whether it is beyond noise."""
     pairs = []
@@ -81,7 +96,7 @@ def compare(a: dict, b: dict, task: str) -> dict | None:
             continue
         va, vb = main_value(ev[task]), main_value(other[task])
         if va and vb:
-            pairs.append((va[1] - vb[1], math.hypot(va[2], vb[2]) if b["method"] is not None else va[2]))
+            pairs.append((va[1] - vb[1], paired_eval_se(ev[task], other[task])))
     if not pairs:
         return None
     d = [x for x, _ in pairs]
