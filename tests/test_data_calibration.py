@@ -12,6 +12,7 @@ from paramact.data import prompts
 from paramact.data.analysis import analysis_prompts
 from paramact.data.calibration import calibration, concat_sequences, document_windows, stream_windows
 from paramact.data.loading import load_split
+from paramact.data.registry import get_spec
 from paramact.errors import UserError
 
 TOK = ByteTokenizer()
@@ -133,3 +134,22 @@ def test_generic_calibration_any_dataset():
     assert len(seqs[0]) == 100
     with pytest.raises(UserError, match="shorter than seqlen=100000"):
         calibration("humaneval", TOK, 1, 100000, 0, path=FIXTURES / "HumanEval_synthetic.jsonl")
+
+
+def test_excluded_rows_never_reach_the_calibration():
+    """BoolQ without a train split: calibrating on validation minus the evaluated items draws only
+    from the rows left (here the last three), and the source says how many were excluded."""
+    root = shared_dataset("boolq")
+    rows = load_split("boolq", "validation", data_dir=root).rows
+    seqs, src = calibration("boolq", TOK, 3, 2000, 0, split="validation", data_dir=root, exclude=range(len(rows) - 3))
+    assert src["calibration"]["excluded_rows"] == len(rows) - 3
+    allowed = {get_spec("boolq").render(r) for r in rows[-3:]}
+    for s in seqs:
+        pieces = TOK.decode(s).split("\n###\n")
+        for piece in pieces[:-1]:  # the last piece is cut at seqlen
+            assert piece.rsplit("Answer:", 1)[0] in {a.rsplit("Answer:", 1)[0] for a in allowed}
+        assert any(a.startswith(pieces[-1][:50]) for a in allowed)
+    with pytest.raises(UserError, match="every row of the calibration split is excluded"):
+        calibration("boolq", TOK, 1, 100, 0, split="validation", data_dir=root, exclude=range(len(rows)))
+    with pytest.raises(UserError, match="not to token windows"):
+        calibration("c4", TOK, 1, 100, 0, data_dir=shared_dataset("c4"), exclude=[0])

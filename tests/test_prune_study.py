@@ -189,3 +189,29 @@ def test_study_report_has_the_figure_the_verdicts_and_the_summary_claims(study):
     summary = page.split("<section id=summary>")[1].split("</section>")[0]
     assert 'href="#validation1"' in summary and 'href="#validation2"' in summary
     assert "activation − uniform ppl: wanda 50%" in summary and "siqa" in summary
+
+
+def test_boolq_calibration_without_a_train_split_leaves_out_the_evaluated_items(model_dir):
+    """BoolQ's local files hold only validation, which the evaluation also scores (its first N
+    items): the study calibrates on the rest of the split and says so."""
+    from paramact.data import mc_items
+    from paramact.evaluation import EvalConfig
+    from paramact.models import load_model
+    from paramact.prune.config import CalibrationConfig
+    from paramact.prune.study import StudyConfig, _calibration
+
+    root = str(shared_dataset("boolq"))
+    model, tok = load_model(str(model_dir))
+    cfg = StudyConfig(
+        methods=(),
+        calibrations=("boolq",),
+        v1_tasks=("boolq:loglik",),
+        v2_tasks=("boolq:loglik",),
+        calibration=CalibrationConfig(nsamples=2, seqlen=64, data_dir=root),
+        eval=EvalConfig(items=40, data_dir=root),
+    )
+    windows, src = _calibration(model, tok, cfg, "boolq", 0)
+    assert len(windows) == 2 and src["calibration"]["excluded_rows"] == 40
+    assert "validation split minus the 40 evaluated items" in src["note"]
+    _, isrc = mc_items("boolq", 40, 0, data_dir=root)
+    assert isrc["indices"] == list(range(40))  # BoolQ is scored on its first items (the paper's order)

@@ -155,20 +155,29 @@ def calibration(
     followers: int | None = None,
     data_dir: str | Path | None = None,
     path: str | Path | None = None,
+    exclude: Sequence[int] = (),
 ) -> tuple[list[list], dict]:
     """`nsamples` token sequences of exactly `seqlen` tokens for pruning calibration, and their source.
 
     C4/WikiText-2 give windows; every other registered dataset gives concatenated items
     (defaults per dataset as in the paper: answers for MMLU/PIQA, 100 followers for SIQA/HellaSwag).
+    `exclude`: rows of the split (file order) never used, e.g. the items an evaluation scores when
+    calibration has to come from the evaluation's own split.
     """
     if name in WINDOWED_CORPORA:
+        if exclude:
+            raise UserError(f"{name}: excluding rows applies to item calibration, not to token windows")
         return corpus_windows(name, tokenizer, nsamples, seqlen, seed, split=split, data_dir=data_dir, path=path)
     spec = get_spec(name)
     data = load_split(name, spec.split(split, spec.calibration_split), data_dir=data_dir, path=path)
+    skip = set(exclude)
+    rows = [r for i, r in enumerate(data.rows) if i not in skip]
+    if not rows:
+        raise UserError(f"{name}: every row of the calibration split is excluded")
     answers_on = spec.calibration_answers if with_answers is None else with_answers
     follow = spec.calibration_followers if followers is None else followers
-    items = [spec.render(r) for r in data.rows]
-    answers = [prompts.answer(name, r) if answers_on else "" for r in data.rows]
+    items = [spec.render(r) for r in rows]
+    answers = [prompts.answer(name, r) if answers_on else "" for r in rows]
     seqs = concat_sequences(items, answers, tokenizer, nsamples, seqlen, seed, follow)
     method = {
         "method": "concatenated items",
@@ -179,5 +188,6 @@ def calibration(
         "seqlen": seqlen,
         "seed": seed,
         "tokenizer": tokenizer_name(tokenizer),
+        "excluded_rows": len(skip & set(range(len(data.rows)))),
     }
     return seqs, {**data.source, "calibration": method}

@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 # ---- calibration ---------------------------------------------------------------------------------
 
 
-def calibration_windows(model, tokenizer, cfg: CalibrationConfig) -> tuple[list[list[int]], dict]:
-    """cfg.nsamples windows of exactly cfg.seqlen token ids, and their recorded source."""
+def calibration_windows(
+    model, tokenizer, cfg: CalibrationConfig, exclude: Sequence[int] = ()
+) -> tuple[list[list[int]], dict]:
+    """cfg.nsamples windows of exactly cfg.seqlen token ids, and their recorded source (exclude:
+    rows of a task's calibration split left out, see data.calibration)."""
     from ..data import calibration
 
     anatomy = discover(model)
@@ -35,7 +38,14 @@ def calibration_windows(model, tokenizer, cfg: CalibrationConfig) -> tuple[list[
     if ctx is not None and cfg.seqlen > ctx:
         raise UserError(f"calibration seqlen {cfg.seqlen} exceeds the model's context length {ctx}")
     windows, source = calibration(
-        cfg.dataset, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed, split=cfg.split, data_dir=cfg.data_dir
+        cfg.dataset,
+        tokenizer,
+        cfg.nsamples,
+        cfg.seqlen,
+        cfg.seed,
+        split=cfg.split,
+        data_dir=cfg.data_dir,
+        exclude=exclude,
     )
     bos = getattr(tokenizer, "bos_token_id", None)
     if anatomy.prepend_bos and bos is not None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ..anatomy import discover
+from ..data import MC_TASKS, mc_items
 from ..errors import UserError
 from ..evaluation import EvalConfig, evaluate, parse_tasks, prepare
 from ..fields import option
@@ -129,13 +130,22 @@ def _calibration(model, tok, cfg: StudyConfig, name: str, seed: int) -> tuple[li
     try:
         return calibration_windows(model, tok, ccfg)
     except UserError as e:
-        if name != "mmlu" or ccfg.split is not None:
+        if ccfg.split is not None or name not in MC_TASKS:
             raise
-        # the paper's auxiliary_train is not in every data folder: the test split is disjoint from
-        # the validation items and dev demos the evaluation uses
-        log.warning("MMLU calibration: %s; using the test split", e)
-        windows, src = calibration_windows(model, tok, replace(ccfg, split="test"))
-        return windows, {**src, "note": f"auxiliary_train unavailable ({e}); test split used"}
+        if name == "mmlu":
+            # the paper's auxiliary_train is not in every data folder: the test split is disjoint
+            # from the validation items and dev demos the evaluation uses
+            log.warning("MMLU calibration: %s; using the test split", e)
+            windows, src = calibration_windows(model, tok, replace(ccfg, split="test"))
+            return windows, {**src, "note": f"auxiliary_train unavailable ({e}); test split used"}
+        # no calibration split (BoolQ's train is not in every data folder): the evaluation's own
+        # split without the items the evaluation scores
+        items, src = mc_items(name, cfg.eval.items, cfg.eval.seed, data_dir=cfg.eval.data_dir or ccfg.data_dir)
+        scored = src.get("indices") or range(src["rows"])
+        log.warning("%s calibration: %s; using %s minus the %d evaluated items", name, e, items[0].split, len(scored))
+        windows, src = calibration_windows(model, tok, replace(ccfg, split=items[0].split), exclude=scored)
+        note = f"calibration split unavailable ({e}); {items[0].split} split minus the {len(scored)} evaluated items"
+        return windows, {**src, "note": note}
 
 
 class _SeedData:
