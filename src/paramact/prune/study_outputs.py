@@ -43,16 +43,20 @@ def group_table(groups: dict[str, dict], table: str, tasks: list[str]) -> str:
 
 
 def eval_noise(groups: dict[str, dict], tasks: list[str]) -> str:
-    """The evaluation's own standard error per task, averaged over every cell."""
+    """The evaluation's own standard error per task over the cells (one run): perplexity as a
+    share of the perplexity, accuracy in points; the median and the range over cells."""
     parts = []
     for t in tasks:
-        ses = [g["tasks"][t]["eval_se"] for g in groups.values() if t in g["tasks"]]
-        ses = [x for x in ses if math.isfinite(x)]
-        if ses:
-            metric = next(g["tasks"][t]["metric"] for g in groups.values() if t in g["tasks"])
-            v = sum(ses) / len(ses)
-            parts.append(f"{t} ±{v:.2f} ppl" if metric == "ppl" else f"{t} ±{100 * v:.1f} points")
-    return "evaluation standard error (one run): " + ", ".join(parts) if parts else ""
+        cells = [g["tasks"][t] for g in groups.values() if t in g["tasks"]]
+        if not cells:
+            continue
+        ppl = cells[0]["metric"] == "ppl"
+        vals = sorted(c["eval_se"] / c["mean"] if ppl else c["eval_se"] for c in cells if math.isfinite(c["eval_se"]))
+        if vals:
+            unit, k = ("% of ppl", 100) if ppl else (" points", 100)
+            med = vals[len(vals) // 2]
+            parts.append(f"{t} ±{k * med:.1f}{unit} (median; {k * vals[0]:.1f}-{k * vals[-1]:.1f})")
+    return "evaluation standard error of one run: " + ", ".join(parts) if parts else ""
 
 
 def sizes_line(cfg: StudyConfig) -> str:
