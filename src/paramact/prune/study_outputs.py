@@ -60,13 +60,28 @@ def eval_noise(groups: dict[str, dict], tasks: list[str]) -> str:
 
 
 def sizes_line(cfg: StudyConfig) -> str:
-    return (
-        f"seeds {', '.join(map(str, cfg.seeds))}; calibration {cfg.calibration.nsamples} x "
-        f"{cfg.calibration.seqlen} tokens; perplexity {cfg.eval.ppl_windows or 'all'} windows x "
-        f"{cfg.eval.ppl_seqlen}; accuracy {cfg.eval.items or 'all'} items per task; activation schedule "
-        f"{cfg.schedule.density}, {cfg.schedule.samples} x {cfg.schedule.seqlen}-token {cfg.schedule.data} windows; "
-        f"ATP step searched over {cfg.schedule.atp_grid} candidates on {cfg.schedule.atp_held_out} held-out windows"
-    )
+    """What the numbers rest on: seeds, calibration, evaluation sizes and the allocations' data."""
+    tasks = [t.split(":")[0] for t in cfg.v1_tasks + cfg.v2_tasks]
+    parts = [
+        f"seeds {', '.join(map(str, cfg.seeds))}",
+        f"calibration {cfg.calibration.nsamples} x {cfg.calibration.seqlen} tokens",
+    ]
+    if any(t in ("wikitext2", "c4", "pydoc") for t in tasks):
+        parts.append(f"perplexity {cfg.eval.ppl_windows or 'all'} windows x {cfg.eval.ppl_seqlen}")
+    if any(t not in ("wikitext2", "c4", "pydoc") for t in tasks):
+        parts.append(f"accuracy {cfg.eval.items or 'all'} items per task")
+    used = set(cfg.schedules) | {cfg.v2_schedule}
+    if "activation" in used:
+        parts.append(
+            f"activation schedule {cfg.schedule.density}, {cfg.schedule.samples} x {cfg.schedule.seqlen}-token "
+            f"{cfg.schedule.data} windows"
+        )
+    if "atp" in used:
+        parts.append(
+            f"ATP step searched over {cfg.schedule.atp_grid} candidates (+2 refinements) on "
+            f"{cfg.schedule.atp_held_out} held-out windows"
+        )
+    return "; ".join(parts)
 
 
 def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple[dict[str, str], list[str], str]:

@@ -29,9 +29,11 @@ def study_figures(res: dict, folder: Path) -> list[Figure]:
     if not tasks or not methods:
         return []
     plt = _plt()
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    fig, axes = plt.subplots(len(tasks), len(methods), figsize=(4.2 * len(methods), 3.2 * len(tasks)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(tasks), len(methods), figsize=(4.4 * len(methods), 3.4 * len(tasks)), squeeze=False, layout="constrained"
+    )
     dense = next((g for g in groups if g["method"] is None), None)
     for i, t in enumerate(tasks):
         for j, m in enumerate(methods):
@@ -48,8 +50,9 @@ def study_figures(res: dict, folder: Path) -> list[Figure]:
             if dense is not None and t in dense["tasks"]:
                 ax.axhline(dense["tasks"][t]["mean"], ls="--", color="gray", lw=1, label="dense")
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_title(f"{m}: {t}", fontsize=10)
             ax.set_xlabel("target sparsity (%)")
             ax.set_ylabel("perplexity (log scale)")

@@ -142,7 +142,9 @@ def _validation1(res: dict, anchor: str) -> dict:
         wins.append(better and d["beyond_noise"])
         cells.append(f"{c['method']} {100 * c['sparsity']:g}%: {d['diff']:+.3g}")
     if not cells:
-        return _absent("validation1", "Validation 1", V1, V1_PAPER)
+        return _claim(
+            "validation1", "Validation 1", V1, ABSENT, "this study has no activation and uniform pair", V1_PAPER
+        )
     verdict = REPRODUCED if all(wins) else PARTLY if any(wins) else NOT
     return _claim(
         "validation1", "Validation 1", V1, verdict, "activation − uniform ppl: " + ", ".join(cells), V1_PAPER, anchor
@@ -152,7 +154,8 @@ def _validation1(res: dict, anchor: str) -> dict:
 def _validation2(res: dict, anchor: str) -> dict:
     cmps = res["comparisons"]["calibrations"]
     if not cmps:
-        return _absent("validation2", "Validation 2", V2, V2_PAPER)
+        note = "this study has no calibration set that is also one of its evaluated tasks"
+        return _claim("validation2", "Validation 2", V2, ABSENT, note, V2_PAPER)
     strong = [c["helped"] and c["vs_c4"]["beyond_noise"] for c in cmps]
     verdict = REPRODUCED if all(strong) else PARTLY if any(c["helped"] for c in cmps) else NOT
     ours = ", ".join(f"{c['task']} {c['vs_c4']['diff']:+.3g} vs C4" for c in cmps)
