@@ -98,10 +98,9 @@ def window_perplexity(model, windows: Sequence[Sequence[int]], batch_size: int =
     reqs = [Request(tuple(w), tuple((p, int(w[p + 1])) for p in range(len(w) - 1))) for w in windows]
     lps = target_logprobs(model, reqs, batch_size, progress=progress)
     n = len(lps)
-    per_window = [-float(lp.double().mean()) for lp in lps]
-    nll = -sum(float(lp.double().sum()) for lp in lps)
-    count = sum(lp.numel() for lp in lps)
-    mean = nll / count
+    sums = [-float(lp.double().sum()) for lp in lps]  # per window, in float64 once
+    per_window = [s / lp.numel() for s, lp in zip(sums, lps)]
+    mean = sum(sums) / sum(lp.numel() for lp in lps)
     # the windows as the sample: the standard error of the mean NLL, and of ppl by the delta method
     se = math.sqrt(sum((w - mean) ** 2 for w in per_window) / (n - 1) / n) if n > 1 else math.nan
     return {

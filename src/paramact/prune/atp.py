@@ -59,13 +59,16 @@ def search_step(
     n_layers = discover(model).n_layers
     table: list[dict] = []
 
+    def restore() -> None:
+        for name, p in params.items():
+            p.data.copy_(dense[name])
+
     def score(step: float, stage: str) -> None:
         prune(atp_schedule(n_layers, target, step))
         res = window_perplexity(model, held_out, batch_size)
         table.append({"step": step, "stage": stage, "ppl": res["ppl"], "ppl_stderr": res["ppl_stderr"]})
         log.info("ATP search: δ=%.5f held-out ppl %.3f", step, res["ppl"])
-        for name, p in params.items():
-            p.data.copy_(dense[name])
+        restore()
 
     try:
         steps = candidate_steps(n_layers, target, grid)
@@ -78,8 +81,7 @@ def search_step(
                 if step >= 0:
                     score(step, "refine")
     finally:
-        for name, p in params.items():
-            p.data.copy_(dense[name])
+        restore()
     best = min(table, key=lambda r: (r["ppl"], r["step"]))
     record = {
         "search": "held-out calibration perplexity",
