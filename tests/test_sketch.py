@@ -5,6 +5,8 @@ under a random hash. The test draws all pairs of 12 samples over every layer of 
 model and checks z = (estimate - exact) / predicted_sd has mean ≈ 0 and sd ≈ 1.
 """
 
+import itertools
+
 import torch
 
 from paramact.api import ActivationConfig, analyze
@@ -99,3 +101,31 @@ def test_gram_llmdcos_equals_direct_formula():
             assert abs(float(cos[i, j]) - llmdcos(X[i], X[j])) < 1e-12
     # signs are ignored by definition: LLMDcos of signed vectors uses |a|
     assert abs(llmdcos(-X[0], X[1]) - llmdcos(X[0], X[1])) < 1e-12
+
+
+def test_sketch_equals_its_hash_entry_by_entry():
+    """The vectorized sketch of uneven row blocks, against s_h += sigma a built one entry at a time
+    (float64) from the documented hash h = (hr[r] + hc[c]) mod m, sigma = sr[r]·sc[c]."""
+    from paramact.anatomy import discover
+    from paramact.sketch import CountSketch
+
+    model = tiny_model("llama", seed=1)
+    anatomy = discover(model)
+    m = 64
+    sk = CountSketch(anatomy, m, seed=7)
+    w = max(anatomy.weights, key=lambda w: w.numel)
+    R, C = w.weight.shape
+    A = torch.rand(3, R, C, generator=torch.Generator().manual_seed(0))
+    out = sk.zeros(3, A.device)[w.layer]
+    cuts = [0, 1, R // 3, R // 3 + 1, R]  # a one-row block, then most of the matrix
+    for r0, r1 in itertools.pairwise(cuts):
+        sk.add(out, w, slice(r0, r1), A[:, r0:r1])
+    hr, hc, sr, sc = sk._params[w.key]
+    ref = torch.zeros(3, m, dtype=torch.float64)
+    for r in range(R):
+        for c in range(C):
+            ref[:, int(hr[r, 0] + hc[0, c]) % m] += float(sr[r, 0] * sc[0, c]) * A[:, r, c].double()
+    assert float((out.double() - ref).abs().max()) < 1e-5
+    # the hash is the seed's: the same for another instance, different for another seed
+    assert torch.equal(CountSketch(anatomy, m, seed=7)._params[w.key][0], hr)
+    assert not torch.equal(CountSketch(anatomy, m, seed=8)._params[w.key][0], hr)
