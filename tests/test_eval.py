@@ -45,6 +45,33 @@ def test_perplexity_equals_direct_cross_entropy(windows, batch):
     assert res["ppl"] == pytest.approx(ref, rel=1e-5) and res["windows"] == n
 
 
+def test_bos_opens_every_window_for_a_model_that_expects_one():
+    """Gemma: each window is BOS + seqlen−1 stream tokens (the stream's own head BOS not repeated), every
+    stream token predicted once, against a direct per-window cross-entropy; other families: no BOS."""
+    from paramact.anatomy import window_bos
+    from tiny import ByteTokenizer
+
+    tok = ByteTokenizer()
+    model = tiny_model("gemma3_text", seed=2)
+    assert window_bos(model, tok) == tok.bos_token_id and window_bos(tiny_model("llama"), tok) is None
+    bos = tok.bos_token_id
+    body = torch.randint(3, 90, (200,), generator=torch.Generator().manual_seed(2))
+    stream = [bos, *body.tolist()]  # a tokenizer that put BOS at the head of the stream
+    nll, n = 0.0, 200 // 39
+    with torch.no_grad():
+        for w in range(n):
+            x = torch.cat([torch.tensor([bos]), body[w * 39 : (w + 1) * 39]])[None]
+            nll += float(torch.nn.functional.cross_entropy(model(x).logits[0, :-1], x[0, 1:], reduction="sum"))
+    res = perplexity(model, stream, 40, None, 2, None, bos)
+    assert res["windows"] == n and res["tokens"] == n * 40
+    assert res["ppl"] == pytest.approx(math.exp(nll / (n * 39)), rel=1e-5)
+    assert "BOS opening every window" in res["protocol"]
+    assert perplexity(model, stream, 40, 2, 2, None, bos)["per_window_nll"] == pytest.approx(
+        res["per_window_nll"][:2], rel=1e-6
+    )
+    assert "BOS" not in perplexity(model, stream, 40)["protocol"]
+
+
 def test_perplexity_refuses_short_text():
     with pytest.raises(UserError, match="fewer than one window"):
         perplexity(tiny_model("llama"), [5] * 10, 32)

@@ -195,6 +195,13 @@ def needs_bos(model) -> bool:
     return model_type.startswith(_NEEDS_BOS)
 
 
+def window_bos(model, tokenizer) -> int | None:
+    """The BOS id every token window cut from a stream must open with (calibration, perplexity),
+    for a model that expects one; None otherwise."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    return int(bos) if needs_bos(model) and isinstance(bos, int) else None
+
+
 # ---- discovery -----------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from .command import Command
 
 
 def run(run: EvalRun, ctx, args) -> int:
-    from ..anatomy import context_length
+    from ..anatomy import context_length, window_bos
     from ..evaluation import evaluate, parse_tasks, prepare
     from ..models import load
     from ..prune.outputs import eval_table, protocols, write_text
@@ -21,7 +21,7 @@ def run(run: EvalRun, ctx, args) -> int:
     tasks = parse_tasks(list(run.tasks))
     out = prepare_out(ctx.out) if ctx.out is not None else None
     model, tok = load(run.model, ctx.device)
-    prepared = prepare(tok, tasks, run.eval, context=context_length(model))
+    prepared = prepare(tok, tasks, run.eval, context=context_length(model), bos=window_bos(model, tok))
     if out is not None:
         write_json(out / "config.json", {"model": run.model.name, "eval": asdict(run.eval), "tasks": tasks})
         write_json(out / "env.json", environment(model))

@@ -13,7 +13,7 @@ from .command import Command
 
 
 def run(run: PruneRun, ctx, args) -> int:
-    from ..anatomy import context_length
+    from ..anatomy import context_length, window_bos
     from ..evaluation import evaluate, parse_tasks, prepare
     from ..models import load
     from ..prune.allocation import build_schedule
@@ -72,6 +72,7 @@ def run(run: PruneRun, ctx, args) -> int:
             tasks,
             ecfg,
             context=context_length(model),
+            bos=window_bos(model, tok),
             exclude_c4=calibration_snippets(tok, windows) if cfg.calibration.dataset == "c4" else (),
         )
     if ctx.writer:

@@ -4,7 +4,10 @@ The test text is joined into one string (WikiText-2 test rows with "\\n\\n", as 
 C4 held-out documents with " "; pydoc paragraphs with "\\n\\n"), tokenized once (BOS first if the
 model expects it), cut into floor(tokens/seqlen) windows from the start, each window scored on its
 seqlen−1 next-token predictions; ppl = exp(total NLL / predictions) — the same number as Wanda's
-exp(mean of the per-window mean NLL). Its standard error treats the windows as the sample:
+exp(mean of the per-window mean NLL). A model that expects a BOS in front of every input (Gemma)
+gets windows of BOS + seqlen−1 stream tokens instead, so every window opens as in training, as its
+calibration windows do, and every stream token is still predicted once. Its standard error treats
+the windows as the sample:
 nll_stderr = s.d. of the per-window mean NLL / sqrt(windows), ppl_stderr = ppl · nll_stderr.
 `windows` caps how many windows are scored (None: all).
 """
@@ -21,8 +24,12 @@ from ..errors import UserError
 from .scoring import Request, target_logprobs
 
 
-def protocol(seqlen: int, windows: int | None) -> str:
-    return f"ppl non-overlapping seqlen={seqlen} (Wanda)" + (f", first {windows} windows" if windows else "")
+def protocol(seqlen: int, windows: int | None, bos: bool = False) -> str:
+    return (
+        f"ppl non-overlapping seqlen={seqlen} (Wanda)"
+        + (", BOS opening every window" if bos else "")
+        + (f", first {windows} windows" if windows else "")
+    )
 
 
 @dataclass(frozen=True)
@@ -77,18 +84,34 @@ def token_stream(
     return TokenStream(name, tuple(int(i) for i in ids), source)
 
 
-def perplexity(
-    model, ids: Sequence[int], seqlen: int, windows: int | None = None, batch_size: int = 4, progress=None
-) -> dict:
+def cut_windows(ids: Sequence[int], seqlen: int, bos: int | None = None) -> list[tuple[int, ...]]:
+    """The stream's non-overlapping windows of seqlen tokens; with bos, BOS + seqlen−1 stream tokens
+    each (a BOS the tokenizer put at the stream's head is not repeated)."""
     if seqlen < 2:
         raise UserError(f"perplexity seqlen must be >= 2, got {seqlen}")
-    n = len(ids) // seqlen
+    if bos is None:
+        return [tuple(ids[w * seqlen : (w + 1) * seqlen]) for w in range(len(ids) // seqlen)]
+    body = ids[1:] if len(ids) and ids[0] == bos else ids
+    step = seqlen - 1
+    return [(bos, *body[w * step : (w + 1) * step]) for w in range(len(body) // step)]
+
+
+def perplexity(
+    model,
+    ids: Sequence[int],
+    seqlen: int,
+    windows: int | None = None,
+    batch_size: int = 4,
+    progress=None,
+    bos: int | None = None,
+) -> dict:
+    cut = cut_windows(ids, seqlen, bos)
     if windows is not None:
-        n = min(n, windows)
-    if n < 1:
+        cut = cut[:windows]
+    if not cut:
         raise UserError(f"the text has {len(ids)} tokens, fewer than one window of seqlen={seqlen}")
-    res = window_perplexity(model, [ids[w * seqlen : (w + 1) * seqlen] for w in range(n)], batch_size, progress)
-    return {**res, "protocol": protocol(seqlen, windows)}
+    res = window_perplexity(model, cut, batch_size, progress)
+    return {**res, "protocol": protocol(seqlen, windows, bos is not None)}
 
 
 def window_perplexity(model, windows: Sequence[Sequence[int]], batch_size: int = 4, progress=None) -> dict:

@@ -109,8 +109,10 @@ def prepare(
     *,
     context: int | None = None,
     exclude_c4: Sequence[str] = (),
+    bos: int | None = None,
 ) -> list[Prepared]:
-    """Load and tokenize every task once. exclude_c4: text snippets of calibration windows."""
+    """Load and tokenize every task once. exclude_c4: text snippets of calibration windows; bos: the
+    BOS a model expects in front of every perplexity window (anatomy.window_bos)."""
     from ..data import load_split, mc_items
 
     if context is not None and cfg.ppl_seqlen > context:
@@ -125,11 +127,11 @@ def prepare(
             run = (
                 lambda s: (
                     lambda m, p=None: ppl.perplexity(
-                        m, s.ids, cfg.ppl_seqlen, cfg.ppl_windows, max(1, cfg.batch_size // 2), p
+                        m, s.ids, cfg.ppl_seqlen, cfg.ppl_windows, max(1, cfg.batch_size // 2), p, bos
                     )
                 )
             )(stream)
-            n = len(stream.ids) // cfg.ppl_seqlen
+            n = len(ppl.cut_windows(stream.ids, cfg.ppl_seqlen, bos))
             out.append(Prepared(name, run, stream.source, n if cfg.ppl_windows is None else min(n, cfg.ppl_windows)))
         elif kind in ("letter", "loglik", "lmeval"):
             task = name.split(":")[0]

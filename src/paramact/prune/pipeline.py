@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
-from ..anatomy import discover
+from ..anatomy import discover, window_bos
 from ..errors import UserError
 from .allocation import Shard, _reduce, build_schedule, calibration_mean_map, own_batches
 from .atp import search_step
@@ -47,8 +47,8 @@ def calibration_windows(
         data_dir=cfg.data_dir,
         exclude=exclude,
     )
-    bos = getattr(tokenizer, "bos_token_id", None)
-    if anatomy.prepend_bos and bos is not None:
+    bos = window_bos(model, tokenizer)
+    if bos is not None:
         windows = [[bos, *list(w[:-1])] for w in windows]  # the model expects BOS; keep seqlen
         source["bos"] = "prepended (last token dropped)"
     return [list(map(int, w)) for w in windows], {**source, "config": asdict(cfg)}

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from ..anatomy import discover
+from ..anatomy import discover, window_bos
 from ..data import MC_TASKS, mc_items
 from ..errors import UserError
 from ..evaluation import EvalConfig, evaluate, parse_tasks, prepare
@@ -199,7 +199,9 @@ def run_study(
     tasks = list(dict.fromkeys(t for r in rows for t in r["tasks"]))
     # C4 perplexity leaves out every document a C4 calibration window of any seed came from
     snippets = [x for seed in cfg.seeds for x in calibration_snippets(tok, data.windows("c4", seed)[0])]
-    prepared = {p.name: p for p in prepare(tok, tasks, cfg.eval, context=anatomy.context_length, exclude_c4=snippets)}
+    bos = window_bos(model, tok)
+    prepared = prepare(tok, tasks, cfg.eval, context=anatomy.context_length, exclude_c4=snippets, bos=bos)
+    prepared = {p.name: p for p in prepared}
     for r in rows:
         if r["key"] in finished:
             r.update({k: v for k, v in finished[r["key"]].items() if k not in r})
