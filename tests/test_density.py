@@ -46,6 +46,22 @@ def test_layer_density_counts_by_hand():
     assert rows[1]["share_above_model_mean"] == pytest.approx(10 / an.layer_params(1))
 
 
+def test_density_makes_every_tensor_on_its_inputs_device():
+    """A GPU stand-in: with the default device set to meta, a tensor made without device= would
+    meet the CPU inputs on another device and fail (as a CPU-made tensor meets CUDA inputs, seen on
+    an H200: torch.searchsorted refused the mix). Inputs on the CPU give the same numbers."""
+    from paramact.experts import expert_density
+
+    v = torch.rand(50_000, generator=torch.Generator().manual_seed(0)) ** 8
+    model = tiny_model("mixtral")
+    an = discover(model)
+    mm = {w.name: torch.rand(w.weight.shape, generator=torch.Generator().manual_seed(1)) * 1e-4 for w in an.weights}
+    want = (mass_shares(v, (0.1, 0.5, 0.9)), layer_density(mm, an), expert_density(mm, an, (2e-6, 2e-5)))
+    with torch.device("meta"):
+        got = (mass_shares(v, (0.1, 0.5, 0.9)), layer_density(mm, an), expert_density(mm, an, (2e-6, 2e-5)))
+    assert got == want
+
+
 @pytest.mark.parametrize("bad", [(0.0,), (-1e-6,), (float("nan"),), (float("inf"),), ()])
 def test_bad_gammas(bad):
     with pytest.raises(UserError):

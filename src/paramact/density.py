@@ -44,7 +44,7 @@ def mass_shares(v: torch.Tensor, fractions=(0.5, 0.9)) -> list[float]:
     cum_mass, cum_count = torch.cumsum(mass, 0), torch.cumsum(count, 0)
     out = []
     for f in fractions:
-        goal = torch.tensor(f * total, dtype=torch.float64)
+        goal = torch.tensor(f * total, dtype=torch.float64, device=v.device)
         b = min(int(torch.searchsorted(cum_mass, goal)), top)
         before_mass = float(cum_mass[b - 1]) if b else 0.0
         before_count = int(cum_count[b - 1]) if b else 0
