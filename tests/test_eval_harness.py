@@ -111,6 +111,42 @@ def test_lmeval_tasks_run_through_eval_command(tmp_path):
     assert ev["piqa:lmeval"]["acc"] == ev["piqa:loglik"]["acc"] and ev["piqa:lmeval"]["n"] == 6
 
 
+def test_the_command_line_needs_lm_eval_only_for_its_tasks(tmp_path, model_dir):
+    """Without the lmeval extra every command still starts (the study's default tasks name lm-eval
+    tasks: a config checks names only); a study that needs lm-eval says so in one line, exit 2,
+    before it loads the model or writes anything. Seen on a machine without lm-eval: every command,
+    `models fetch` too, ended in a traceback."""
+    import os
+
+    from conftest import cli
+
+    hidden = tmp_path / "site" / "lm_eval"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('lm-eval hidden by the test')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])}
+    for args in (("models", "list"), ("study", "prune", "--help")):
+        r = cli(*args, env=env)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    out = tmp_path / "study"
+    r = cli("study", "prune", "--model", str(model_dir), "--out", str(out), env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1].endswith(harness.INSTALL_HINT) and not out.exists()
+    r = cli(
+        "study",
+        "prune",
+        "--model",
+        "no/such-model",
+        "--v1-tasks",
+        "wikitext2",
+        "--v2-tasks",
+        "c4",
+        "--out",
+        str(out),
+        env=env,
+    )
+    assert r.returncode == 2 and "lm-eval" not in r.stderr  # perplexity tasks need no extra: it goes on
+
+
 def test_lmeval_tasks_need_the_extra(monkeypatch):
     from paramact.errors import UserError
     from paramact.evaluation import parse_tasks

@@ -31,12 +31,14 @@ def _finished_cells(out: Path, config: dict) -> dict[str, dict]:
 
 
 def run(run: StudyRun, ctx, args) -> int:
+    from ..evaluation import parse_tasks
     from ..models import load
     from ..prune.study import label, run_study
     from ..prune.study_outputs import write_study_run
     from ..runs import environment, prepare_out, write_json
 
     cfg, out = run.study, ctx.out
+    parse_tasks(cfg.v1_tasks + cfg.v2_tasks)  # lm-eval installed where the tasks need it: before the model loads
     config = {"model": run.model.name, "study": asdict(cfg)}
     if ctx.resume:
         finished = _finished_cells(out, config)

@@ -77,14 +77,16 @@ class EvalConfig:
                 raise UserError(f"{k.replace('_', ' ')} must be a positive integer, got {v!r}")
 
 
-def parse_tasks(spec: str | Sequence[str]) -> list[str]:
+def parse_tasks(spec: str | Sequence[str], *, installed: bool = True) -> list[str]:
+    """The task names of `spec`, checked; `installed`: also that the scorers they need are installed
+    (a config checks names only, so that its defaults never need an optional extra)."""
     names = [t.strip() for t in (spec.split(",") if isinstance(spec, str) else spec) if t and t.strip()]
     if not names:
         raise UserError("no evaluation tasks given")
     for t in names:
         if t not in TASKS:
             raise UserError(f"unknown evaluation task {t!r}; tasks: {', '.join(TASKS)}")
-        if TASKS[t] == "lmeval" and not harness.available():
+        if installed and TASKS[t] == "lmeval" and not harness.available():
             raise UserError(f"{t}: {harness.INSTALL_HINT}")
     return list(dict.fromkeys(names))
 

@@ -77,7 +77,7 @@ class StudyConfig:
             raise UserError(f"give one or more distinct seeds, got {list(self.seeds)}")
         for s in (*self.sparsities, self.v2_sparsity):
             PruneConfig(sparsity=s)  # validates
-        parse_tasks(self.v1_tasks + self.v2_tasks)
+        parse_tasks(self.v1_tasks + self.v2_tasks, installed=False)  # lm-eval is looked for when a study runs
         if not self.calibrations:
             raise UserError("give at least one calibration set")
 
@@ -189,6 +189,7 @@ def run_study(
 ) -> dict:
     """Every cell of plan(cfg); on_row(row) after each. finished: cells of an interrupted run
     (key -> row, as on_row got them), kept instead of pruned and evaluated again."""
+    parse_tasks(cfg.v1_tasks + cfg.v2_tasks)  # their scorers installed, before any work
     anatomy = discover(model)
     params = anatomy.params()
     dense = {name: p.detach().clone() for name, p in params.items()}
