@@ -2,15 +2,21 @@
 
     PYTHONPATH=src python benchmarks/gpu_check.py [--json out.json] [--reps 5]
 
-For two models built from configs with random weights (weights do not change exactness, speed or
-memory): SmolLM2-135M's architecture (30 layers, hidden 576) and a 1B-class Llama (16 layers,
-hidden 2048, MLP 8192, 1.2 B parameters), in float32 on cuda:0:
+For two models, in float32 on cuda:0: SmolLM2-135M (30 layers, hidden 576; `--smollm2 real` loads the
+registry model's trained weights, the default builds its architecture with random weights, which
+change neither speed nor memory) and a 1B-class Llama built from a config with random weights
+(16 layers, hidden 2048, MLP 8192, 1.2 B parameters). Inputs are random token ids:
 
 1. agreement with a per-sample autograd oracle on 3 padded samples (mean map, per-sample norms);
 2. ratios against a plain forward+backward with weight gradients and full logits, 8 x 128 tokens,
    interleaved, medians of `reps`: the engine with the mean map only, with every reducer, and
    `activation_map` as a user calls it;
-3. peak GPU memory of `analyze` with every reducer over 16 samples, above the loaded model.
+3. peak GPU memory of `analyze` with every reducer over 16 samples, above the loaded model;
+4. the public API on the GPU against the same calls on a CPU copy of the model: every number
+   `analyze` returns (mean map, norms, sums, target values, in-batch LLMDcos, fingerprint LLMDcos,
+   the density table, the expert table), `pair_similarity`, and `analyze` with the mean map kept on
+   the CPU (`stats_device="cpu"`); for SmolLM2 and for the tiny mixture-of-experts families of the
+   test suite (fused expert tensors and routers on the GPU).
 
 Without a CUDA device it ends with one line and exit code 2. `--device cpu --small` runs the same
 code on the CPU with shrunken models, as a smoke test of the script itself (no GPU numbers).
@@ -19,10 +25,12 @@ code on the CPU with shrunken models, as a smoke test of the script itself (no G
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -68,8 +76,15 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def build(spec: dict):
+def build(spec: dict, real: str | None = None):
+    """The model of `spec` with random weights, or the registry model `real` (trained weights)."""
     from transformers import AutoConfig, AutoModelForCausalLM
+
+    if real is not None:
+        import paramact
+
+        model, _ = paramact.load_model(real, device=DEVICE)  # its own tokenizer is not needed: ids
+        return model.eval()
 
     spec = dict(spec)
     cfg = AutoConfig.for_model(spec.pop("model_type"), **spec)
@@ -174,12 +189,84 @@ def memory(model, tok) -> dict | None:
     }
 
 
+def _numbers(res) -> dict[str, torch.Tensor]:
+    """Every number an Analysis gives a user, as float64 CPU tensors keyed by what they are."""
+    out = {f"mean_map/{k}": v for k, v in res.mean_map.items()}
+    for k in ("norms", "sums", "target_values"):
+        out[k] = getattr(res, k)
+    if res.batch_llmdcos:
+        out["batch_llmdcos"] = torch.cat([c.flatten() for _, c in res.batch_llmdcos])
+    if res.fingerprints is not None:
+        out["fingerprint_llmdcos"] = fingerprint_matrix_of(res.fingerprints)
+    rows = [[r["mass_share_50"], r["mass_share_90"], r["mean_abs"], *r["count_above"].values()] for r in res.layers]
+    out["density_table"] = torch.tensor(rows)
+    experts = [
+        [e["mass"], e["mass_share_50"], *e["count_above"].values()] for r in res.expert_layers for e in r["experts"]
+    ]
+    if experts:
+        out["expert_table"] = torch.tensor(experts)
+        out["expert_tokens"], out["expert_mass"] = res.expert_tokens, res.expert_mass
+    return {k: v.detach().double().cpu() for k, v in out.items() if v is not None}
+
+
+def fingerprint_matrix_of(fp: torch.Tensor) -> torch.Tensor:
+    from paramact.similarity import fingerprint_matrix
+
+    return fingerprint_matrix(fp, fp)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    scale = float(b.abs().max()) or 1.0
+    return float((a - b).abs().max()) / scale
+
+
+def parity(model, tok, vocab: int) -> dict:
+    """The public API on DEVICE against a CPU copy of the model: the largest relative difference of
+    each kind of number (the density table's counts are compared as numbers: a count may move by
+    a weight that sits on a threshold)."""
+    from paramact.api import ActivationConfig, analyze, pair_similarity
+
+    cpu = copy.deepcopy(model).cpu()
+    samples = texts(6, 40, vocab, 4, vary=True)
+    cfg = ActivationConfig(batch_size=3, sketch_dim=1 << 12)
+    dev, ref = _numbers(analyze(model, tok, samples, cfg)), _numbers(analyze(cpu, tok, samples, cfg))
+    out = {k: _rel(dev[k], ref[k]) for k in ref if not k.startswith("mean_map/")}
+    out["mean_map"] = max(_rel(dev[k], ref[k]) for k in ref if k.startswith("mean_map/"))
+    on_cpu = analyze(model, tok, samples, ActivationConfig(batch_size=3, stats_device="cpu", reducers=("mean_map",)))
+    out["mean_map_stats_on_cpu"] = max(_rel(v.double().cpu(), ref[f"mean_map/{k}"]) for k, v in on_cpu.mean_map.items())
+    pairs = list(zip(samples[::2], samples[1::2]))
+    out["pair_similarity"] = _rel(
+        pair_similarity(model, tok, pairs, batch_size=4).double().cpu(),
+        pair_similarity(cpu, tok, pairs, batch_size=4).double(),
+    )
+    del cpu
+    return out
+
+
+def moe_parity() -> dict:
+    """parity() for each tiny mixture-of-experts family of the test suite, built on DEVICE."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from tiny import MOE_FAMILIES, VOCAB, tiny_model
+
+    out = {}
+    for family in MOE_FAMILIES:
+        try:
+            out[family] = parity(tiny_model(family).to(DEVICE), Ids(), VOCAB)
+        except Exception as e:  # one family's failure is recorded, the others still run
+            out[family] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+        print(family, json.dumps(out[family]), flush=True)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--json", default=None)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--small", action="store_true", help="shrink both models to 2 layers (a smoke test)")
+    ap.add_argument(
+        "--smollm2", choices=("random", "real"), default="random", help="SmolLM2's weights: random, or the trained ones"
+    )
     args = ap.parse_args()
     global DEVICE
     DEVICE = args.device
@@ -192,7 +279,9 @@ def main() -> int:
     gpu = torch.cuda.get_device_name(0) if DEVICE.startswith("cuda") else "none (CPU smoke test)"
     out = {"gpu": gpu, "torch": torch.__version__, "models": {}}
     tok = Ids()
-    for name, spec in (("smollm2-135m-arch", SMOLLM2), ("llama-1b-class", ONE_B)):
+    real = args.smollm2 == "real" and not args.small
+    models = (("smollm2-135m" if real else "smollm2-135m-arch", SMOLLM2, "smollm2-135m" if real else None),)
+    for name, spec, registry in (*models, ("llama-1b-class", ONE_B, None)):
         if args.small:
             spec = {
                 **spec,
@@ -202,18 +291,20 @@ def main() -> int:
                 "num_attention_heads": 4,
                 "num_key_value_heads": 2,
             }
-        model = build(spec)
+        model = build(spec, registry)
         res = {
             "params": sum(p.numel() for p in model.parameters()),
             "oracle": oracle_check(model, tok),
             "ratios": ratios(model, tok, args.reps),
             "memory": memory(model, tok),
+            "parity_with_cpu": parity(model, tok, model.config.vocab_size) if DEVICE != "cpu" else None,
         }
         out["models"][name] = res
         print(name, json.dumps(res, indent=1), flush=True)
         del model
         if DEVICE.startswith("cuda"):
             torch.cuda.empty_cache()
+    out["moe_parity_with_cpu"] = moe_parity() if DEVICE != "cpu" else None
     out["wall_s"] = time.perf_counter() - t0
     print(f"gpu_check: {out['gpu']}, {out['wall_s']:.0f} s")
     if args.json:
