@@ -106,6 +106,12 @@ def texts(n: int, length: int, vocab: int, seed: int, vary: bool = False) -> lis
     return out
 
 
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| relative to max |b| (absolute where b is all zeros)."""
+    scale = float(b.abs().max()) or 1.0
+    return float((a - b).abs().max()) / scale
+
+
 def oracle_check(model, tok) -> dict:
     from paramact.api import ActivationConfig, analyze
 
@@ -127,11 +133,11 @@ def oracle_check(model, tok) -> dict:
         for n in names:
             ref[n] += A[n] / len(samples)
         norms.append([float(torch.cat([A[w.name].flatten() for w in layer]).norm()) for layer in res.anatomy.layers])
-    err = max(float((res.mean_map[n].double() - ref[n]).abs().max() / ref[n].abs().max()) for n in names)
+    err = max(_rel(res.mean_map[n].double(), ref[n]) for n in names)
     nref = torch.tensor(norms, dtype=torch.float64)
     return {
         "mean_map_max_rel_err": err,
-        "norms_max_rel_err": float((res.norms.double() - nref).abs().max() / nref.abs().max()),
+        "norms_max_rel_err": _rel(res.norms.double(), nref),
     }
 
 
@@ -191,13 +197,15 @@ def memory(model, tok) -> dict | None:
 
 def _numbers(res) -> dict[str, torch.Tensor]:
     """Every number an Analysis gives a user, as float64 CPU tensors keyed by what they are."""
+    from paramact.similarity import fingerprint_matrix
+
     out = {f"mean_map/{k}": v for k, v in res.mean_map.items()}
     for k in ("norms", "sums", "target_values"):
         out[k] = getattr(res, k)
     if res.batch_llmdcos:
         out["batch_llmdcos"] = torch.cat([c.flatten() for _, c in res.batch_llmdcos])
     if res.fingerprints is not None:
-        out["fingerprint_llmdcos"] = fingerprint_matrix_of(res.fingerprints)
+        out["fingerprint_llmdcos"] = fingerprint_matrix(res.fingerprints, res.fingerprints)
     rows = [[r["mass_share_50"], r["mass_share_90"], r["mean_abs"], *r["count_above"].values()] for r in res.layers]
     out["density_table"] = torch.tensor(rows)
     experts = [
@@ -207,17 +215,6 @@ def _numbers(res) -> dict[str, torch.Tensor]:
         out["expert_table"] = torch.tensor(experts)
         out["expert_tokens"], out["expert_mass"] = res.expert_tokens, res.expert_mass
     return {k: v.detach().double().cpu() for k, v in out.items() if v is not None}
-
-
-def fingerprint_matrix_of(fp: torch.Tensor) -> torch.Tensor:
-    from paramact.similarity import fingerprint_matrix
-
-    return fingerprint_matrix(fp, fp)
-
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    scale = float(b.abs().max()) or 1.0
-    return float((a - b).abs().max()) / scale
 
 
 def parity(model, tok, vocab: int) -> dict:
@@ -239,7 +236,6 @@ def parity(model, tok, vocab: int) -> dict:
         pair_similarity(model, tok, pairs, batch_size=4).double().cpu(),
         pair_similarity(cpu, tok, pairs, batch_size=4).double(),
     )
-    del cpu
     return out
 
 
@@ -279,9 +275,10 @@ def main() -> int:
     gpu = torch.cuda.get_device_name(0) if DEVICE.startswith("cuda") else "none (CPU smoke test)"
     out = {"gpu": gpu, "torch": torch.__version__, "models": {}}
     tok = Ids()
-    real = args.smollm2 == "real" and not args.small
-    models = (("smollm2-135m" if real else "smollm2-135m-arch", SMOLLM2, "smollm2-135m" if real else None),)
-    for name, spec, registry in (*models, ("llama-1b-class", ONE_B, None)):
+    smollm2 = ("smollm2-135m", SMOLLM2, "smollm2-135m")  # the registry model, trained weights
+    if args.smollm2 == "random" or args.small:
+        smollm2 = ("smollm2-135m-arch", SMOLLM2, None)
+    for name, spec, registry in (smollm2, ("llama-1b-class", ONE_B, None)):
         if args.small:
             spec = {
                 **spec,
