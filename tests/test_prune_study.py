@@ -132,15 +132,24 @@ def test_study_tables_and_config(study):
 
 
 def test_killed_study_resumes_to_identical_results(study, tmp_path):
-    """Killed in its second pruning (the third cell): dense and the first uniform cell are kept, the
-    resumed run prunes the eleven remaining cells and ends with the uninterrupted run's numbers."""
+    """Killed in its seventh pruning (the first of seed 1): dense and seed 0's six cells are kept, the
+    resumed run prunes seed 1's six cells and ends with the uninterrupted run's numbers, the
+    calibration sources of the kept cells included (SIQA seed 0 is used by a kept cell alone)."""
     cfg, ref, _ = study
     out = tmp_path / "run"
     base = ["--quiet", "study", "prune", "--config", str(cfg), "--out", str(out)]
-    r = subprocess.run([sys.executable, "-c", KILLER, "kill", "2", *base], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", KILLER, "kill", "7", *base], capture_output=True, text=True)
     assert r.returncode == -9, r.stderr[-2000:]
     assert not (out / "results.json").exists()
-    kept = ["dense", "wanda/uniform/0.5/c4/s0"]
+    s0 = (
+        "uniform/0.5/c4",
+        "owl/0.5/c4",
+        "alphapruning/0.5/c4",
+        "atp/0.5/c4",
+        "activation/0.5/c4",
+        "activation/0.5/siqa",
+    )
+    kept = ["dense", *(f"wanda/{c}/s0" for c in s0)]
     assert [c["key"] for c in json.loads((out / "partial.json").read_text())] == kept
     r = subprocess.run([sys.executable, "-m", "paramact", *base], capture_output=True, text=True)
     assert r.returncode == 2 and "add --resume" in r.stderr
@@ -166,7 +175,7 @@ def test_killed_study_resumes_to_identical_results(study, tmp_path):
     assert r.returncode == 2 and "cannot resume a different run" in r.stderr
     r = subprocess.run([sys.executable, "-c", KILLER, "count", "0", *base, "--resume"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "PRUNINGS=11" in r.stderr and "kept from the interrupted run" in r.stdout
+    assert "PRUNINGS=6" in r.stderr and "kept from the interrupted run" in r.stdout
     res = json.loads((out / "results.json").read_text())
     assert res["resumed_cells"] == kept
     assert _stable(res) == _stable(json.loads((ref / "results.json").read_text()))

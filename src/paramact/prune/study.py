@@ -206,6 +206,8 @@ def run_study(
     for r in rows:
         if r["key"] in finished:
             r.update({k: v for k, v in finished[r["key"]].items() if k not in r})
+            if r["method"] is not None:  # its calibration source in the results, as if it had run here
+                data.windows(r["calibration"], r["seed"])
             if on_row is not None:
                 on_row(r)
             continue
