@@ -178,6 +178,8 @@ def test_killed_study_resumes_to_identical_results(study, tmp_path):
     assert "PRUNINGS=6" in r.stderr and "kept from the interrupted run" in r.stdout
     res = json.loads((out / "results.json").read_text())
     assert res["resumed_cells"] == kept
+    env = json.loads((out / "env.json").read_text())
+    assert [e["time_utc"] <= env["time_utc"] for e in env["earlier"]] == [True]  # the killed session's record
     assert _stable(res) == _stable(json.loads((ref / "results.json").read_text()))
     assert (out / "validation1.md").read_text() == (ref / "validation1.md").read_text()
 

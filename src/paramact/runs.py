@@ -242,6 +242,20 @@ def environment(model=None, seed: int | None = None) -> dict:
     return env
 
 
+def resumed_environment(out: Path, env: dict) -> dict:
+    """env, with the environments of the earlier sessions of a resumed run (its env.json) under
+    `earlier`, oldest first: cells kept from a run on another machine keep the record of where they ran."""
+    path = Path(out) / "env.json"
+    if not path.is_file():
+        return env
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise UserError(f"{path} is not an environment record: {e}") from e
+    earlier = [*old.pop("earlier", []), old]
+    return {**env, "earlier": earlier}
+
+
 def check_resumable(out: Path, config: dict, ignore: tuple[str, ...] = ()) -> None:
     """With --resume: the run in `out` must be unfinished and (its config.json, if written) this configuration."""
     if (Path(out) / "results.json").is_file():

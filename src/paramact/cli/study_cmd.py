@@ -35,7 +35,7 @@ def run(run: StudyRun, ctx, args) -> int:
     from ..models import load
     from ..prune.study import label, run_study
     from ..prune.study_outputs import write_study_run
-    from ..runs import environment, prepare_out, write_json
+    from ..runs import environment, prepare_out, resumed_environment, write_json
 
     cfg, out = run.study, ctx.out
     parse_tasks(cfg.v1_tasks + cfg.v2_tasks)  # lm-eval installed where the tasks need it: before the model loads
@@ -48,7 +48,8 @@ def run(run: StudyRun, ctx, args) -> int:
         prepare_out(out)
     model, tok = load(run.model, ctx.device)
     write_json(out / "config.json", config)
-    write_json(out / "env.json", environment(model, cfg.calibration.seed))
+    env = environment(model, cfg.calibration.seed)
+    write_json(out / "env.json", resumed_environment(out, env) if ctx.resume else env)
     done: list[dict] = []
 
     def on_row(r: dict) -> None:
