@@ -112,8 +112,11 @@ def test_every_option_has_help_and_one_meaning():
     assert table["activations"]["data"][0] == table["findings"]["data"][0]
 
 
-def test_defaults_come_from_the_config_dataclasses():
-    """A parsed command with no options builds exactly the dataclass defaults (one place per default)."""
+def test_defaults_come_from_the_config_dataclasses(monkeypatch):
+    """A parsed command with no options builds exactly the dataclass defaults (one place per default).
+    The environment variables that fill in defaults are cleared: the test holds wherever it runs."""
+    for var in ("PARAMACT_CACHE", "PARAMACT_DATA_DIR"):
+        monkeypatch.delenv(var, raising=False)
     from paramact.cli import COMMANDS, parser
     from paramact.experiments.findings import FindingsRun
     from paramact.prune.config import DEFAULT_SPARSITY, PruneRun
