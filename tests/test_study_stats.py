@@ -97,3 +97,24 @@ def test_rankings_and_calibration_verdicts():
     ]
     (m,) = calibration_comparisons(summarize(v2), ["c4", "mmlu"], ["mmlu:lmeval"])
     assert m["helped"] and m["vs_c4"]["diff"] == pytest.approx(0.25) and m["calibration"] == "mmlu"
+
+
+@pytest.mark.parametrize(
+    ("helped", "beyond", "verdict"),
+    [
+        ((True, True), (True, True), "reproduced"),
+        ((True, True), (True, False), "partly"),
+        ((True, False), (False, False), "not reproduced"),  # a gain within noise reproduces nothing
+        ((False, False), (True, True), "not reproduced"),  # worse beyond noise is no support either
+    ],
+)
+def test_validation2_summary_needs_a_gain_beyond_noise(helped, beyond, verdict):
+    from paramact.report.summary import _validation2
+
+    cmps = [
+        {"task": t, "metric": "acc", "helped": h, "vs_c4": {"diff": 0.009 if h else -0.02, "beyond_noise": b}}
+        for t, h, b in zip(("mmlu:lmeval", "siqa:lmeval"), helped, beyond, strict=True)
+    ]
+    claim = _validation2({"comparisons": {"calibrations": cmps}}, "v2")
+    assert claim["verdict"] == verdict
+    assert claim["ours"].startswith("mmlu:lmeval +0.9 points" if helped[0] else "mmlu:lmeval -2.0 points")
