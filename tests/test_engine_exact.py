@@ -169,3 +169,39 @@ def test_padded_expert_layout_equals_segments(monkeypatch):
         assert rel_err(pad.mean_map[k], seg.mean_map[k]) <= 1e-6
     assert rel_err(pad.norms, seg.norms) <= 1e-6 and rel_err(pad.fingerprints.float(), seg.fingerprints.float()) <= 1e-3
     assert torch.equal(pad.expert_tokens, seg.expert_tokens)
+
+
+def test_matrices_reading_one_input_share_its_padding_copy(monkeypatch):
+    """In a padded batch q/k/v (and gate/up) read one input tensor: it is masked once per forward
+    (4 copies per llama block, not 7), and the statistics equal those of one copy per matrix."""
+    import paramact.engine as engine
+
+    model, tok = tiny_model("llama"), ByteTokenizer()
+    cfg = ActivationConfig(batch_size=5, sketch_dim=256)
+    copies = []
+    real_where = torch.where
+
+    def counting_where(cond, *args, **kw):
+        if args and cond.dim() == 3 and cond.shape[-1] == 1:  # the engine's [B, T, 1] input mask
+            copies.append(cond.shape)
+        return real_where(cond, *args, **kw)
+
+    monkeypatch.setattr(engine.torch, "where", counting_where)
+    shared = analyze(model, tok, TEXTS[:5], cfg)
+    n_layers = shared.anatomy.n_layers
+    # 4 distinct inputs per block (attention input, o_proj input, MLP input, down_proj input),
+    # and _dense masks the 7 output gradients
+    assert len(copies) == n_layers * (4 + 7)
+    copies.clear()
+    own = engine.Engine._masked_input
+
+    def forgetful(self, x, valid):  # no input is remembered: one copy per matrix
+        self._last_input = None
+        return own(self, x, valid)
+
+    monkeypatch.setattr(engine.Engine, "_masked_input", forgetful)
+    separate = analyze(model, tok, TEXTS[:5], cfg)
+    assert len(copies) == n_layers * (7 + 7)
+    for k in shared.mean_map:
+        assert torch.equal(shared.mean_map[k], separate.mean_map[k])
+    assert torch.equal(shared.norms, separate.norms) and torch.equal(shared.fingerprints, separate.fingerprints)

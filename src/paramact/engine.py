@@ -14,6 +14,7 @@ pass and gradients flow from a leaf made of the input embeddings' output.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -123,6 +124,7 @@ class Engine:
         self._padded = False
         self._gather: torch.Tensor | None = None  # [B, K] positions for the output head
         self._seen: set[str] = set()
+        self._last_input: tuple[weakref.ref, torch.Tensor] | None = None
         self._routers = [w for w in self.anatomy.weights if w.kind == "router"]
         self._stack = contextlib.ExitStack()
         self._workspace = Workspace()
@@ -167,10 +169,7 @@ class Engine:
         self._seen.add(w.key)
         valid = self._valid.to(x.device)
         if tokens is None:
-            # some models (OPT) flatten tokens to [B*T, in]: view every input as [B, T, in]
-            x = x.detach().reshape(valid.shape[0], valid.shape[1], -1)
-            if self._padded:  # padding contributes nothing (a batch without padding skips the copy)
-                x = torch.where(valid[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+            x = self._masked_input(x, valid)
             out.register_hook(lambda g: self._accumulate(w, x, self._dense(g)))
             return
         routed = _Routed(tokens, valid)
@@ -182,6 +181,21 @@ class Engine:
         else:
             xp = routed.scatter(xs)
             out.register_hook(lambda g: self._accumulate(w, xp, routed.scatter(routed.rows(g))))
+
+    def _masked_input(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """x as [B, T, in], zero at padding (padding contributes nothing; a batch without padding
+        skips the copy). Matrices that read the same input tensor (q/k/v, gate/up) share one copy:
+        the input last seen is remembered by a weak reference, so a freed tensor is never mistaken
+        for a new one at the same address."""
+        last = self._last_input
+        if last is not None and last[0]() is x:
+            return last[1]
+        # some models (OPT) flatten tokens to [B*T, in]: view every input as [B, T, in]
+        masked = x.detach().reshape(valid.shape[0], valid.shape[1], -1)
+        if self._padded:
+            masked = torch.where(valid[..., None], masked, torch.zeros((), dtype=x.dtype, device=x.device))
+        self._last_input = (weakref.ref(x), masked)
+        return masked
 
     def _dense(self, g: torch.Tensor) -> torch.Tensor:
         valid = self._valid.to(g.device)[..., None]
@@ -277,6 +291,7 @@ class Engine:
         finally:
             self._gather = None
             self._valid = None
+            self._last_input = None
         for s in self._sinks:
             s.end_batch(batch)
         self._sinks = self._grad_sinks = self._a_sinks = []

@@ -26,6 +26,7 @@ from . import (
     study_cmd,
 )
 from .command import Command
+from .environment import keep_freed_memory
 
 log = logging.getLogger("paramact")
 
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
+    keep_freed_memory()
     command = COMMANDS[args.command]
     out = None
     try:

@@ -1,0 +1,42 @@
+"""The shell keeps the memory a pass frees mapped (glibc mallopt): the next batch's allocations
+touch no fresh pages. Measured in a subprocess by its minor page faults."""
+
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import resource, sys
+import torch
+from paramact.cli.environment import keep_freed_memory
+applied = keep_freed_memory()
+
+def batch():  # a pass in miniature: 24 MiB tensors allocated, filled and freed
+    ts = [torch.ones(6 << 20) for _ in range(16)]
+    del ts
+
+batch()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    batch()
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _faults(env_value: str) -> tuple[bool, int]:
+    env = {"PARAMACT_KEEP_MEMORY": env_value, "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, check=True)
+    applied, faults = out.stdout.split()
+    return applied == "True", int(faults)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_freed_memory_is_reused_without_page_faults():
+    applied, kept = _faults("1")
+    off, default = _faults("0")
+    assert applied and not off
+    # 3 batches x 384 MiB: glibc's defaults map most of it afresh (~98k+ pages of 4 KiB; measured
+    # 295k), kept memory is reused (measured 6k faults)
+    assert default > 50_000, default
+    assert kept * 20 < default, (kept, default)
