@@ -42,7 +42,7 @@ def test_freed_memory_is_reused_without_page_faults():
     applied, kept = _faults("1")
     off, default = _faults("0")
     assert applied and not off
-    # 3 batches x 384 MiB: glibc's defaults map most of it afresh (~98k+ pages of 4 KiB; measured
-    # 295k), kept memory is reused (measured 6k faults)
+    # 3 batches x 384 MiB: glibc's defaults map much of it afresh (measured 104k-295k faults of
+    # 4 KiB), kept memory is reused (measured 6k faults)
     assert default > 50_000, default
-    assert kept * 20 < default, (kept, default)
+    assert kept * 5 < default, (kept, default)
