@@ -205,3 +205,19 @@ def test_matrices_reading_one_input_share_its_padding_copy(monkeypatch):
     for k in shared.mean_map:
         assert torch.equal(shared.mean_map[k], separate.mean_map[k])
     assert torch.equal(shared.norms, separate.norms) and torch.equal(shared.fingerprints, separate.fingerprints)
+
+
+def test_an_input_changed_in_place_is_copied_again():
+    import paramact.engine as engine
+
+    eng = engine.Engine(tiny_model("llama"))
+    eng._padded = True
+    valid = torch.tensor([[True, True, False]])
+    x = torch.ones(1, 3, 4)
+    first = eng._masked_input(x, valid)
+    assert eng._masked_input(x, valid) is first  # the same input: its copy is shared
+    x.add_(1)  # changed in place after the first matrix read it
+    again = eng._masked_input(x, valid)
+    assert again is not first and torch.equal(again[0, :2], torch.full((2, 4), 2.0))
+    assert torch.equal(again[0, 2], torch.zeros(4)) and torch.equal(first[0, :2], torch.ones(2, 4))
+    assert eng._masked_input(torch.ones(1, 3, 4), valid) is not again  # another tensor, equal values

@@ -124,7 +124,7 @@ class Engine:
         self._padded = False
         self._gather: torch.Tensor | None = None  # [B, K] positions for the output head
         self._seen: set[str] = set()
-        self._last_input: tuple[weakref.ref, torch.Tensor] | None = None
+        self._last_input: tuple[weakref.ref, int, torch.Tensor] | None = None
         self._routers = [w for w in self.anatomy.weights if w.kind == "router"]
         self._stack = contextlib.ExitStack()
         self._workspace = Workspace()
@@ -185,16 +185,17 @@ class Engine:
     def _masked_input(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """x as [B, T, in], zero at padding (padding contributes nothing; a batch without padding
         skips the copy). Matrices that read the same input tensor (q/k/v, gate/up) share one copy:
-        the input last seen is remembered by a weak reference, so a freed tensor is never mistaken
-        for a new one at the same address."""
+        the input last seen is remembered by a weak reference (a freed tensor is never mistaken for a
+        new one at the same address) and its version counter (an input changed in place is copied
+        again)."""
         last = self._last_input
-        if last is not None and last[0]() is x:
-            return last[1]
+        if last is not None and last[0]() is x and last[1] == x._version:  # unchanged in place since
+            return last[2]
         # some models (OPT) flatten tokens to [B*T, in]: view every input as [B, T, in]
         masked = x.detach().reshape(valid.shape[0], valid.shape[1], -1)
         if self._padded:
             masked = torch.where(valid[..., None], masked, torch.zeros((), dtype=x.dtype, device=x.device))
-        self._last_input = (weakref.ref(x), masked)
+        self._last_input = (weakref.ref(x), x._version, masked)
         return masked
 
     def _dense(self, g: torch.Tensor) -> torch.Tensor:
