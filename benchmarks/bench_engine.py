@@ -1,6 +1,7 @@
 """Engine benchmark on SmolLM2-135M: ratios measured side by side in one run.
 
     python benchmarks/bench_engine.py [--parts abcd] [--reps 5] [--device cpu|cuda] [--json out.json]
+                                     [--keep-memory]
 
 (a) per batch (8 samples of 128 tokens), against a plain batched forward+backward with weight
     gradients and full logits (a training step's work):
@@ -16,6 +17,8 @@
 Absolute times on a shared 2-core machine are noise; the ratios are the result. Every timed
 configuration runs interleaved with its competitors, `reps` times; medians of wall time and of
 process CPU time (the latter is immune to time the virtual machine's CPUs were taken away).
+--keep-memory runs everything under the allocator setting the command line uses
+(paramact.keep_freed_memory); without it, under glibc's defaults, as a Python user who did not opt in.
 """
 
 from __future__ import annotations
@@ -286,15 +289,27 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--keep-memory",
+        action="store_true",
+        help="call paramact.keep_freed_memory() first, as the command line does (glibc keeps freed memory "
+        "mapped; every timed function, the plain step included, runs under the same allocator)",
+    )
     args = ap.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("bench_engine: --device cuda but this machine (or this torch build) has no CUDA device")
     if args.device != "cpu" and "d" in args.parts:
         args.parts = args.parts.replace("d", "")  # peak RSS is a host-memory measure
+    kept = paramact.keep_freed_memory() if args.keep_memory else False
     torch.manual_seed(0)
     model, tok = paramact.load_model("smollm2-135m", device=args.device)
     parts = {"a": part_a, "b": part_b, "c": part_c, "d": part_d}
-    results = {"threads": torch.get_num_threads(), "torch": torch.__version__, "device": args.device}
+    results = {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": args.device,
+        "kept_memory": kept,
+    }
     for p in args.parts:
         t = time.perf_counter()
         results[p] = parts[p](model, tok, args.reps if p != "c" else 1, args.device)

@@ -163,7 +163,7 @@ def test_padded_expert_layout_equals_segments(monkeypatch):
     model, tok = tiny_model("olmoe"), ByteTokenizer()
     cfg = ActivationConfig(batch_size=5, sketch_dim=256)
     seg = analyze(model, tok, TEXTS[:5], cfg)
-    monkeypatch.setattr(engine, "PADDED_EXPERTS", True)
+    monkeypatch.setattr(engine, "PADDED_ON_CPU", True)
     pad = analyze(model, tok, TEXTS[:5], cfg)
     for k in seg.mean_map:
         assert rel_err(pad.mean_map[k], seg.mean_map[k]) <= 1e-6
@@ -172,12 +172,13 @@ def test_padded_expert_layout_equals_segments(monkeypatch):
 
 
 def test_matrices_reading_one_input_share_its_padding_copy(monkeypatch):
-    """In a padded batch q/k/v (and gate/up) read one input tensor: it is masked once per forward
+    """In the masked layout of a padded batch q/k/v (and gate/up) read one input tensor: it is masked once per forward
     (4 copies per llama block, not 7), and the statistics equal those of one copy per matrix."""
     import paramact.engine as engine
 
     model, tok = tiny_model("llama"), ByteTokenizer()
     cfg = ActivationConfig(batch_size=5, sketch_dim=256)
+    monkeypatch.setattr(engine, "PADDED_ON_CPU", True)  # the masked layout accelerators use
     copies = []
     real_where = torch.where
 
@@ -205,6 +206,45 @@ def test_matrices_reading_one_input_share_its_padding_copy(monkeypatch):
     for k in shared.mean_map:
         assert torch.equal(shared.mean_map[k], separate.mean_map[k])
     assert torch.equal(shared.norms, separate.norms) and torch.equal(shared.fingerprints, separate.fingerprints)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "opt"])
+def test_right_padded_batches_on_a_cpu_use_exact_size_products(monkeypatch, family):
+    """On a CPU a right-padded batch makes no masked copies: each sample's gradient is one product
+    over its own real tokens. The statistics equal the masked batched layout's (accelerators')."""
+    import paramact.engine as engine
+
+    model, tok = tiny_model(family), ByteTokenizer()
+    cfg = ActivationConfig(batch_size=5, sketch_dim=256)
+    masks = []
+    real_where = torch.where
+
+    def counting_where(cond, *args, **kw):
+        if args and cond.dim() == 3 and cond.shape[-1] == 1:  # the engine's [B, T, 1] masks
+            masks.append(cond.shape)
+        return real_where(cond, *args, **kw)
+
+    monkeypatch.setattr(engine.torch, "where", counting_where)
+    exact = analyze(model, tok, TEXTS[:5], cfg)
+    assert masks == []
+    monkeypatch.setattr(engine, "PADDED_ON_CPU", True)
+    masked = analyze(model, tok, TEXTS[:5], cfg)
+    assert len(masks) > 0  # the batch is padded: the masked layout did copy
+    for k in exact.mean_map:
+        assert rel_err(exact.mean_map[k], masked.mean_map[k]) <= 1e-6
+    assert rel_err(exact.norms, masked.norms) <= 1e-6
+    assert rel_err(exact.fingerprints.float(), masked.fingerprints.float()) <= 1e-3
+
+
+def test_a_left_padded_batch_falls_back_to_masking():
+    """Segments need each sample's real tokens first; a left-padded batch is masked instead."""
+    import paramact.engine as engine
+
+    eng = engine.Engine(tiny_model("llama"))
+    eng._valid = torch.tensor([[True, True, False], [True, True, True]])
+    assert eng._right_padded_segments() == [(0, 2), (3, 3)]
+    eng._valid = torch.tensor([[False, True, True], [True, True, True]])
+    assert eng._right_padded_segments() is None
 
 
 def test_an_input_changed_in_place_is_copied_again():

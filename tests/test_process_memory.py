@@ -1,5 +1,6 @@
-"""The shell keeps the memory a pass frees mapped (glibc mallopt): the next batch's allocations
-touch no fresh pages. Measured in a subprocess by its minor page faults."""
+"""paramact.keep_freed_memory (called by the shell unless $PARAMACT_KEEP_MEMORY=0) keeps the
+memory a pass frees mapped (glibc mallopt): the next batch's allocations touch no fresh pages.
+Measured in a subprocess by its minor page faults."""
 
 import subprocess
 import sys
@@ -14,8 +15,9 @@ HUGE_PAGES_ALWAYS = _THP.exists() and "[always]" in _THP.read_text()
 SCRIPT = """
 import resource, sys
 import torch
-from paramact.cli.environment import keep_freed_memory
-applied = keep_freed_memory()
+from paramact import keep_freed_memory
+from paramact.cli.environment import keep_memory_setting
+applied = keep_memory_setting() and keep_freed_memory()  # what the shell does at start
 
 def batch():  # a pass in miniature: 24 MiB tensors allocated, filled and freed
     ts = [torch.ones(6 << 20) for _ in range(16)]

@@ -8,6 +8,7 @@ from .anatomy import Anatomy, discover
 from .api import ActivationConfig, Analysis, activation_map, analyze, pair_similarity
 from .density import DEFAULT_GAMMAS, layer_density
 from .errors import UserError
+from .memory import keep_freed_memory
 from .models import DEFAULT_MODEL, REGISTRY, fetch, load_model
 from .similarity import fingerprint_llmdcos, fingerprint_matrix, llmdcos, llmdcos_from_gram
 from .targets import TARGETS, register_target
@@ -29,6 +30,7 @@ __all__ = [
     "fetch",
     "fingerprint_llmdcos",
     "fingerprint_matrix",
+    "keep_freed_memory",
     "layer_density",
     "llmdcos",
     "llmdcos_from_gram",

@@ -46,9 +46,11 @@ class Sink(Protocol):
     # (the mean map) multiplies its [n, C] sum once instead of reading B products
 
 
-# Expert rows on a CPU go through one exact-size product per sample; set True to use the padded
-# batched layout there too (what accelerators use; tests compare the two).
-PADDED_EXPERTS = False
+# On a CPU, a sample's gradient is one exact-size product over its own real tokens: an expert's
+# routed rows, and every matrix of a right-padded batch (no masked copies, no products over
+# padding). Accelerators use one padded batched product (one launch); set True to use that layout
+# on a CPU too (tests compare the two).
+PADDED_ON_CPU = False
 
 # Elements of A processed at once. On a CPU a block that stays in cache lets every reducer
 # read it for the price of one pass over memory; on a GPU, large blocks avoid launch costs.
@@ -122,6 +124,7 @@ class Engine:
         self._a_sinks: list[Sink] = []
         self._valid: torch.Tensor | None = None  # [B, T] bool of the running batch
         self._padded = False
+        self._segments: list[tuple[int, int]] | None = None  # right-padded rows per sample (CPU layout)
         self._gather: torch.Tensor | None = None  # [B, K] positions for the output head
         self._seen: set[str] = set()
         self._last_input: tuple[weakref.ref, int, torch.Tensor] | None = None
@@ -168,6 +171,10 @@ class Engine:
             raise UserError(f"weight {w.key} is used twice per forward; not supported")
         self._seen.add(w.key)
         valid = self._valid.to(x.device)
+        if tokens is None and self._segments is not None and x.device.type == "cpu":
+            xs, seg = x.detach().reshape(-1, x.shape[-1]), self._segments  # sample b's rows: b*T : b*T+len_b
+            out.register_hook(lambda g: self._accumulate(w, xs, g.reshape(-1, g.shape[-1]), seg))
+            return
         if tokens is None:
             x = self._masked_input(x, valid)
             out.register_hook(lambda g: self._accumulate(w, x, self._dense(g)))
@@ -176,7 +183,7 @@ class Engine:
         if routed.n == 0:
             return  # only padding reached this expert: A = 0 for every sample
         xs = routed.rows(x.detach())
-        if x.device.type == "cpu" and not PADDED_EXPERTS:
+        if x.device.type == "cpu" and not PADDED_ON_CPU:
             out.register_hook(lambda g: self._accumulate(w, xs, routed.rows(g), routed.segments))
         else:
             xp = routed.scatter(xs)
@@ -197,6 +204,16 @@ class Engine:
             masked = torch.where(valid[..., None], masked, torch.zeros((), dtype=x.dtype, device=x.device))
         self._last_input = (weakref.ref(x), x._version, masked)
         return masked
+
+    def _right_padded_segments(self) -> list[tuple[int, int]] | None:
+        """(b·T, len_b) per sample when every sample's real tokens come first (paramact's batches pad
+        on the right): its rows of a [B·T, ·] view, for exact-size products. None otherwise."""
+        T = self._valid.shape[1]
+        lengths = self._valid.sum(1)
+        prefix = torch.arange(T, device=self._valid.device) < lengths[:, None]
+        if not bool(torch.equal(prefix, self._valid)):
+            return None
+        return [(b * T, n) for b, n in enumerate(lengths.tolist())]
 
     def _dense(self, g: torch.Tensor) -> torch.Tensor:
         valid = self._valid.to(g.device)[..., None]
@@ -229,7 +246,7 @@ class Engine:
         x [B, T', in] and g [B, T', out] float32, zero where a token does not count; or, with
         `segments` [(start, count)] per sample, x [n, in] and g [n, out] with sample b's rows at
         start:start+count."""
-        x = x.float()
+        x, g = x.float(), g.float()
         W = w.weight.detach()
         # dW = sum_t g_t x_t^T (W stored [out, in]); sum_t x_t g_t^T when stored [in, out]
         left, right = (x, g) if w.transposed else (g, x)  # [.., T', rows], [.., T', cols]
@@ -271,6 +288,7 @@ class Engine:
         self._a_sinks = [s for s in self._sinks if not hasattr(s, "update_abs_grad")]
         self._valid = batch.attention_mask.bool()
         self._padded = not bool(self._valid.all())
+        self._segments = self._right_padded_segments() if self._padded and not PADDED_ON_CPU else None
         pos, pos_valid = target.positions(batch)
         self._gather = pos
         self._seen = set()
@@ -291,7 +309,7 @@ class Engine:
                 D.sum().backward()
         finally:
             self._gather = None
-            self._valid = None
+            self._valid = self._segments = None
             self._last_input = None
         for s in self._sinks:
             s.end_batch(batch)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..memory import keep_freed_memory
 from . import (
     activations_cmd,
     data_cmd,
@@ -26,7 +27,7 @@ from . import (
     study_cmd,
 )
 from .command import Command
-from .environment import keep_freed_memory
+from .environment import keep_memory_setting
 
 log = logging.getLogger("paramact")
 
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
-    keep_freed_memory()
+    if keep_memory_setting():
+        keep_freed_memory()
     command = COMMANDS[args.command]
     out = None
     try:

@@ -9,12 +9,9 @@ $PARAMACT_CACHE) as values.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,15 +21,10 @@ from ..errors import UserError
 from ..fields import option
 
 ENV_CACHE = "PARAMACT_CACHE"
-# `PARAMACT_KEEP_MEMORY=0` leaves glibc's allocator at its defaults (see keep_freed_memory)
+# `PARAMACT_KEEP_MEMORY=0` leaves glibc's allocator at its defaults (see paramact.memory)
 ENV_KEEP_MEMORY = "PARAMACT_KEEP_MEMORY"
 
 log = logging.getLogger(__name__)
-
-# glibc's mallopt parameters
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_THRESHOLD_MAX = 32 << 20  # glibc's ceiling on 64-bit systems
-_TRIM_THRESHOLD = -1  # mallopt takes an int; glibc reads it as size_t: never trim
 
 
 @dataclass(frozen=True)
@@ -76,24 +68,9 @@ def with_environment(config):
     return fill(config)
 
 
-def keep_freed_memory() -> bool:
-    """Keep memory the process frees mapped for its next allocation (glibc on Linux only).
-
-    An engine pass allocates and frees gigabytes per batch (activations saved for the backward,
-    per-sample gradients); by default glibc hands much of it back to the kernel and takes it again
-    on the next batch, one page fault per 4 KiB, which on a virtual machine costs up to a third of
-    the pass. Allocations up to 32 MiB come from the heap and the heap is never trimmed, so the
-    process keeps its peak footprint until it ends. Returns whether the setting was applied."""
-    if os.environ.get(ENV_KEEP_MEMORY, "1") == "0" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-    ok = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
-    log.debug("glibc allocator keeps freed memory: %s", ok)
-    return ok
+def keep_memory_setting() -> bool:
+    """Whether the shell keeps freed memory mapped ($PARAMACT_KEEP_MEMORY=0 turns it off)."""
+    return os.environ.get(ENV_KEEP_MEMORY, "1") != "0"
 
 
 def env_data_dir(data_dir: str | None) -> str | None:
