@@ -105,9 +105,10 @@ def test_gram_llmdcos_equals_direct_formula():
 
 def test_sketch_equals_its_hash_entry_by_entry():
     """The vectorized sketch of uneven row blocks, against s_h += sigma a built one entry at a time
-    (float64) from the documented hash h = (hr[r] + hc[c]) mod m, sigma = sr[r]·sc[c]."""
+    (float64) from the documented hash h = (hr[r] + hc[c]) mod m, sigma = sr[r]·sc[c], drawn here
+    from the seed as the first version drew them (fingerprints stay comparable across versions)."""
     from paramact.anatomy import discover
-    from paramact.sketch import CountSketch
+    from paramact.sketch import CountSketch, _seed_for
 
     model = tiny_model("llama", seed=1)
     anatomy = discover(model)
@@ -120,7 +121,11 @@ def test_sketch_equals_its_hash_entry_by_entry():
     cuts = [0, 1, R // 3, R // 3 + 1, R]  # a one-row block, then most of the matrix
     for r0, r1 in itertools.pairwise(cuts):
         sk.add(out, w, slice(r0, r1), A[:, r0:r1])
-    hr, hc, sr, sc = sk._params[w.key]
+    g = torch.Generator().manual_seed(_seed_for(7, w.layer, w.slot))
+    hr, hc = torch.randint(0, m, (R, 1), generator=g), torch.randint(0, m, (1, C), generator=g)
+    sr = torch.randint(0, 2, (R, 1), generator=g) * 2 - 1
+    sc = torch.randint(0, 2, (1, C), generator=g) * 2 - 1
+    assert torch.equal(sk._params[w.key][0], hr) and torch.equal(sk._params[w.key][1], hc)
     ref = torch.zeros(3, m, dtype=torch.float64)
     for r in range(R):
         for c in range(C):
