@@ -27,21 +27,21 @@ def check_gammas(gammas) -> tuple[float, ...]:
     return gammas
 
 
-def mass_shares(v: torch.Tensor, fractions=(0.5, 0.9)) -> list[float]:
-    """For each fraction f: the smallest share of entries of v (>= 0) whose sum reaches f of the
-    total. Exact, in O(n): entries are binned by the top bits of their float32 pattern (which order
-    non-negative floats like their values: 2^-10 relative bins), whole bins are taken from the top,
-    and only the bin where the running mass crosses f·total is sorted."""
-    v = v.flatten().float()
-    n = v.numel()
-    total = float(v.sum(dtype=torch.float64))
+def _bins(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """v's entries (>= 0, float32) binned by the top bits of their float32 pattern, which order
+    non-negative floats like their values (2^-10 relative bins): the bin of every entry, and per bin,
+    from the top down, its mass (float64) and its count."""
+    key = (v.view(torch.int32) >> 13).clamp_(min=0)
+    return key, torch.bincount(key, weights=v.double()).flip(0), torch.bincount(key).flip(0)
+
+
+def _shares(v: torch.Tensor, bins, fractions) -> list[float]:
+    key, mass, count = bins
+    n, top = v.numel(), len(mass) - 1
+    cum_mass, cum_count = torch.cumsum(mass, 0), torch.cumsum(count, 0)
+    total = float(cum_mass[-1])
     if total <= 0:
         return [0.0 for _ in fractions]
-    key = (v.view(torch.int32) >> 13).clamp_(min=0)
-    mass = torch.bincount(key, weights=v.double()).flip(0)  # from the top bin down
-    count = torch.bincount(key).flip(0)
-    top = len(mass) - 1
-    cum_mass, cum_count = torch.cumsum(mass, 0), torch.cumsum(count, 0)
     out = []
     for f in fractions:
         goal = torch.tensor(f * total, dtype=torch.float64, device=v.device)
@@ -55,16 +55,30 @@ def mass_shares(v: torch.Tensor, fractions=(0.5, 0.9)) -> list[float]:
     return out
 
 
+def mass_shares(v: torch.Tensor, fractions=(0.5, 0.9)) -> list[float]:
+    """For each fraction f: the smallest share of entries of v (>= 0) whose sum reaches f of the
+    total. Exact, in O(n): entries are binned by value (`_bins`), whole bins are taken from the top,
+    and only the bin where the running mass crosses f·total is sorted."""
+    v = v.flatten().float()
+    if v.numel() == 0:
+        return [0.0 for _ in fractions]
+    return _shares(v, _bins(v), fractions)
+
+
 def layer_density(mean_map: dict[str, torch.Tensor], anatomy: Anatomy, gammas=DEFAULT_GAMMAS) -> list[dict]:
-    """One dict per layer (0-based `index`): params, count_above, mass shares, mean_abs."""
+    """One dict per layer (0-based `index`): params, count_above, mass shares, mean_abs.
+
+    One float64 copy of each layer's values serves its mass histogram, its total and its mean; the
+    model-wide mean (the threshold of share_above_model_mean) adds float32 sums of each matrix in
+    float64 (a float32 sum of one matrix is cascaded: ~1e-7 relative)."""
     gammas = check_gammas(gammas)
-    total = sum(float(w.select(mean_map[w.name]).sum(dtype=torch.float64)) for w in anatomy.weights)
-    n_all = sum(w.numel for w in anatomy.weights)
-    global_mean = total / n_all
+    total = sum(float(w.select(mean_map[w.name]).sum()) for w in anatomy.weights)
+    global_mean = total / sum(w.numel for w in anatomy.weights)
     rows = []
     for i, ws in enumerate(anatomy.layers):
         v = torch.cat([w.select(mean_map[w.name]).flatten().float() for w in ws])
-        m50, m90 = mass_shares(v)
+        bins = _bins(v)
+        m50, m90 = _shares(v, bins, (0.5, 0.9))
         rows.append(
             {
                 "index": i,
@@ -73,7 +87,7 @@ def layer_density(mean_map: dict[str, torch.Tensor], anatomy: Anatomy, gammas=DE
                 "mass_share_50": m50,
                 "mass_share_90": m90,
                 "share_above_model_mean": int(torch.count_nonzero(v > global_mean)) / v.numel(),
-                "mean_abs": float(v.sum(dtype=torch.float64)) / v.numel(),
+                "mean_abs": float(bins[1].sum()) / v.numel(),
             }
         )
     return rows
