@@ -11,14 +11,16 @@ llm-compressor pins its own transformers range (0.14.0.1: transformers <= 5.17, 
         /tmp/recipe/recipe.yaml
 
 Calibration: `--samples` sequences of `--seqlen` random token ids (the check is about which
-fraction of each block is pruned, not about quality). Prints the largest difference between a
-block's achieved sparsity (zeros over the weights of its Linear layers) and the recipe's value;
-exit code 1 when it exceeds `--tolerance`.
+fraction of each block is pruned, not about quality). The blocks are the modules the recipe's own
+`targets` pattern matches, in the model's order. Prints the largest difference between a block's
+achieved sparsity (zeros over the weights of its Linear layers) and the recipe's value; exit code 1
+when it exceeds `--tolerance`, 2 when the recipe does not fit the model.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 import torch
@@ -38,24 +40,27 @@ def main() -> int:
     from llmcompressor import oneshot
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, model.config.vocab_size, (args.samples, args.seqlen), generator=g).tolist()
-    ds = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * args.seqlen for _ in ids]})
-    n, seqlen = args.samples, args.seqlen
-    oneshot(model=model, dataset=ds, recipe=args.recipe, num_calibration_samples=n, max_seq_length=seqlen)
-
     with open(args.recipe) as f:
         (stage,) = yaml.safe_load(f).values()
     ((name, modifier),) = stage["sparsity_modifiers"].items()
     want = modifier["sparsity"]
+    (target,) = modifier["targets"]  # "re:<pattern>" over module names: the decoder blocks, in order
+
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    blocks = [m for n, m in model.named_modules() if re.fullmatch(target.removeprefix("re:"), n)]
+    if len(blocks) != len(want):
+        msg = f"the recipe's targets match {len(blocks)} modules of the model, not its {len(want)} sparsities"
+        print(msg, file=sys.stderr)
+        return 2
+    n, seqlen = args.samples, args.seqlen
+    ids = torch.randint(0, model.config.vocab_size, (n, seqlen), generator=torch.Generator().manual_seed(0))
+    ds = Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": [[1] * seqlen] * n})
+    oneshot(model=model, dataset=ds, recipe=args.recipe, num_calibration_samples=n, max_seq_length=seqlen)
+
     got = []
-    for block in model.model.layers:
+    for block in blocks:
         linears = [m.weight for m in block.modules() if isinstance(m, torch.nn.Linear)]
         got.append(sum(int((w == 0).sum()) for w in linears) / sum(w.numel() for w in linears))
-    if len(got) != len(want):
-        print(f"the model has {len(got)} blocks, the recipe {len(want)} sparsities", file=sys.stderr)
-        return 1
     err = max(abs(a - b) for a, b in zip(got, want, strict=True))
     print(f"{name}: {len(got)} blocks, largest |achieved - recipe| sparsity {err:.2e}")
     return 0 if err <= args.tolerance else 1
