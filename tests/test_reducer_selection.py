@@ -29,7 +29,8 @@ def spy(monkeypatch):
         monkeypatch.setattr(cls, method, update)
 
     wrap(MeanMap, "mean", "update_abs_grad")
-    wrap(SampleStats, "stats")
+    wrap(SampleStats, "stats")  # A itself (on an accelerator, or without the fused kernel)
+    wrap(SampleStats, "stats", "update_abs_grad")  # |G| and |W| (the fused CPU kernel)
     wrap(ExpertUsage, "experts")
     return calls
 

@@ -41,9 +41,11 @@ class Sink(Protocol):
 
     # optional, for mixture-of-experts blocks: routed(layer, counts) with counts [B, E] the
     # number of each sample's real tokens routed to each expert
-    # optional: update_abs_grad(w, rows, G, absW) receives |dD/dW[rows]| [B, n, C] and |W[rows]|
-    # [n, C] *instead of* update, before A = |W| * |G| is formed: a reducer that sums over samples
-    # (the mean map) multiplies its [n, C] sum once instead of reading B products
+    # optional: a sink whose reads_abs_grad(device) is True for the batch's device gets
+    # update_abs_grad(w, rows, G, absW) with |dD/dW[rows]| [B, n, C] and |W[rows]| [n, C] *instead
+    # of* update: a reducer that sums over samples (the mean map) multiplies its [n, C] sum once
+    # instead of reading B products, and the per-sample statistics on a CPU sweep |G| and |W| once
+    # (fused.py). When no sink needs A itself, A = |W| * |G| is never formed.
 
 
 # On a CPU, a sample's gradient is one exact-size product over its own real tokens: an expert's
@@ -253,11 +255,10 @@ class Engine:
         B = g.shape[0] if segments is None else len(segments)
         R, C = W.shape
         step = chunk_rows(B, R, C, g.device)
-        buf = self._workspace.get((B, step, C), g.device)
         for r0 in range(0, R, step):
             rows = slice(r0, min(R, r0 + step))
             n = rows.stop - r0
-            A = buf[:, :n]  # [B, n, C]
+            A = self._workspace.get((B, n, C), g.device)  # one buffer, contiguous whatever n
             if segments is None:
                 torch.bmm(left[:, :, rows].transpose(1, 2), right, out=A)
             else:
@@ -284,8 +285,6 @@ class Engine:
         device = next(self.model.parameters()).device
         batch = batch.to(device)
         self._sinks = list(sinks)
-        self._grad_sinks = [s for s in self._sinks if hasattr(s, "update_abs_grad")]
-        self._a_sinks = [s for s in self._sinks if not hasattr(s, "update_abs_grad")]
         self._valid = batch.attention_mask.bool()
         self._padded = not bool(self._valid.all())
         self._segments = self._right_padded_segments() if self._padded and not PADDED_ON_CPU else None
@@ -294,6 +293,9 @@ class Engine:
         self._seen = set()
         for s in self._sinks:
             s.begin_batch(batch)
+        reads = [getattr(s, "reads_abs_grad", lambda _: False)(device) for s in self._sinks]
+        self._grad_sinks = [s for s, r in zip(self._sinks, reads) if r]
+        self._a_sinks = [s for s, r in zip(self._sinks, reads) if not r]
         try:
             with torch.enable_grad():
                 out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import torch
 
+from . import fused
 from .anatomy import Anatomy, Weight
 from .batching import Batch
 from .errors import UserError
 from .sketch import CountSketch
+from .workspace import Workspace
 
 _GRAM_PIECE = 1 << 13
 
@@ -48,6 +50,9 @@ class MeanMap:
 
     def begin_batch(self, batch: Batch) -> None:
         pass
+
+    def reads_abs_grad(self, device: torch.device) -> bool:
+        return True
 
     def update(self, w: Weight, rows: slice, A: torch.Tensor) -> None:
         s = w.select(self.sums[w.name])[rows]
@@ -116,6 +121,7 @@ class SampleStats:
         self.grams: list[tuple[list[int], torch.Tensor]] = []  # (sample ids, [L, B, B])
         self.values: list[torch.Tensor] = []  # [B] target value D per sample
         self._gram = self._sum = self._sk = None
+        self._scratch = Workspace()
 
     def add_values(self, values: torch.Tensor) -> None:
         self.values.append(values.detach().float().cpu())
@@ -127,7 +133,7 @@ class SampleStats:
         dev = batch.input_ids.device
         shape = (L, B, B) if self.keep_grams else (L, B)  # without grams: the diagonal alone
         self._gram = torch.zeros(shape, dtype=torch.float64, device=dev)
-        self._sum = torch.zeros(L, B, dtype=torch.float32, device=dev)
+        self._sum = torch.zeros(L, B, dtype=torch.float64, device=dev)
         self._sk = self.sketch.zeros(B, dev) if self.sketch else None
 
     def update(self, w: Weight, rows: slice, A: torch.Tensor) -> None:
@@ -143,6 +149,28 @@ class SampleStats:
         if self.sketch is not None:
             self.sketch.add(self._sk[w.layer], w, rows, A)
 
+    def reads_abs_grad(self, device: torch.device) -> bool:
+        """On a CPU the statistics come from |G| and |W| in one fused sweep (fused.py), A unwritten."""
+        if not self.active:
+            return True  # nothing to read: no A need be formed for this reducer
+        return fused.usable(device) and self._gram.device.type == "cpu"
+
+    def update_abs_grad(self, w: Weight, rows: slice, G: torch.Tensor, absW: torch.Tensor) -> None:
+        """Σ A, ‖A‖² and the sketch of A = |G|·|W| in one sweep; the Gram, when kept, from A formed
+        once in a scratch buffer (one fp32 GEMM per piece, as in update)."""
+        if not self.active:
+            return
+        if not fused.usable(G.device):  # a layer on an accelerator beside CPU layers (a device_map)
+            self.update(w, rows, torch.mul(G, absW, out=self._scratch.get(G.shape, G.device)))
+            return
+        if self.keep_grams:
+            A = torch.mul(G, absW, out=self._scratch.get(G.shape, G.device))
+            self._gram[w.layer] += _piecewise_gram(A.reshape(A.shape[0], -1))
+        sketch = None
+        if self.sketch is not None:
+            sketch = (self._sk[w.layer], *self.sketch.hashes(w, rows, G.device))
+        fused.sample_stats(G, absW, self._sum[w.layer], None if self.keep_grams else self._gram[w.layer], sketch)
+
     def end_batch(self, batch: Batch) -> None:
         self.index.extend(batch.index)
         if not self.active:
@@ -154,7 +182,7 @@ class SampleStats:
                 "non-finite activations (NaN/inf gradients, e.g. float16 overflow): use --dtype float32 or bfloat16"
             )
         self.sq_norm.append(sq)
-        self.total.append(self._sum.T.cpu())
+        self.total.append(self._sum.T.float().cpu())
         if self.keep_grams:
             self.grams.append((list(batch.index), g))
         if self._sk is not None:  # unit-scale values: float16 storage loses < 1e-3 relative

@@ -57,6 +57,12 @@ class CountSketch:
         """An empty per-batch accumulator, [L, B, m]."""
         return torch.zeros(self.n_layers, batch, self.dim, dtype=torch.float32, device=device)
 
+    def hashes(self, w: Weight, rows: slice, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """The hash of the block `rows` of one matrix as flat tensors, for a fused kernel:
+        bucket offsets hr [n], hc [C] (int64) and signs sr [n], sc [C] (float32)."""
+        hr, hc, sr, sc = self._on(w, device)
+        return hr[rows].view(-1), hc.view(-1), sr[rows].view(-1), sc.view(-1)
+
     def add(self, out: torch.Tensor, w: Weight, rows: slice, A: torch.Tensor) -> None:
         """out [B, m] += sketch of A [B, n, C], the block `rows` of one matrix of the layer."""
         hr, hc, sr, sc = self._on(w, A.device)

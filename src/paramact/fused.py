@@ -1,0 +1,108 @@
+"""One pass over a block of per-sample gradients on a CPU: Σ A, ‖A‖² and the count sketch together.
+
+Given |G| [B, n, C] (the per-sample |dD/dW| of `n` rows of one matrix) and |W| [n, C], the kernel
+forms each a = |g|·|w| in registers and, in the same sweep, adds it to the sample's sum, its squared
+norm and its count-sketch bucket. The same statistics through torch take one pass per statistic over
+memory (the product A, its sum, its squares, the signed copy for the sketch, the scatter); here A is
+never written. Sums and squares accumulate in float32 over one row (≤ a few thousand terms) and
+then in float64, the sketch in float32 as torch's index_add_ does.
+
+Each sample is reduced by one thread, in a fixed order, so the numbers do not depend on the thread
+count and a run repeats bit for bit. The samples of a block are spread over numba's OpenMP threads,
+as many as torch uses (torch.get_num_threads()); a batch with fewer samples than threads leaves some
+idle. (Python threads were tried first: torch's OpenMP workers, still spinning after each matrix
+product, took their cores and halved the kernel's speed.) The kernel needs numba (a dependency of
+paramact); without it, or with `ENABLED = False`, or on an accelerator, the reducers take their torch
+path: the same numbers to float rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+# False: every statistic through torch, as on an accelerator (the tests compare the two paths)
+ENABLED = True
+
+try:  # numba is a dependency; a broken or missing install falls back to torch, logged once
+    import numba
+
+    if numba.config.THREADING_LAYER == "default":  # unless the user chose one: OpenMP, as torch
+        numba.config.THREADING_LAYER = "omp"
+except Exception as e:  # pragma: no cover - exercised only without numba
+    numba = None
+    log.info("numba unavailable (%s): per-sample statistics through torch", e)
+
+
+def _sweep(G, W, tot, sq, sk, hr, hc, sr, sc, mask, do_sq, do_sk):  # pragma: no cover - compiled
+    """Every sample b of G [B, n, C] scaled by W [n, C], one per thread: tot[b] += Σ a,
+    sq[b] += Σ a² (do_sq), sk[b, (hr[r] + hc[c]) & mask] += sr[r]·sc[c]·a (do_sk)."""
+    B = G.shape[0]
+    n = G.shape[1]
+    C = G.shape[2]
+    for b in numba.prange(B):
+        s_b = 0.0
+        q_b = 0.0
+        for r in range(n):
+            s = np.float32(0.0)
+            q = np.float32(0.0)
+            for c in range(C):
+                a = G[b, r, c] * W[r, c]
+                s += a
+                q += a * a
+            s_b += s
+            q_b += q
+            if do_sk:
+                base = hr[r]
+                sign = sr[r]
+                for c in range(C):
+                    sk[b, (base + hc[c]) & mask] += sign * sc[c] * (G[b, r, c] * W[r, c])
+        tot[b] += s_b
+        if do_sq:
+            sq[b] += q_b
+
+
+_kernel = (
+    numba.njit(parallel=True, nogil=True, cache=True, fastmath=True, boundscheck=False, error_model="numpy")(_sweep)
+    if numba is not None
+    else None
+)
+
+
+def usable(device: torch.device | str) -> bool:
+    """Whether statistics of tensors on `device` go through the kernel."""
+    return ENABLED and _kernel is not None and torch.device(device).type == "cpu"
+
+
+_NO_F64 = np.zeros(1, dtype=np.float64)
+_NO_SKETCH = (
+    np.zeros((1, 1), np.float32),
+    np.zeros(1, np.int64),
+    np.zeros(1, np.int64),
+    np.zeros(1, np.float32),
+    np.zeros(1, np.float32),
+)
+
+
+def sample_stats(
+    G: torch.Tensor,
+    absW: torch.Tensor,
+    tot: torch.Tensor,
+    sq: torch.Tensor | None = None,
+    sketch: tuple[torch.Tensor, ...] | None = None,
+) -> None:
+    """Accumulate the statistics of A = |G|·|W| (G [B, n, C] float32 ≥ 0, absW [n, C] float32, on
+    the CPU) into tot [B] float64 and, when given, sq [B] float64 and a count sketch
+    (out [B, m] float32, hr [n], hc [C] int64 bucket offsets, sr [n], sc [C] float32 signs)."""
+    g = G.contiguous().numpy()
+    w = absW.contiguous().numpy()
+    t = tot.numpy()
+    q = sq.numpy() if sq is not None else _NO_F64
+    out, hr, hc, sr, sc = (x.numpy() for x in sketch) if sketch is not None else _NO_SKETCH
+    mask = out.shape[1] - 1
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    _kernel(g, w, t, q, out, hr, hc, sr, sc, mask, sq is not None, sketch is not None)

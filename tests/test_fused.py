@@ -1,0 +1,110 @@
+"""The fused CPU kernel (paramact.fused: Σ A, ‖A‖² and the count sketch in one sweep of |G| and |W|)
+against a float64 torch oracle, its independence of the thread count, and the engine's two paths
+(kernel / torch, as on an accelerator) against each other on tiny dense, Conv1D and MoE models."""
+
+import pytest
+import torch
+
+from oracle import rel_err
+from paramact import fused
+from paramact.api import ActivationConfig, analyze
+from paramact.reducers import SampleStats
+from tiny import TEXTS, ByteTokenizer, tiny_model
+
+
+def test_the_kernel_is_installed():
+    # numba is a dependency: without it every CPU run silently takes the slower torch path
+    assert fused.usable("cpu") and not fused.usable("meta")
+
+
+def _inputs(B=3, n=37, C=53, m=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    G = torch.rand(B, n, C, generator=g)
+    G[-1, : n // 3] = 0  # rows a sample never reached
+    W = torch.rand(n, C, generator=g) * 2
+    hr, hc = torch.randint(0, m, (n,), generator=g), torch.randint(0, m, (C,), generator=g)
+    sr = torch.randint(0, 2, (n,), generator=g).float() * 2 - 1
+    sc = torch.randint(0, 2, (C,), generator=g).float() * 2 - 1
+    return G, W, (hr, hc, sr, sc), m
+
+
+def _oracle(G, W, hashes, m):
+    """Σ a, Σ a², and s_j = Σ σ(r,c) a[r,c] over h(r,c) = j, in float64, entry by entry of the hash."""
+    hr, hc, sr, sc = hashes
+    A = G.double() * W.double()
+    B = A.shape[0]
+    idx = (hr[:, None] + hc[None, :]) % m
+    sign = sr.double()[:, None] * sc.double()[None, :]
+    sk = torch.zeros(B, m, dtype=torch.float64)
+    for j in range(m):
+        sk[:, j] = (A * sign * (idx == j)).sum((1, 2))
+    return A.sum((1, 2)), (A * A).sum((1, 2)), sk
+
+
+def _run(G, W, hashes, m, start):
+    tot, sq, sk = (t.clone() for t in start)
+    fused.sample_stats(G, W, tot, sq, (sk, *hashes))
+    return tot, sq, sk
+
+
+@pytest.mark.parametrize("shape", [(3, 37, 53), (1, 5, 1024), (8, 2, 3)])
+def test_kernel_matches_the_float64_oracle(shape):
+    G, W, hashes, m = _inputs(*shape)
+    B = shape[0]
+    start = (torch.rand(B, dtype=torch.float64), torch.rand(B, dtype=torch.float64), torch.rand(B, m))
+    tot, sq, sk = _run(G, W, hashes, m, start)
+    o_tot, o_sq, o_sk = _oracle(G, W, hashes, m)
+    # float32 products and row sums, float64 across rows: ~1e-7 relative
+    assert rel_err(tot - start[0], o_tot) <= 1e-6
+    assert rel_err(sq - start[1], o_sq) <= 1e-6
+    assert rel_err((sk - start[2]).double(), o_sk) <= 1e-5  # float32 buckets, as torch's index_add_
+    # without the sketch and the squares: the sums alone (another compiled variant: the same sums to
+    # float32 rounding, not bit for bit)
+    tot2 = start[0].clone()
+    fused.sample_stats(G, W, tot2)
+    assert rel_err(tot2 - start[0], o_tot) <= 1e-6
+
+
+def test_kernel_is_independent_of_the_thread_count():
+    G, W, hashes, m = _inputs(5, 41, 67, 128, seed=3)
+    start = (torch.zeros(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64), torch.zeros(5, m))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _run(G, W, hashes, m, start)
+        torch.set_num_threads(2)
+        two = _run(G, W, hashes, m, start)
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "olmoe"])
+def test_engine_kernel_and_torch_paths_agree(family, monkeypatch):
+    model, tok = tiny_model(family), ByteTokenizer()
+    cfg = ActivationConfig(batch_size=3, sketch_dim=256)
+    fast = analyze(model, tok, TEXTS[:5], cfg)
+    monkeypatch.setattr(fused, "ENABLED", False)
+    slow = analyze(model, tok, TEXTS[:5], cfg)
+    assert rel_err(fast.norms, slow.norms) <= 1e-6 and rel_err(fast.sums, slow.sums) <= 1e-6
+    # unit-scale values stored in float16 (2^-11 relative) and float32 buckets summed in another order
+    assert (fast.fingerprints.float() - slow.fingerprints.float()).abs().max() <= 2e-3
+    for (ia, ca), (ib, cb) in zip(fast.batch_llmdcos, slow.batch_llmdcos):
+        assert ia == ib and (ca - cb).abs().max() <= 1e-6
+    for k in slow.mean_map:
+        assert torch.equal(fast.mean_map[k], slow.mean_map[k])
+    assert torch.equal(fast.target_values, slow.target_values)
+
+
+def test_without_grams_the_kernel_never_needs_a(monkeypatch):
+    """The findings' reducers (mean map, norms, fingerprints) on a CPU: A = |W|·|G| is never
+    written; the per-sample statistics come from the kernel alone."""
+
+    def refuse(self, *args):
+        raise AssertionError("SampleStats.update read a formed A")
+
+    monkeypatch.setattr(SampleStats, "update", refuse)
+    model, tok = tiny_model("llama"), ByteTokenizer()
+    cfg = ActivationConfig(batch_size=2, sketch_dim=64, reducers=("mean_map", "norms", "fingerprints"))
+    res = analyze(model, tok, TEXTS[:3], cfg)
+    assert res.norms is not None and bool((res.norms > 0).all())
