@@ -38,13 +38,15 @@ def _oracle(G, W, hashes, m):
     sk = torch.zeros(B, m, dtype=torch.float64)
     for j in range(m):
         sk[:, j] = (A * sign * (idx == j)).sum((1, 2))
-    return A.sum((1, 2)), (A * A).sum((1, 2)), sk
+    flat = A.reshape(B, -1)
+    return A.sum((1, 2)), (A * A).sum((1, 2)), sk, flat @ flat.T
 
 
-def _run(G, W, hashes, m, start):
+def _run(G, W, hashes, m, start, gram=False):
     tot, sq, sk = (t.clone() for t in start)
-    fused.sample_stats(G, W, tot, sq, (sk, *hashes))
-    return tot, sq, sk
+    g = torch.zeros(G.shape[0], G.shape[0], dtype=torch.float64) if gram else None
+    fused.sample_stats(G, W, tot, sq, g, (sk, *hashes))
+    return (tot, sq, sk) + ((g,) if gram else ())
 
 
 @pytest.mark.parametrize("shape", [(3, 37, 53), (1, 5, 1024), (8, 2, 3)])
@@ -52,8 +54,9 @@ def test_kernel_matches_the_float64_oracle(shape):
     G, W, hashes, m = _inputs(*shape)
     B = shape[0]
     start = (torch.rand(B, dtype=torch.float64), torch.rand(B, dtype=torch.float64), torch.rand(B, m))
-    tot, sq, sk = _run(G, W, hashes, m, start)
-    o_tot, o_sq, o_sk = _oracle(G, W, hashes, m)
+    tot, sq, sk, gram = _run(G, W, hashes, m, start, gram=True)
+    o_tot, o_sq, o_sk, o_gram = _oracle(G, W, hashes, m)
+    assert rel_err(gram, o_gram) <= 1e-6
     # float32 products and row sums, float64 across rows: ~1e-7 relative
     assert rel_err(tot - start[0], o_tot) <= 1e-6
     assert rel_err(sq - start[1], o_sq) <= 1e-6
@@ -61,7 +64,7 @@ def test_kernel_matches_the_float64_oracle(shape):
     # without the sketch and the squares: the sums alone (another compiled variant: the same sums to
     # float32 rounding, not bit for bit)
     tot2 = start[0].clone()
-    fused.sample_stats(G, W, tot2)
+    fused.sample_stats(G, W, tot2, torch.zeros_like(tot2))
     assert rel_err(tot2 - start[0], o_tot) <= 1e-6
 
 
@@ -71,9 +74,9 @@ def test_kernel_is_independent_of_the_thread_count():
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = _run(G, W, hashes, m, start)
+        one = _run(G, W, hashes, m, start, gram=True)
         torch.set_num_threads(2)
-        two = _run(G, W, hashes, m, start)
+        two = _run(G, W, hashes, m, start, gram=True)
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(a, b) for a, b in zip(one, two))

@@ -1,12 +1,15 @@
 """Each call computes only the reducers its result needs, and every subset gives the numbers the
 full analysis gives."""
 
+import dataclasses
+
 import pytest
 import torch
 
 import paramact
 from oracle import rel_err
-from paramact.api import REDUCERS, ActivationConfig, analyze
+from paramact import fused
+from paramact.api import REDUCERS, ActivationConfig, analyze, pair_pass
 from paramact.errors import UserError
 from paramact.experts import ExpertUsage
 from paramact.reducers import MeanMap, SampleStats
@@ -41,7 +44,7 @@ def test_activation_map_reads_a_only_for_the_mean_map(spy):
     assert spy["mean"] > 0 and spy["stats"] == 0 and spy["experts"] == 0
 
 
-def test_pair_similarity_reads_a_only_for_grams(spy):
+def test_pair_similarity_reads_a_only_for_the_pair_products(spy):
     model, tok = tiny_model("llama"), ByteTokenizer()
     paramact.pair_similarity(model, tok, [(TEXTS[0], TEXTS[1])])
     assert spy["mean"] == 0 and spy["stats"] > 0
@@ -71,6 +74,30 @@ def test_every_subset_gives_the_full_analysis_numbers(subset):
     assert (part.expert_tokens is not None) == ("experts" in subset)
     if part.expert_tokens is not None:
         assert torch.equal(part.expert_tokens, full.expert_tokens)
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_pair_products_equal_the_gram_entries(kernel, monkeypatch):
+    """The "pairs" reducer (one product per sample, with its partner) gives the pair entries of the
+    in-batch Gram, through the fused CPU kernel and through torch (as on an accelerator)."""
+    monkeypatch.setattr(fused, "ENABLED", kernel)
+    model, tok = tiny_model("olmoe"), ByteTokenizer()
+    texts, cfg = pair_pass([(TEXTS[i], TEXTS[i + 1]) for i in range(0, 6, 2)], 4, "max_logit")
+    res = analyze(model, tok, texts, cfg)
+    full = analyze(model, tok, texts, dataclasses.replace(cfg, reducers=("grams",)))
+    expect = torch.empty_like(res.pair_llmdcos)
+    for ids, cos in full.batch_llmdcos:
+        for j in range(0, len(ids), 2):
+            expect[ids[j] // 2] = cos[:, j, j + 1]
+    assert res.pair_llmdcos.shape == (3, model.config.num_hidden_layers) and full.pair_llmdcos is None
+    assert rel_err(res.pair_llmdcos, expect) <= 1e-6 and rel_err(res.norms, full.norms) <= 1e-6
+    assert not res.batch_llmdcos
+
+
+def test_pairs_need_whole_pairs_in_a_batch():
+    model, tok = tiny_model("llama"), ByteTokenizer()
+    with pytest.raises(UserError, match="a pair pass needs both texts of each pair side by side in one batch"):
+        analyze(model, tok, TEXTS[:3], ActivationConfig(batch_size=3, reducers=("pairs",)))
 
 
 def test_unknown_reducer_is_one_line():

@@ -17,16 +17,19 @@ from .errors import UserError
 from .experts import ExpertUsage, expert_density
 from .fields import option
 from .reducers import MeanMap, SampleStats
-from .similarity import llmdcos_from_gram
+from .similarity import llmdcos_from_gram, llmdcos_from_partner
 from .targets import TARGETS, get_target
 
 # The reducers an analysis can run, each paid for only when asked:
 #   mean_map      Σ_i A_i per parameter -> the mean map, density (Finding 1), pruning scores
 #   norms         per sample and layer ‖A‖ and ΣA
 #   grams         per batch, the exact LLMDcos of every pair in it (in-batch Gram)
+#   pairs         the exact LLMDcos of texts 2p and 2p+1 (a pair pass: each pair side by side in a batch)
 #   fingerprints  per sample and layer, a count sketch (needs sketch_dim > 0)
 #   experts       per sample, MoE layer and expert: routed tokens and activation mass
-REDUCERS = ("mean_map", "norms", "grams", "fingerprints", "experts")
+REDUCERS = ("mean_map", "norms", "grams", "pairs", "fingerprints", "experts")
+# the default: all of them but "pairs", which only a pair pass's batches allow
+DEFAULT_REDUCERS = tuple(r for r in REDUCERS if r != "pairs")
 
 # 2**16 buckets per layer: standard error of a fingerprint LLMDcos ≈ sqrt((1+cos²)/m)
 # ≈ 0.0044 at cos 0.5; measured on SmolLM2 pairs, 99% of |errors| ≤ 0.01 (README).
@@ -58,7 +61,9 @@ class ActivationConfig:
         "run without the block parameters paramact cannot attribute (default: refuse the model with one line "
         "naming the first); results.json records the coverage",
     )
-    reducers: tuple[str, ...] = option(REDUCERS, "what to compute (see REDUCERS); target values always", cli=False)
+    reducers: tuple[str, ...] = option(
+        DEFAULT_REDUCERS, "what to compute (see REDUCERS); target values always", cli=False
+    )
 
     def wants(self, name: str) -> bool:
         return name in self.reducers and (name != "fingerprints" or self.sketch_dim > 0)
@@ -92,6 +97,7 @@ class Analysis:
     sums: torch.Tensor | None  # [N, L] Σ A_i per layer
     fingerprints: torch.Tensor | None  # [N, L, m], f_i·f_j ≈ LLMDcos(i, j)
     batch_llmdcos: list[tuple[list[int], torch.Tensor]]  # (sample ids, [L, B, B]) exact; [] without grams
+    pair_llmdcos: torch.Tensor | None  # [N / 2, L] exact LLMDcos of texts 2p and 2p+1 (reducer "pairs")
     target_values: torch.Tensor  # [N] D(s_i)
     n_truncated: int = 0
     meta: dict = field(default_factory=dict)
@@ -175,6 +181,7 @@ def new_reducers(anatomy: Anatomy, config: ActivationConfig, on_fingerprints=Non
         grams=config.wants("grams"),
         on_fingerprints=on_fingerprints,
         norms=config.wants("norms"),
+        pairs=config.wants("pairs"),
     )
     usage = ExpertUsage(anatomy) if anatomy.experts and config.wants("experts") else None
     return Reducers(mean, stats, usage)
@@ -213,6 +220,7 @@ def finalize(prepared: Prepared, reducers: Reducers, config: ActivationConfig) -
         sums=stats.sums(),
         fingerprints=stats.normalized_fingerprints() if sketch else None,
         batch_llmdcos=[(ids, llmdcos_from_gram(g).float()) for ids, g in stats.grams],
+        pair_llmdcos=llmdcos_from_partner(stats.partner_products(), stats.norms()) if stats.keep_pairs else None,
         target_values=stats.target_values(),
         n_truncated=prepared.n_truncated,
         meta={
@@ -267,11 +275,11 @@ def pair_similarity(
 ) -> torch.Tensor:
     """Exact LLMDcos of each text pair, per layer: [n_pairs, n_layers].
 
-    Both texts of a pair go into the same batch, so the in-batch Gram gives their
-    LLMDcos exactly; batch_size counts texts (rounded down to an even number, min 2).
+    Both texts of a pair go into the same batch, side by side, so the product of their A vectors
+    gives their LLMDcos exactly; batch_size counts texts (rounded down to an even number, min 2).
     """
     texts, cfg = pair_pass(pairs, batch_size, target, allow_uncovered)
-    return pairs_from_grams(analyze(model, tokenizer, texts, cfg), len(pairs))
+    return analyze(model, tokenizer, texts, cfg).pair_llmdcos
 
 
 def pair_pass(
@@ -281,14 +289,5 @@ def pair_pass(
     if not pairs:
         raise UserError("no pairs given")
     per_batch = max(2, batch_size - batch_size % 2)
-    cfg = ActivationConfig(target=target, batch_size=per_batch, allow_uncovered=allow_uncovered, reducers=("grams",))
+    cfg = ActivationConfig(target=target, batch_size=per_batch, allow_uncovered=allow_uncovered, reducers=("pairs",))
     return [t for p in pairs for t in p], cfg
-
-
-def pairs_from_grams(res: Analysis, n_pairs: int) -> torch.Tensor:
-    """[n_pairs, n_layers] LLMDcos of texts 2p and 2p+1 from a pair pass's in-batch Grams."""
-    out = torch.empty(n_pairs, res.anatomy.n_layers)
-    for ids, cos in res.batch_llmdcos:
-        for j in range(0, len(ids), 2):
-            out[ids[j] // 2] = cos[:, j, j + 1]
-    return out

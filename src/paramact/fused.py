@@ -1,11 +1,13 @@
-"""One pass over a block of per-sample gradients on a CPU: Σ A, ‖A‖² and the count sketch together.
+"""One pass over a block of per-sample gradients on a CPU: Σ A, ‖A‖², the Gram and the count sketch.
 
 Given |G| [B, n, C] (the per-sample |dD/dW| of `n` rows of one matrix) and |W| [n, C], the kernel
 forms each a = |g|·|w| in registers and, in the same sweep, adds it to the sample's sum, its squared
-norm and its count-sketch bucket. The same statistics through torch take one pass per statistic over
-memory (the product A, its sum, its squares, the signed copy for the sketch, the scatter); here A is
-never written. Sums and squares accumulate in float32 over one row (≤ a few thousand terms) and
-then in float64, the sketch in float32 as torch's index_add_ does.
+norm, its count-sketch bucket and (with the Gram) its products with every sample's a of the same
+row, read from the first-level cache, or (a pair pass) with its partner's only. The same statistics
+through torch take one pass per statistic over memory (the product A, its sum, its squares, the
+signed copy for the sketch, the scatter, the Gram's product); here A is never written. Sums, squares
+and products accumulate in float32 over one row (≤ a few thousand terms) and then in float64, the
+sketch in float32 as torch's index_add_ does.
 
 Each sample is reduced by one thread, in a fixed order, so the numbers do not depend on the thread
 count and a run repeats bit for bit. The samples of a block are spread over numba's OpenMP threads,
@@ -38,9 +40,10 @@ except Exception as e:  # pragma: no cover - exercised only without numba
     log.info("numba unavailable (%s): per-sample statistics through torch", e)
 
 
-def _sweep(G, W, tot, sq, sk, hr, hc, sr, sc, mask, do_sq, do_sk):  # pragma: no cover - compiled
-    """Every sample b of G [B, n, C] scaled by W [n, C], one per thread: tot[b] += Σ a,
-    sq[b] += Σ a² (do_sq), sk[b, (hr[r] + hc[c]) & mask] += sr[r]·sc[c]·a (do_sk)."""
+def _sweep(G, W, tot, sq, gram, pd, sk, hr, hc, sr, sc, mask, do_gram, do_pair, do_sk):  # pragma: no cover
+    """Every sample b of G [B, n, C] scaled by W [n, C], one per thread: tot[b] += Σ a, sq[b] += Σ a²,
+    gram[b, b'] += a_b·a_b' for every b' (do_gram), pd[b] += a_b·a_(b xor 1) (do_pair: the partner of
+    a pair pass), sk[b, (hr[r] + hc[c]) & mask] += sr[r]·sc[c]·a (do_sk)."""
     B = G.shape[0]
     n = G.shape[1]
     C = G.shape[2]
@@ -56,14 +59,25 @@ def _sweep(G, W, tot, sq, sk, hr, hc, sr, sc, mask, do_sq, do_sk):  # pragma: no
                 q += a * a
             s_b += s
             q_b += q
+            if do_gram:
+                for b2 in range(B):
+                    d = np.float32(0.0)
+                    for c in range(C):
+                        d += (G[b, r, c] * W[r, c]) * (G[b2, r, c] * W[r, c])
+                    gram[b, b2] += d
+            if do_pair and (b ^ 1) < B:
+                b2 = b ^ 1
+                d = np.float32(0.0)
+                for c in range(C):
+                    d += (G[b, r, c] * W[r, c]) * (G[b2, r, c] * W[r, c])
+                pd[b] += d
             if do_sk:
                 base = hr[r]
                 sign = sr[r]
                 for c in range(C):
                     sk[b, (base + hc[c]) & mask] += sign * sc[c] * (G[b, r, c] * W[r, c])
         tot[b] += s_b
-        if do_sq:
-            sq[b] += q_b
+        sq[b] += q_b
 
 
 _kernel = (
@@ -78,7 +92,8 @@ def usable(device: torch.device | str) -> bool:
     return ENABLED and _kernel is not None and torch.device(device).type == "cpu"
 
 
-_NO_F64 = np.zeros(1, dtype=np.float64)
+_NO_GRAM = np.zeros((1, 1), dtype=np.float64)
+_NO_PAIRS = np.zeros(1, dtype=np.float64)
 _NO_SKETCH = (
     np.zeros((1, 1), np.float32),
     np.zeros(1, np.int64),
@@ -92,17 +107,21 @@ def sample_stats(
     G: torch.Tensor,
     absW: torch.Tensor,
     tot: torch.Tensor,
-    sq: torch.Tensor | None = None,
+    sq: torch.Tensor,
+    gram: torch.Tensor | None = None,
     sketch: tuple[torch.Tensor, ...] | None = None,
+    partner: torch.Tensor | None = None,
 ) -> None:
     """Accumulate the statistics of A = |G|·|W| (G [B, n, C] float32 ≥ 0, absW [n, C] float32, on
-    the CPU) into tot [B] float64 and, when given, sq [B] float64 and a count sketch
-    (out [B, m] float32, hr [n], hc [C] int64 bucket offsets, sr [n], sc [C] float32 signs)."""
+    the CPU) into tot [B] and sq [B] (float64: Σ A and ‖A‖² per sample) and, when given, the
+    in-batch Gram gram [B, B] float64, a count sketch (out [B, m] float32, hr [n], hc [C] int64
+    bucket offsets, sr [n], sc [C] float32 signs) and partner [B] float64, each sample's product
+    with sample b xor 1 (its pair's other text)."""
     g = G.contiguous().numpy()
     w = absW.contiguous().numpy()
-    t = tot.numpy()
-    q = sq.numpy() if sq is not None else _NO_F64
+    gr = gram.numpy() if gram is not None else _NO_GRAM
     out, hr, hc, sr, sc = (x.numpy() for x in sketch) if sketch is not None else _NO_SKETCH
-    mask = out.shape[1] - 1
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    _kernel(g, w, t, q, out, hr, hc, sr, sc, mask, sq is not None, sketch is not None)
+    pd = partner.numpy() if partner is not None else _NO_PAIRS
+    flags = (gram is not None, partner is not None, sketch is not None)
+    _kernel(g, w, tot.numpy(), sq.numpy(), gr, pd, out, hr, hc, sr, sc, out.shape[1] - 1, *flags)

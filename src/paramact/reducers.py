@@ -21,6 +21,16 @@ from .workspace import Workspace
 _GRAM_PIECE = 1 << 13
 
 
+def _piecewise_partner(flat: torch.Tensor) -> torch.Tensor:
+    """flat [B, N] (B even) -> [B] float64 products of rows b and b xor 1, from float32 sums over
+    _GRAM_PIECE-long pieces (as _piecewise_gram)."""
+    B, N = flat.shape
+    other = flat.reshape(B // 2, 2, N).flip(1).reshape(B, N)
+    pad = (-N) % _GRAM_PIECE
+    prod = torch.nn.functional.pad(flat * other, (0, pad))
+    return prod.view(B, -1, _GRAM_PIECE).sum(-1).double().sum(-1)
+
+
 def _piecewise_gram(flat: torch.Tensor) -> torch.Tensor:
     """flat [B, N] -> flat @ flat.T in float64, from float32 products over _GRAM_PIECE-long pieces
     (one batched product for all whole pieces): a single float32 GEMM over millions of terms
@@ -91,7 +101,9 @@ class MeanMap:
 
 class SampleStats:
     """Per sample and layer: ‖A‖², ΣA, optionally the in-batch Gram (exact LLMDcos of every pair
-    in a batch) and a count-sketch fingerprint whose dot products estimate A·A'.
+    in a batch), the product with the sample's partner in a pair pass (texts 2p and 2p+1 side by
+    side in one batch: their exact LLMDcos for 1/B of the Gram's work) and a count-sketch
+    fingerprint whose dot products estimate A·A'.
 
     A "layer" is the concatenation of every matrix of one block, as in the paper. Without
     grams only the Gram's diagonal (‖A‖²) is accumulated: B times fewer products. With neither
@@ -107,20 +119,23 @@ class SampleStats:
         fingerprint_dtype: torch.dtype = torch.float16,
         on_fingerprints=None,
         norms: bool = True,
+        pairs: bool = False,
     ):
         self.anatomy = anatomy
         self.on_fingerprints = on_fingerprints  # callable(index, [B, L, m]) instead of keeping them
         self.fingerprint_dtype = fingerprint_dtype
         self.sketch = CountSketch(anatomy, sketch_dim, seed) if sketch_dim else None
         self.keep_grams = grams
-        self.active = norms or grams or self.sketch is not None
+        self.keep_pairs = pairs
+        self.active = norms or grams or pairs or self.sketch is not None
         self.index: list[int] = []
         self.sq_norm: list[torch.Tensor] = []  # [B, L] per batch
         self.total: list[torch.Tensor] = []  # [B, L]
         self.fingerprints: list[torch.Tensor] = []  # [B, L, m] sketches / exact layer norms
         self.grams: list[tuple[list[int], torch.Tensor]] = []  # (sample ids, [L, B, B])
+        self.partner: list[torch.Tensor] = []  # [B, L] A_b·A_(b xor 1) per batch (pairs)
         self.values: list[torch.Tensor] = []  # [B] target value D per sample
-        self._gram = self._sum = self._sk = None
+        self._gram = self._sum = self._sk = self._pd = None
         self._scratch = Workspace()
 
     def add_values(self, values: torch.Tensor) -> None:
@@ -135,6 +150,10 @@ class SampleStats:
         self._gram = torch.zeros(shape, dtype=torch.float64, device=dev)
         self._sum = torch.zeros(L, B, dtype=torch.float64, device=dev)
         self._sk = self.sketch.zeros(B, dev) if self.sketch else None
+        if self.keep_pairs:
+            if B % 2 or any(batch.index[j] ^ 1 != batch.index[j ^ 1] for j in range(B)):
+                raise UserError("a pair pass needs both texts of each pair side by side in one batch (even batch size)")
+            self._pd = torch.zeros(L, B, dtype=torch.float64, device=dev)
 
     def update(self, w: Weight, rows: slice, A: torch.Tensor) -> None:
         if not self.active:
@@ -146,6 +165,8 @@ class SampleStats:
         prod = _piecewise_gram(flat)  # [B, B] float64
         gram += (prod if self.keep_grams else torch.diagonal(prod)).to(gram.device)  # (a device_map spans devices)
         self._sum[w.layer] += flat.sum(1).to(self._sum)
+        if self.keep_pairs:
+            self._pd[w.layer] += _piecewise_partner(flat).to(self._pd)
         if self.sketch is not None:
             self.sketch.add(self._sk[w.layer], w, rows, A)
 
@@ -156,20 +177,20 @@ class SampleStats:
         return fused.usable(device) and self._gram.device.type == "cpu"
 
     def update_abs_grad(self, w: Weight, rows: slice, G: torch.Tensor, absW: torch.Tensor) -> None:
-        """Σ A, ‖A‖² and the sketch of A = |G|·|W| in one sweep; the Gram, when kept, from A formed
-        once in a scratch buffer (one fp32 GEMM per piece, as in update)."""
+        """Σ A, ‖A‖², the Gram and the sketch of A = |G|·|W| in one sweep (fused.py), A unwritten."""
         if not self.active:
             return
         if not fused.usable(G.device):  # a layer on an accelerator beside CPU layers (a device_map)
             self.update(w, rows, torch.mul(G, absW, out=self._scratch.get(G.shape, G.device)))
             return
-        if self.keep_grams:
-            A = torch.mul(G, absW, out=self._scratch.get(G.shape, G.device))
-            self._gram[w.layer] += _piecewise_gram(A.reshape(A.shape[0], -1))
-        sketch = None
-        if self.sketch is not None:
-            sketch = (self._sk[w.layer], *self.sketch.hashes(w, rows, G.device))
-        fused.sample_stats(G, absW, self._sum[w.layer], None if self.keep_grams else self._gram[w.layer], sketch)
+        layer = w.layer
+        sketch = (self._sk[layer], *self.sketch.hashes(w, rows, G.device)) if self.sketch is not None else None
+        pd = self._pd[layer] if self.keep_pairs else None
+        if self.keep_grams:  # the squares are the Gram's diagonal: the kernel's own go to a scratch row
+            sq = self._scratch.get((2 * G.shape[0],), G.device).view(torch.float64).zero_()
+            fused.sample_stats(G, absW, self._sum[layer], sq, self._gram[layer], sketch, pd)
+        else:
+            fused.sample_stats(G, absW, self._sum[layer], self._gram[layer], None, sketch, pd)
 
     def end_batch(self, batch: Batch) -> None:
         self.index.extend(batch.index)
@@ -185,6 +206,8 @@ class SampleStats:
         self.total.append(self._sum.T.float().cpu())
         if self.keep_grams:
             self.grams.append((list(batch.index), g))
+        if self.keep_pairs:
+            self.partner.append(self._pd.T.float().cpu())
         if self._sk is not None:  # unit-scale values: float16 storage loses < 1e-3 relative
             norm = sq.clamp(min=0).sqrt().clamp(min=torch.finfo(torch.float32).tiny)
             fp = self._sk.transpose(0, 1).cpu() / norm[..., None]
@@ -192,7 +215,7 @@ class SampleStats:
                 self.on_fingerprints(list(batch.index), fp)  # float32: the receiver chooses the storage
             else:
                 self.fingerprints.append(fp.to(self.fingerprint_dtype))
-        self._gram = self._sum = self._sk = None
+        self._gram = self._sum = self._sk = self._pd = None
 
     # -- results (rows in sample-id order, whatever order batches were reduced in) -----
     def _ordered(self, parts: list[torch.Tensor]) -> torch.Tensor:
@@ -206,6 +229,10 @@ class SampleStats:
     def sums(self) -> torch.Tensor | None:
         """Σ A_i per sample and layer, [N, L] (None when not collected)."""
         return self._ordered(self.total) if self.active else None
+
+    def partner_products(self) -> torch.Tensor | None:
+        """A_i·A_(i xor 1) per sample and layer, [N, L] (None without pairs)."""
+        return self._ordered(self.partner) if self.keep_pairs and self.partner else None
 
     def target_values(self) -> torch.Tensor:
         return self._ordered(self.values)
@@ -229,6 +256,8 @@ class SampleStats:
             state.update(sq_norm=torch.cat(self.sq_norm), total=torch.cat(self.total))
             if self.fingerprints:
                 state["fingerprints"] = torch.cat(self.fingerprints)
+            if self.partner:
+                state["partner"] = torch.cat(self.partner)
             for k, (_, g) in enumerate(self.grams):
                 state[f"gram/{k}"] = g
         return state
@@ -241,6 +270,7 @@ class SampleStats:
         self.total = split(state["total"]) if "total" in state else []
         self.values = split(state["values"]) if self.index else []
         self.fingerprints = split(state["fingerprints"]) if "fingerprints" in state else []
+        self.partner = split(state["partner"]) if "partner" in state else []
         ids = split(state["index"]) if self.index else []
         self.grams = [(i.tolist(), state[f"gram/{k}"]) for k, i in enumerate(ids)] if self.keep_grams else []
 
@@ -252,3 +282,4 @@ class SampleStats:
         self.values += other.values
         self.fingerprints += other.fingerprints
         self.grams += other.grams
+        self.partner += other.partner

@@ -23,6 +23,14 @@ def llmdcos_from_gram(gram: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, gram / den.clamp(min=torch.finfo(gram.dtype).tiny), torch.zeros_like(gram))
 
 
+def llmdcos_from_partner(products: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+    """A pair pass's [N, L] products A_i·A_(i xor 1) and norms ‖A_i‖ -> [N / 2, L] LLMDcos of
+    samples 2p and 2p+1 (0 where a norm is 0)."""
+    p, a, b = products[0::2].double(), norms[0::2].double(), norms[1::2].double()
+    den = a * b
+    return torch.where(den > 0, p / den.clamp(min=torch.finfo(torch.float64).tiny), torch.zeros_like(p)).float()
+
+
 def fingerprint_llmdcos(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
     """Estimated LLMDcos from normalized fingerprints [..., L, m] -> [..., L]."""
     return (fa.double() * fb.double()).sum(-1).float()

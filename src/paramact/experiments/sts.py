@@ -22,7 +22,7 @@ import torch
 
 from .. import distributed
 from ..anatomy import discover
-from ..api import ActivationConfig, pair_pass, pairs_from_grams
+from ..api import ActivationConfig, pair_pass
 from ..context import RunContext
 from ..errors import UserError
 from ..fields import DATA_DIR_HELP, DATA_SEED_HELP, option
@@ -55,8 +55,8 @@ class StsRun:
         "(default sts = the paper's [20, L-2) at 32 layers)",
     )
     baselines: bool = option(True, "the hidden-state and MiniLM baselines on the same pairs")
-    # the pair pass: both texts of a pair in one batch, in-batch Grams only
-    activation: ActivationConfig = option(factory=lambda: ActivationConfig(reducers=("grams",)))
+    # the pair pass: both texts of a pair side by side in one batch, their products only
+    activation: ActivationConfig = option(factory=lambda: ActivationConfig(reducers=("pairs",)))
 
 
 def spearman(x, y) -> tuple[float | None, float | None]:
@@ -147,7 +147,7 @@ def _similarity(run: StsRun, ctx: RunContext, model, tokenizer, pairs):
     and every process checkpoints its own reducer state every ctx.checkpoint_every batches."""
     texts, cfg = pair_pass(pairs, run.activation.batch_size, run.activation.target, run.activation.allow_uncovered)
     res, ckpt = distributed.run_pass(ctx, model, tokenizer, texts, cfg, ctx.out, {"run": asdict(run), "pairs": pairs})
-    return pairs_from_grams(res, len(pairs)), ckpt
+    return res.pair_llmdcos, ckpt
 
 
 def range_rows(sims: torch.Tensor, gold: list[float], n_layers: int) -> list[dict]:
