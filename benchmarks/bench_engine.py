@@ -14,6 +14,10 @@
 (c) 4x4 dataset LLMDcos matrix, 16 samples per dataset: paper's method (a pair of passes
     per sample pair and dataset pair) / paramact (one pass per sample, fingerprints)
 (d) peak RSS of a run over 8 vs 64 samples, and of paramact vs the paper's method
+(k) CPU only: the fused kernel (paramact.fused) against the torch path it replaces
+    (fused.ENABLED = False), the same calls side by side: `analyze` with every reducer on 8 x 128
+    tokens, the findings' reducers (mean map, norms, fingerprints) on 16 x 40 tokens, and a pair
+    pass over 16 x 24 tokens with the "pairs" reducer against the in-batch Gram (its former method)
 Absolute times on a shared 2-core machine are noise; the ratios are the result. Every timed
 configuration runs interleaved with its competitors, `reps` times; medians of wall time and of
 process CPU time (the latter is immune to time the virtual machine's CPUs were taken away).
@@ -283,9 +287,52 @@ def part_d(_model, _tok, _reps, device="cpu"):
     }
 
 
+def part_k(model, tok, reps, device="cpu"):
+    """The fused CPU kernel against the torch path, on the public calls (ratios < 1: the kernel is faster)."""
+    from paramact import fused
+
+    an = paramact.discover(model)
+    long8, short16, pair16 = windows(tok, "pydoc", 8), windows(tok, "pydoc", 16, 40), windows(tok, "pycode", 16, 24)
+    findings = ActivationConfig(batch_size=16, reducers=("mean_map", "norms", "fingerprints"))
+    pairs = ActivationConfig(batch_size=16, reducers=("pairs",))
+
+    def call(enabled, texts, cfg):
+        def f():
+            fused.ENABLED = enabled
+            try:
+                analyze(model, tok, texts, cfg, anatomy=an)
+            finally:
+                fused.ENABLED = True
+
+        return f
+
+    t = interleaved(
+        {
+            "all_kernel": call(True, long8, ActivationConfig(batch_size=8)),
+            "all_torch": call(False, long8, ActivationConfig(batch_size=8)),
+            "findings_kernel": call(True, short16, findings),
+            "findings_torch": call(False, short16, findings),
+            "pairs_kernel": call(True, pair16, pairs),
+            "pairs_torch": call(False, pair16, pairs),
+            "grams_torch": call(False, pair16, ActivationConfig(batch_size=16, reducers=("grams",))),
+        },
+        reps,
+        device,
+    )
+    return {
+        "seconds": t,
+        "kernel_over_torch": {
+            "analyze_every_reducer_8x128": t["all_kernel"] / t["all_torch"],
+            "findings_reducers_16x40": t["findings_kernel"] / t["findings_torch"],
+            "pair_pass_16x24": t["pairs_kernel"] / t["pairs_torch"],
+            "pair_pass_16x24_vs_gram_torch": t["pairs_kernel"] / t["grams_torch"],
+        },
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="abcd")
+    ap.add_argument("--parts", default="abcdk")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None)
@@ -298,12 +345,12 @@ def main():
     args = ap.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("bench_engine: --device cuda but this machine (or this torch build) has no CUDA device")
-    if args.device != "cpu" and "d" in args.parts:
-        args.parts = args.parts.replace("d", "")  # peak RSS is a host-memory measure
+    if args.device != "cpu":  # peak RSS is a host-memory measure; the fused kernel runs on a CPU only
+        args.parts = args.parts.replace("d", "").replace("k", "")
     kept = paramact.keep_freed_memory() if args.keep_memory else False
     torch.manual_seed(0)
     model, tok = paramact.load_model("smollm2-135m", device=args.device)
-    parts = {"a": part_a, "b": part_b, "c": part_c, "d": part_d}
+    parts = {"a": part_a, "b": part_b, "c": part_c, "d": part_d, "k": part_k}
     results = {
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
