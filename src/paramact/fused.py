@@ -10,7 +10,8 @@ and products accumulate in float32 over one row (≤ a few thousand terms) and t
 sketch in float32 as torch's index_add_ does.
 
 Each sample is reduced by one thread, in a fixed order, so the numbers do not depend on the thread
-count and a run repeats bit for bit. The samples of a block are spread over numba's OpenMP threads,
+count and a run repeats bit for bit; the Gram is exactly symmetric. The samples of a block are spread
+over numba's OpenMP threads,
 as many as torch uses (torch.get_num_threads()); a batch with fewer samples than threads leaves some
 idle. (Python threads were tried first: torch's OpenMP workers, still spinning after each matrix
 product, took their cores and halved the kernel's speed.) The kernel needs numba (a dependency of
@@ -41,43 +42,50 @@ except Exception as e:  # pragma: no cover - exercised only without numba
 
 
 def _sweep(G, W, tot, sq, gram, pd, sk, hr, hc, sr, sc, mask, do_gram, do_pair, do_sk):  # pragma: no cover
-    """Every sample b of G [B, n, C] scaled by W [n, C], one per thread: tot[b] += Σ a, sq[b] += Σ a²,
-    gram[b, b'] += a_b·a_b' for every b' (do_gram), pd[b] += a_b·a_(b xor 1) (do_pair: the partner of
-    a pair pass), sk[b, (hr[r] + hc[c]) & mask] += sr[r]·sc[c]·a (do_sk)."""
+    """Every sample b of G [B, n, C] scaled by W [n, C]: tot[b] += Σ a, sq[b] += Σ a²,
+    gram[b, b'] = gram[b', b] += a_b·a_b' for b' >= b (do_gram), pd[b] += a_b·a_(b xor 1) (do_pair:
+    the partner of a pair pass), sk[b, (hr[r] + hc[c]) & mask] += sr[r]·sc[c]·a (do_sk).
+
+    A thread takes samples u and B-1-u together: the Gram's upper triangle gives them B + 1 products
+    per row in all, the same for every u."""
     B = G.shape[0]
     n = G.shape[1]
     C = G.shape[2]
-    for b in numba.prange(B):
-        s_b = 0.0
-        q_b = 0.0
-        for r in range(n):
-            s = np.float32(0.0)
-            q = np.float32(0.0)
-            for c in range(C):
-                a = G[b, r, c] * W[r, c]
-                s += a
-                q += a * a
-            s_b += s
-            q_b += q
-            if do_gram:
-                for b2 in range(B):
+    for u in numba.prange((B + 1) // 2):
+        for h in range(1 if 2 * u == B - 1 else 2):
+            b = u + h * (B - 1 - 2 * u)  # u, then B-1-u
+            s_b = 0.0
+            q_b = 0.0
+            for r in range(n):
+                s = np.float32(0.0)
+                q = np.float32(0.0)
+                for c in range(C):
+                    a = G[b, r, c] * W[r, c]
+                    s += a
+                    q += a * a
+                s_b += s
+                q_b += q
+                if do_gram:
+                    for b2 in range(b, B):
+                        d = np.float32(0.0)
+                        for c in range(C):
+                            d += (G[b, r, c] * W[r, c]) * (G[b2, r, c] * W[r, c])
+                        gram[b, b2] += d
+                        if b2 != b:
+                            gram[b2, b] += d
+                if do_pair and (b ^ 1) < B:
+                    b2 = b ^ 1
                     d = np.float32(0.0)
                     for c in range(C):
                         d += (G[b, r, c] * W[r, c]) * (G[b2, r, c] * W[r, c])
-                    gram[b, b2] += d
-            if do_pair and (b ^ 1) < B:
-                b2 = b ^ 1
-                d = np.float32(0.0)
-                for c in range(C):
-                    d += (G[b, r, c] * W[r, c]) * (G[b2, r, c] * W[r, c])
-                pd[b] += d
-            if do_sk:
-                base = hr[r]
-                sign = sr[r]
-                for c in range(C):
-                    sk[b, (base + hc[c]) & mask] += sign * sc[c] * (G[b, r, c] * W[r, c])
-        tot[b] += s_b
-        sq[b] += q_b
+                    pd[b] += d
+                if do_sk:
+                    base = hr[r]
+                    sign = sr[r]
+                    for c in range(C):
+                        sk[b, (base + hc[c]) & mask] += sign * sc[c] * (G[b, r, c] * W[r, c])
+            tot[b] += s_b
+            sq[b] += q_b
 
 
 _kernel = (
