@@ -34,11 +34,15 @@ ENABLED = True
 try:  # numba is a dependency; a broken or missing install falls back to torch, logged once
     import numba
 
-    if numba.config.THREADING_LAYER == "default":  # unless the user chose one: OpenMP, as torch
-        numba.config.THREADING_LAYER = "omp"
+    # OpenMP first, as torch, unless the user chose a layer; tbb and numba's own pool stay fallbacks
+    if numba.config.THREADING_LAYER == "default":
+        order = numba.config.THREADING_LAYER_PRIORITY
+        numba.config.THREADING_LAYER_PRIORITY = ["omp", *(x for x in order if x != "omp")]
 except Exception as e:  # pragma: no cover - exercised only without numba
     numba = None
-    log.info("numba unavailable (%s): per-sample statistics through torch", e)
+    log.warning("numba unavailable (%s): per-sample statistics through torch (slower on a CPU)", e)
+
+_checked: bool | None = None  # whether the kernel compiled and ran once (None: not tried yet)
 
 
 def _sweep(G, W, tot, sq, gram, pd, sk, hr, hc, sr, sc, mask, do_gram, do_pair, do_sk):  # pragma: no cover
@@ -96,8 +100,23 @@ _kernel = (
 
 
 def usable(device: torch.device | str) -> bool:
-    """Whether statistics of tensors on `device` go through the kernel."""
-    return ENABLED and _kernel is not None and torch.device(device).type == "cpu"
+    """Whether statistics of tensors on `device` go through the kernel: on a CPU, once the kernel has
+    compiled and run on a tiny block (a failure, e.g. no threading layer, is logged once and the
+    torch path serves from then on)."""
+    global _checked
+    if not (ENABLED and _kernel is not None and torch.device(device).type == "cpu"):
+        return False
+    if _checked is None:
+        try:
+            out = torch.zeros(2, dtype=torch.float64)
+            sample_stats(torch.ones(2, 1, 3), torch.ones(1, 3), out, torch.zeros(2, dtype=torch.float64))
+            _checked = bool(torch.equal(out, torch.full((2,), 3.0, dtype=torch.float64)))
+            if not _checked:
+                log.warning("the fused kernel gave wrong sums on a check block: per-sample statistics through torch")
+        except Exception as e:  # pragma: no cover - depends on the machine's numba install
+            _checked = False
+            log.warning("the fused kernel failed (%s): per-sample statistics through torch (slower)", e)
+    return _checked
 
 
 _NO_GRAM = np.zeros((1, 1), dtype=np.float64)
