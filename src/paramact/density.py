@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from . import fused
 from .anatomy import Anatomy
 from .errors import UserError
 
@@ -32,6 +33,9 @@ def _bins(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     non-negative floats like their values (2^-10 relative bins): the bin of every entry, and per bin,
     from the top down, its mass (float64) and its count."""
     key = (v.view(torch.int32) >> 13).clamp_(min=0)
+    if fused.usable(v.device):  # one parallel pass for both
+        mass, count = fused.bin_sums(key, v)
+        return key, mass.flip(0), count.flip(0)
     return key, torch.bincount(key, weights=v.double()).flip(0), torch.bincount(key).flip(0)
 
 

@@ -152,3 +152,32 @@ def sample_stats(
     pd = partner.numpy() if partner is not None else _NO_PAIRS
     flags = (gram is not None, partner is not None, sketch is not None)
     _kernel(g, w, tot.numpy(), sq.numpy(), gr, pd, out, hr, hc, sr, sc, out.shape[1] - 1, *flags)
+
+
+def _bin_sums(key, v, nb):  # pragma: no cover - compiled
+    """Per bin k < nb: the float64 sum and the count of v's entries whose key is k; two fixed halves,
+    whatever the thread count, so the sums repeat bit for bit."""
+    mass = np.zeros((2, nb))
+    count = np.zeros((2, nb), np.int64)
+    n = v.shape[0]
+    for p in numba.prange(2):
+        m = mass[p]
+        c = count[p]
+        for i in range(n * p // 2, n * (p + 1) // 2):
+            k = key[i]
+            m[k] += v[i]
+            c[k] += 1
+    return mass[0] + mass[1], count[0] + count[1]
+
+
+_bin_sums_kernel = (
+    numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)(_bin_sums) if numba is not None else None
+)
+
+
+def bin_sums(key: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.bincount(key, weights=v.double()) and torch.bincount(key) in one parallel pass (torch's
+    bincount runs on one thread): key [n] int32 ≥ 0 and v [n] float32 on the CPU, n > 0."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    mass, count = _bin_sums_kernel(key.contiguous().numpy(), v.contiguous().numpy(), int(key.max()) + 1)
+    return torch.from_numpy(mass), torch.from_numpy(count)
