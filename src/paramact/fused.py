@@ -17,6 +17,9 @@ idle. (Python threads were tried first: torch's OpenMP workers, still spinning a
 product, took their cores and halved the kernel's speed.) The kernel needs numba (a dependency of
 paramact); without it, or with `ENABLED = False`, or on an accelerator, the reducers take their torch
 path: the same numbers to float rounding.
+
+`bin_sums` serves the density table the same way: a layer's histogram (mass and count per bin) in one
+parallel pass, where torch's two bincounts each run on one thread.
 """
 
 from __future__ import annotations
