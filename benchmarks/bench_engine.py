@@ -298,11 +298,11 @@ def part_k(model, tok, reps, device="cpu"):
 
     def call(enabled, texts, cfg):
         def f():
-            fused.ENABLED = enabled
+            before, fused.ENABLED = fused.ENABLED, enabled
             try:
                 analyze(model, tok, texts, cfg, anatomy=an)
             finally:
-                fused.ENABLED = True
+                fused.ENABLED = before
 
         return f
 

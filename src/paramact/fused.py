@@ -48,6 +48,11 @@ except Exception as e:  # pragma: no cover - exercised only without numba
 _checked: bool | None = None  # whether the kernel compiled and ran once (None: not tried yet)
 
 
+def _match_torch_threads() -> None:
+    """numba's threads: as many as torch uses (within numba's own limit)."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
 def _sweep(G, W, tot, sq, gram, pd, sk, hr, hc, sr, sc, mask, do_gram, do_pair, do_sk):  # pragma: no cover
     """Every sample b of G [B, n, C] scaled by W [n, C]: tot[b] += Σ a, sq[b] += Σ a²,
     gram[b, b'] = gram[b', b] += a_b·a_b' for b' >= b (do_gram), pd[b] += a_b·a_(b xor 1) (do_pair:
@@ -151,8 +156,8 @@ def sample_stats(
     w = absW.contiguous().numpy()
     gr = gram.numpy() if gram is not None else _NO_GRAM
     out, hr, hc, sr, sc = (x.numpy() for x in sketch) if sketch is not None else _NO_SKETCH
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     pd = partner.numpy() if partner is not None else _NO_PAIRS
+    _match_torch_threads()
     flags = (gram is not None, partner is not None, sketch is not None)
     _kernel(g, w, tot.numpy(), sq.numpy(), gr, pd, out, hr, hc, sr, sc, out.shape[1] - 1, *flags)
 
@@ -181,6 +186,6 @@ _bin_sums_kernel = (
 def bin_sums(key: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """torch.bincount(key, weights=v.double()) and torch.bincount(key) in one parallel pass (torch's
     bincount runs on one thread): key [n] int32 ≥ 0 and v [n] float32 on the CPU, n > 0."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    _match_torch_threads()
     mass, count = _bin_sums_kernel(key.contiguous().numpy(), v.contiguous().numpy(), int(key.max()) + 1)
     return torch.from_numpy(mass), torch.from_numpy(count)

@@ -188,8 +188,8 @@ class SampleStats:
         layer = w.layer
         sketch = (self._sk[layer], *self.sketch.hashes(w, rows, G.device)) if self.sketch is not None else None
         pd = self._pd[layer] if self.keep_pairs else None
-        if self.keep_grams:  # the squares are the Gram's diagonal: the kernel's own go to a scratch row
-            sq = self._scratch.get((2 * G.shape[0],), G.device).view(torch.float64).zero_()
+        if self.keep_grams:  # the squares are the Gram's diagonal: the kernel's own are dropped
+            sq = torch.zeros(G.shape[0], dtype=torch.float64, device=G.device)
             fused.sample_stats(G, absW, self._sum[layer], sq, self._gram[layer], sketch, pd)
         else:
             fused.sample_stats(G, absW, self._sum[layer], self._gram[layer], None, sketch, pd)
@@ -234,7 +234,7 @@ class SampleStats:
 
     def partner_products(self) -> torch.Tensor | None:
         """A_i·A_(i xor 1) per sample and layer, [N, L] (None without pairs)."""
-        return self._ordered(self.partner) if self.keep_pairs and self.partner else None
+        return self._ordered(self.partner) if self.keep_pairs else None
 
     def target_values(self) -> torch.Tensor:
         return self._ordered(self.values)

@@ -19,16 +19,18 @@ def llmdcos(a: torch.Tensor, b: torch.Tensor) -> float:
 def llmdcos_from_gram(gram: torch.Tensor) -> torch.Tensor:
     """[..., B, B] Gram of |A| vectors -> [..., B, B] LLMDcos (0 where a norm is 0)."""
     d = torch.diagonal(gram, dim1=-2, dim2=-1).clamp(min=0).sqrt()
-    den = d[..., :, None] * d[..., None, :]
-    return torch.where(den > 0, gram / den.clamp(min=torch.finfo(gram.dtype).tiny), torch.zeros_like(gram))
+    return _cosine(gram, d[..., :, None] * d[..., None, :])
+
+
+def _cosine(dot: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """dot / den, 0 where den (a product of norms) is 0."""
+    return torch.where(den > 0, dot / den.clamp(min=torch.finfo(dot.dtype).tiny), torch.zeros_like(dot))
 
 
 def llmdcos_from_partner(products: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
     """A pair pass's [N, L] products A_i·A_(i xor 1) and norms ‖A_i‖ -> [N / 2, L] LLMDcos of
     samples 2p and 2p+1 (0 where a norm is 0)."""
-    p, a, b = products[0::2].double(), norms[0::2].double(), norms[1::2].double()
-    den = a * b
-    return torch.where(den > 0, p / den.clamp(min=torch.finfo(torch.float64).tiny), torch.zeros_like(p)).float()
+    return _cosine(products[0::2].double(), norms[0::2].double() * norms[1::2].double()).float()
 
 
 def fingerprint_llmdcos(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
