@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from paramact.anatomy import discover
-from paramact.density import check_gammas, layer_density, mass_shares
+from paramact.density import Histogram, check_gammas, layer_density, mass_shares
 from paramact.errors import UserError
+from paramact.experts import expert_density
 from tiny import tiny_model
 
 
@@ -50,8 +51,6 @@ def test_density_makes_every_tensor_on_its_inputs_device():
     """A GPU stand-in: with the default device set to meta, a tensor made without device= would
     meet the CPU inputs on another device and fail (as a CPU-made tensor meets CUDA inputs, seen on
     an H200: torch.searchsorted refused the mix). Inputs on the CPU give the same numbers."""
-    from paramact.experts import expert_density
-
     v = torch.rand(50_000, generator=torch.Generator().manual_seed(0)) ** 8
     model = tiny_model("mixtral")
     an = discover(model)
@@ -69,24 +68,60 @@ def test_bad_gammas(bad):
 
 
 def test_density_kernel_and_torch_paths_agree(monkeypatch):
-    """The CPU pass (fused.bin_sums) against torch's two bincounts: every count identical, float64
-    bin masses summed in another order (1e-12), and the same density rows and shares."""
+    """The CPU passes (fused.histogram, fused.bin_entries) against torch's bincounts and masks: every
+    count and entry identical, float64 bin masses summed in another order (1e-12), and the same
+    density rows and shares."""
     from paramact import fused
 
     g = torch.Generator().manual_seed(5)
     v = torch.rand(300_001, generator=g) ** 20
     v[:100] = 0
     key = (v.view(torch.int32) >> 13).clamp_(min=0)
-    mass, count = fused.bin_sums(key, v)
-    assert torch.equal(count, torch.bincount(key))
-    assert torch.allclose(mass, torch.bincount(key, weights=v.double()), rtol=1e-12, atol=0)
+    nb = int(key.max()) + 1
+    mass, count = fused.histogram(v, nb)
+    assert torch.equal(count.sum(0), torch.bincount(key))
+    assert torch.allclose(mass.sum(0), torch.bincount(key, weights=v.double()), rtol=1e-12, atol=0)
+    assert count[0].sum() == 150_000  # two fixed halves, whatever the thread count
+    keys = sorted({0, int(key[100_000]), int(key[200_000]), nb - 1})
+    assert len(keys) == 4
+    for k, got in zip(keys, fused.bin_entries(v, keys, count)):
+        assert torch.equal(torch.sort(got).values, torch.sort(v[key == k]).values) and len(got) > 0
     model = tiny_model("olmoe")
     an = discover(model)
     mm = {w.name: torch.rand(w.weight.shape, generator=g) ** 6 * 1e-4 for w in an.weights}
-    fast = (layer_density(mm, an), mass_shares(v, (0.1, 0.5, 0.9, 0.99)))
+    fast = (layer_density(mm, an), mass_shares(v, (0.1, 0.5, 0.9, 0.99)), expert_density(mm, an, (2e-6, 2e-5)))
     monkeypatch.setattr(fused, "ENABLED", False)
-    slow = (layer_density(mm, an), mass_shares(v, (0.1, 0.5, 0.9, 0.99)))
+    slow = (layer_density(mm, an), mass_shares(v, (0.1, 0.5, 0.9, 0.99)), expert_density(mm, an, (2e-6, 2e-5)))
     assert fast[1] == slow[1] == sort_reference(v, (0.1, 0.5, 0.9, 0.99))
     for a, b in zip(fast[0], slow[0]):
         assert a["mean_abs"] == pytest.approx(b["mean_abs"], rel=1e-12)
         assert {k: x for k, x in a.items() if k != "mean_abs"} == {k: x for k, x in b.items() if k != "mean_abs"}
+    for a, b in zip(fast[2], slow[2]):
+        for x, y in zip(a["experts"], b["experts"]):
+            assert x["mass"] == pytest.approx(y["mass"], rel=1e-12)
+            assert {k: z for k, z in x.items() if k != "mass"} == {k: z for k, z in y.items() if k != "mass"}
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_counts_above_equal_direct_compares(monkeypatch, kernel):
+    """Counts from the histogram (whole bins above the threshold's bin, compares inside it) equal
+    float32 compares over every entry, for thresholds that are entries themselves, their float32
+    neighbours, zero, and values above every entry."""
+    from paramact import fused
+
+    monkeypatch.setattr(fused, "ENABLED", kernel)
+    v = torch.rand(200_000, generator=torch.Generator().manual_seed(3)) ** 12 * 1e-3
+    v[:50] = 0
+    picks = v[torch.tensor([60, 999, 123_456, 199_999])]
+    ts = [0.0, 2e-6, 5e-6, 2e-5, float(v.max()), 1.0]
+    for p in picks:
+        ts += [float(p), float(torch.nextafter(p, torch.tensor(0.0))), float(torch.nextafter(p, torch.tensor(1.0)))]
+    counts, _ = Histogram(v).summary(ts)
+    assert counts == [int(torch.count_nonzero(v > t)) for t in ts]
+
+
+def test_non_finite_mean_map_is_one_clear_error():
+    v = torch.rand(1000)
+    v[3] = float("nan")
+    with pytest.raises(UserError, match="non-finite"):
+        mass_shares(v)

@@ -19,7 +19,7 @@ import torch
 
 from .anatomy import Anatomy, Weight
 from .batching import Batch
-from .density import check_gammas, gamma_key, mass_shares
+from .density import Histogram, check_gammas, gamma_key
 
 
 class ExpertUsage:
@@ -101,14 +101,15 @@ def expert_density(mean_map: dict[str, torch.Tensor], anatomy: Anatomy, gammas) 
                 by_expert.setdefault(w.expert, []).append(w.select(mean_map[w.name]).flatten().float())
         experts = []
         for e in sorted(by_expert):
-            v = torch.cat(by_expert[e])
+            h = Histogram(torch.cat(by_expert[e]))
+            counts, (m50,) = h.summary(gammas, (0.5,))
             experts.append(
                 {
                     "expert": e,
-                    "params": v.numel(),
-                    "mass": float(v.double().sum()),
-                    "count_above": {gamma_key(g): int((v > g).sum()) for g in gammas},
-                    "mass_share_50": mass_shares(v, (0.5,))[0],
+                    "params": h.v.numel(),
+                    "mass": h.total,
+                    "count_above": {gamma_key(g): c for g, c in zip(gammas, counts)},
+                    "mass_share_50": m50,
                 }
             )
         rows.append({"layer": layer, "experts": experts})

@@ -18,8 +18,9 @@ product, took their cores and halved the kernel's speed.) The kernel needs numba
 paramact); without it, or with `ENABLED = False`, or on an accelerator, the reducers take their torch
 path: the same numbers to float rounding.
 
-`bin_sums` serves the density table the same way: a layer's histogram (mass and count per bin) in one
-parallel pass, where torch's two bincounts each run on one thread.
+`histogram` and `bin_entries` serve the density table the same way: a layer's histogram (mass and
+count per bin) in one parallel pass, where torch's two bincounts each run on one thread, and the
+entries of the few bins that a threshold or a mass share falls in, in a second.
 """
 
 from __future__ import annotations
@@ -162,9 +163,10 @@ def sample_stats(
     _kernel(g, w, tot.numpy(), sq.numpy(), gr, pd, out, hr, hc, sr, sc, out.shape[1] - 1, *flags)
 
 
-def _bin_sums(key, v, nb):  # pragma: no cover - compiled
-    """Per bin k < nb: the float64 sum and the count of v's entries whose key is k; two fixed halves,
-    whatever the thread count, so the sums repeat bit for bit."""
+def _histogram(v, bits, nb):  # pragma: no cover - compiled
+    """Per half p of v (two fixed halves, whatever the thread count, so the sums repeat bit for bit)
+    and bin k < nb (k = the entry's float32 pattern >> 13, negatives in bin 0): the float64 sum and
+    the count of the entries in the bin."""
     mass = np.zeros((2, nb))
     count = np.zeros((2, nb), np.int64)
     n = v.shape[0]
@@ -172,20 +174,55 @@ def _bin_sums(key, v, nb):  # pragma: no cover - compiled
         m = mass[p]
         c = count[p]
         for i in range(n * p // 2, n * (p + 1) // 2):
-            k = key[i]
+            k = max(bits[i] >> 13, 0)
             m[k] += v[i]
             c[k] += 1
-    return mass[0] + mass[1], count[0] + count[1]
+    return mass, count
 
 
-_bin_sums_kernel = (
-    numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)(_bin_sums) if numba is not None else None
-)
+def _entries(v, bits, slot, start, out):  # pragma: no cover - compiled
+    """The entries of v whose bin k has slot[k] = j >= 0, half p's written from out[start[p, j]] on."""
+    n = v.shape[0]
+    for p in numba.prange(2):
+        pos = start[p].copy()
+        for i in range(n * p // 2, n * (p + 1) // 2):
+            j = slot[max(bits[i] >> 13, 0)]
+            if j >= 0:
+                out[pos[j]] = v[i]
+                pos[j] += 1
 
 
-def bin_sums(key: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """torch.bincount(key, weights=v.double()) and torch.bincount(key) in one parallel pass (torch's
-    bincount runs on one thread): key [n] int32 ≥ 0 and v [n] float32 on the CPU, n > 0."""
+def _compile(f):
+    return numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)(f)
+
+
+_histogram_kernel = _compile(_histogram) if numba is not None else None
+_entries_kernel = _compile(_entries) if numba is not None else None
+
+
+def histogram(v: torch.Tensor, nb: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per half of v and bin k < nb, where k is an entry's float32 pattern >> 13 (negatives in bin 0):
+    the float64 mass [2, nb] and the count [2, nb] (int64). One parallel pass over v (float32 [n] on
+    the CPU, every key < nb); torch's bincount runs on one thread and needs one pass per statistic."""
     _match_torch_threads()
-    mass, count = _bin_sums_kernel(key.contiguous().numpy(), v.contiguous().numpy(), int(key.max()) + 1)
+    v = v.contiguous()
+    mass, count = _histogram_kernel(v.numpy(), v.view(torch.int32).numpy(), nb)
     return torch.from_numpy(mass), torch.from_numpy(count)
+
+
+def bin_entries(v: torch.Tensor, keys: list[int], count: torch.Tensor) -> list[torch.Tensor]:
+    """The entries of v in each bin of `keys` (distinct, fewer than 2^15), in one parallel pass; count
+    [2, nb] is `histogram`'s (it places each half's entries)."""
+    if len(keys) >= 1 << 15:
+        raise ValueError("bin_entries takes fewer than 2^15 bins at once")
+    _match_torch_threads()
+    v = v.contiguous()
+    sizes = count[:, keys]  # [2, len(keys)]
+    ends = torch.cumsum(sizes.T.flatten(), 0).view(len(keys), 2).T  # bin j: half 0's, then half 1's
+    start = (ends - sizes).contiguous()
+    out = np.empty(int(ends[-1, -1]) if keys else 0, np.float32)
+    slot = np.full(count.shape[1], -1, np.int16)  # bin -> its place in keys (a table read per entry)
+    slot[keys] = np.arange(len(keys))
+    _entries_kernel(v.numpy(), v.view(torch.int32).numpy(), slot, start.numpy(), out)
+    out = torch.from_numpy(out)
+    return [out[int(start[0, j]) : int(ends[1, j])] for j in range(len(keys))]
