@@ -100,8 +100,12 @@ def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple
     verdicts = v1 + v2
     sizes = sizes_line(cfg)
     noise = eval_noise(groups, list(dict.fromkeys(cfg.v1_tasks + cfg.v2_tasks)))
-    for name, text in tables.items():
-        body = text + f"\n\n{sizes}\n\n{noise}\n\n" + "\n".join(f"- {c}" for c in verdicts) + "\n"
+    own = {
+        "validation1": v1 or ["no verdict: fewer than two allocations to compare"],
+        "validation2": v2 or ["no verdict: fewer than two calibration sets to compare"],
+    }
+    for name, text in tables.items():  # each file with its own validation's verdicts
+        body = text + f"\n\n{sizes}\n\n{noise}\n\n" + "\n".join(f"- {c}" for c in own[name]) + "\n"
         write_text(out / f"{name}.md", body)
     summary = {k: {kk: vv for kk, vv in g.items() if kk != "by_seed"} for k, g in groups.items()}
     write_json(
