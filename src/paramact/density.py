@@ -37,7 +37,8 @@ def _key(x: torch.Tensor) -> torch.Tensor:
 class Histogram:
     """The entries of v (float32, finite, >= 0) binned by value (`_key`): per bin its mass (float64)
     and its count. Counts above a threshold and mass shares then need only the entries of the one
-    bin the threshold or the share falls in: exact, in two passes over v, whatever the thresholds."""
+    bin the threshold or the share falls in: exact. On a CPU one parallel pass fills the bins and a
+    second gathers the entries of the few bins needed, however many thresholds there are."""
 
     def __init__(self, v: torch.Tensor):
         self.v = v.flatten().float()
