@@ -29,9 +29,8 @@ def check_gammas(gammas) -> tuple[float, ...]:
 
 
 def _key(x: torch.Tensor) -> torch.Tensor:
-    """The bin of float32 values: the top bits of their pattern, which order non-negative floats like
-    their values (2^-10 relative bins); negatives go to bin 0."""
-    return (x.view(torch.int32) >> 13).clamp_(min=0)
+    """The bin of float32 values (fused.BIN_SHIFT: 2^-10 relative bins; negatives in bin 0)."""
+    return (x.view(torch.int32) >> fused.BIN_SHIFT).clamp_(min=0)
 
 
 class Histogram:

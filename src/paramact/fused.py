@@ -46,6 +46,11 @@ except Exception as e:  # pragma: no cover - exercised only without numba
     numba = None
     log.warning("numba unavailable (%s): per-sample statistics through torch (slower on a CPU)", e)
 
+# A value's bin in the density table: its float32 pattern >> BIN_SHIFT (2^-10 relative bins), which
+# orders non-negative floats like their values; negatives go to bin 0. The one definition, also
+# used by density.py's torch path.
+BIN_SHIFT = 13
+
 _checked: bool | None = None  # whether the kernel compiled and ran once (None: not tried yet)
 
 
@@ -165,7 +170,7 @@ def sample_stats(
 
 def _histogram(v, bits, nb):  # pragma: no cover - compiled
     """Per half p of v (two fixed halves, whatever the thread count, so the sums repeat bit for bit)
-    and bin k < nb (k = the entry's float32 pattern >> 13, negatives in bin 0): the float64 sum and
+    and bin k < nb (k = the entry's float32 pattern >> BIN_SHIFT, negatives in bin 0): the float64 sum and
     the count of the entries in the bin."""
     mass = np.zeros((2, nb))
     count = np.zeros((2, nb), np.int64)
@@ -174,7 +179,7 @@ def _histogram(v, bits, nb):  # pragma: no cover - compiled
         m = mass[p]
         c = count[p]
         for i in range(n * p // 2, n * (p + 1) // 2):
-            k = max(bits[i] >> 13, 0)
+            k = max(bits[i] >> BIN_SHIFT, 0)
             m[k] += v[i]
             c[k] += 1
     return mass, count
@@ -186,7 +191,7 @@ def _entries(v, bits, slot, start, out):  # pragma: no cover - compiled
     for p in numba.prange(2):
         pos = start[p].copy()
         for i in range(n * p // 2, n * (p + 1) // 2):
-            j = slot[max(bits[i] >> 13, 0)]
+            j = slot[max(bits[i] >> BIN_SHIFT, 0)]
             if j >= 0:
                 out[pos[j]] = v[i]
                 pos[j] += 1
@@ -201,7 +206,7 @@ _entries_kernel = _compile(_entries) if numba is not None else None
 
 
 def histogram(v: torch.Tensor, nb: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per half of v and bin k < nb, where k is an entry's float32 pattern >> 13 (negatives in bin 0):
+    """Per half of v and bin k < nb, where k is an entry's float32 pattern >> BIN_SHIFT (negatives in bin 0):
     the float64 mass [2, nb] and the count [2, nb] (int64). One parallel pass over v (float32 [n] on
     the CPU, every key < nb); torch's bincount runs on one thread and needs one pass per statistic."""
     _match_torch_threads()
