@@ -84,6 +84,40 @@ def test_lm_eval_and_paramacts_loglik_scorer_agree(smollm2, task, n):
 
 @pytest.mark.slow
 @needs_lmeval
+def test_the_shared_prefix_scorer_gives_hflms_numbers(smollm2):
+    """lm-eval's own requests, once through HFLM and once through paramact's shared-prefix forward:
+    three MMLU items of one subject (their 5-shot demonstrations shared, computed once) and four
+    HellaSwag items (each context shared by its four endings). Every choice's log-likelihood within
+    1e-4 nats of HFLM's, the same correct items; the protocol names the scorer."""
+    from paramact.data import load_split
+    from paramact.evaluation import scoring
+
+    model, tok = smollm2
+    data = str(shared_data())
+    test = load_split("mmlu", "test", data_dir=data).rows
+    subject = test[0]["subject"]
+    rows = [r for r in test if r["subject"] == subject][:3]
+    demos = load_split("mmlu", "dev", data_dir=data).rows
+    hs = load_split("hellaswag", "validation", data_dir=data).rows[:4]
+    real = scoring._prefix_cache
+    shares = []
+    for ht in (harness.harness_task("mmlu", rows, demos, shots=5), harness.harness_task("hellaswag", hs)):
+        shared = []
+        hflm = harness.harness_accuracy(model, tok, ht, max_length=2048)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(scoring, "_prefix_cache", lambda *a, s=shared: s.append(len(a[1])) or real(*a))
+            fast = harness.harness_accuracy(model, tok, ht, max_length=2048, scorer="shared-prefix")
+        assert fast["protocol"].startswith(hflm["protocol"][:-1]) and "shared-prefix" in fast["protocol"]
+        for a, b in zip(hflm["scores"], fast["scores"], strict=True):
+            assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-4
+        assert fast["correct_items"] == hflm["correct_items"] and fast.get("acc_norm") == hflm.get("acc_norm")
+        shares.append(shared)
+    assert len(shares[0]) == 1 and shares[0][0] > 300  # MMLU: the demonstrations, computed once
+    assert shares[1] and min(shares[1]) >= scoring.SHARED_MIN  # HellaSwag: contexts shared by their endings
+
+
+@pytest.mark.slow
+@needs_lmeval
 def test_lmeval_tasks_run_through_eval_command(tmp_path):
     from conftest import cli
 

@@ -48,8 +48,15 @@ def version() -> str:
     return v("lm-eval")
 
 
-def protocol(task: str, shots: int) -> str:
-    return f"lm-eval {version()} {TASK_NAMES[task]} ({'zero-shot' if not shots else f'{shots}-shot'}, loglik acc)"
+SCORERS = {
+    "hflm": "",
+    "shared-prefix": ", requests scored by paramact's shared-prefix forward",
+}  # how lm-eval's log-likelihood requests are computed: HFLM as released, or lmeval_model.SharedPrefixLM
+
+
+def protocol(task: str, shots: int, scorer: str = "hflm") -> str:
+    kind = "zero-shot" if not shots else f"{shots}-shot"
+    return f"lm-eval {version()} {TASK_NAMES[task]} ({kind}, loglik acc{SCORERS[scorer]})"
 
 
 def lmeval_row(task: str, row: dict) -> dict:
@@ -160,18 +167,30 @@ def _hushed(progress: bool):
 
 
 def harness_accuracy(
-    model, tokenizer, ht: HarnessTask, batch_size: int = 8, max_length: int | None = None, progress: bool = False
+    model,
+    tokenizer,
+    ht: HarnessTask,
+    batch_size: int = 8,
+    max_length: int | None = None,
+    progress: bool = False,
+    scorer: str = "hflm",
 ) -> dict:
     """lm-eval's acc (and acc_norm where the task defines it) over every item of `ht`, with the
-    per-choice log-likelihoods lm-eval computed (`scores`, in item order)."""
+    per-choice log-likelihoods lm-eval computed (`scores`, in item order). scorer: one of SCORERS."""
     if not available():
         raise UserError(INSTALL_HINT)
+    if scorer not in SCORERS:
+        raise UserError(f"unknown lm-eval scorer {scorer!r} (scorers: {', '.join(SCORERS)})")
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
+    from .lmeval_model import SharedPrefixLM
+
     with _hushed(progress):
         kwargs = {"max_length": max_length} if max_length else {}
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
+        lm = (HFLM if scorer == "hflm" else SharedPrefixLM)(
+            pretrained=model, tokenizer=tokenizer, batch_size=batch_size, **kwargs
+        )
         res = lm_eval.simple_evaluate(
             model=lm,
             tasks=_tasks(ht),
@@ -204,7 +223,7 @@ def harness_accuracy(
     out.update(
         n=n,
         stderr=binomial_stderr(out["acc"], n),
-        protocol=protocol(ht.name, ht.shots),
+        protocol=protocol(ht.name, ht.shots, scorer),
         scores=scores,
         correct_items=hits,
     )

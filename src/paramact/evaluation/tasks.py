@@ -61,6 +61,13 @@ class EvalConfig:
         2048, "prompts keep their last N tokens (0: the context)", flag="eval-max-length", parse=count_or_all
     )
     mmlu_shots: int = option(5, "MMLU demonstrations")
+    lmeval_scorer: str = option(
+        "hflm",
+        "how lm-eval's requests are computed (the :lmeval tasks): hflm (lm-eval's HFLM, as released) or "
+        "shared-prefix (paramact's forward: a prompt prefix shared by several requests, such as MMLU's "
+        "demonstrations, computed once; same log-likelihoods up to float rounding)",
+        choices=lambda: list(harness.SCORERS),
+    )
     mmlu_demo_split: str = option("dev", "split the MMLU demonstrations come from", cli=False)
     data_dir: str | None = option(None, DATA_DIR_HELP)
 
@@ -69,6 +76,8 @@ class EvalConfig:
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UserError(f"{k.replace('_', ' ')} must be a positive integer, got {v!r}")
+        if self.lmeval_scorer not in harness.SCORERS:
+            raise UserError(f"unknown lm-eval scorer {self.lmeval_scorer!r} (scorers: {', '.join(harness.SCORERS)})")
         if self.ppl_seqlen < 2:
             raise UserError(f"perplexity seqlen must be >= 2, got {self.ppl_seqlen}")
         for k in ("ppl_windows", "items", "humaneval_items", "max_length"):
@@ -148,7 +157,11 @@ def prepare(
                 run = (
                     lambda h: (
                         lambda m, p=None: _progressed(
-                            harness.harness_accuracy(m, tokenizer, h, cfg.batch_size, cap, _shown(p)), p, h.size
+                            harness.harness_accuracy(
+                                m, tokenizer, h, cfg.batch_size, cap, _shown(p), cfg.lmeval_scorer
+                            ),
+                            p,
+                            h.size,
                         )
                     )
                 )(ht)
