@@ -45,9 +45,10 @@ def test_shared_prefixes_give_the_log_probs_of_a_full_forward(family, batch, mon
     """Every target's log-probability within 1e-5 of its request run alone (float32 against float64,
     other matmul shapes), every argmax flag equal where the top two logits are 1e-4 apart; gemma3 and
     gpt-oss keep a sliding window (4 tokens) far shorter than the shared prefixes. The cached path
-    must run: counted."""
+    must run: counted (every group shares, whatever it saves)."""
     model = tiny_model(family, seed=4)
     reqs = _requests(5)
+    monkeypatch.setattr(scoring, "SHARED_SAVED", 0)
     calls = []
     real = scoring._prefix_cache
     monkeypatch.setattr(scoring, "_prefix_cache", lambda *a: calls.append(len(a[1])) or real(*a))
@@ -69,9 +70,11 @@ def test_without_a_cache_every_sequence_runs_whole(monkeypatch):
         assert torch.allclose(s.logprobs.double(), _oracle(model, r)[0], atol=1e-5, rtol=0)
 
 
-def test_prefix_groups_by_hand():
+def test_prefix_groups_by_hand(monkeypatch):
     """Sorted runs; a prefix stops at a member's first read position; a newcomer joins while the run
-    keeps >= SHARED_MIN tokens and does not save fewer tokens than before (n·q >= (n−1)·P)."""
+    keeps >= SHARED_MIN tokens and does not save fewer tokens than before (n·q >= (n−1)·P); a run
+    that saves fewer than SHARED_SAVED tokens ((n−1)·P) runs plain."""
+    monkeypatch.setattr(scoring, "SHARED_SAVED", 0)
     base = list(range(3, 3 + 70))
 
     def req(ids, first):
@@ -91,7 +94,27 @@ def test_prefix_groups_by_hand():
     tight = [req([*base, 90 + k], 70) for k in range(4)] + [req([*base[:34], 99], 34)]
     # four at P = 70, then one sharing 34: 4·34 < 3·70, a run of its own (of one: plain)
     assert prefix_groups(tight) == [(70, [0, 1, 2, 3]), (0, [4])]
+    monkeypatch.setattr(scoring, "SHARED_SAVED", 128)
+    assert prefix_groups([a, b, late]) == [(0, [0, 1, 2])]  # saves 2·60 = 120 tokens: not worth a pass
+    assert prefix_groups(tight) == [(70, [0, 1, 2, 3]), (0, [4])]  # saves 3·70 = 210
     for shared, members in prefix_groups([a, b, c, d, e, f, g, late, *tight]):
-        assert shared == 0 or (shared >= SHARED_MIN and len(members) > 1)
+        assert shared == 0 or (shared >= SHARED_MIN and (len(members) - 1) * shared >= 128)
         for i in members:
             assert shared <= min(p for p, _ in ([a, b, c, d, e, f, g, late, *tight][i]).targets)
+
+
+def test_a_forward_without_a_cache_argument_shares_nothing():
+    """A model whose forward takes no key/value cache (remote code, say): no prefix pass is tried."""
+    llama = tiny_model("llama", seed=4)
+
+    class NoCache(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = llama
+
+        def forward(self, input_ids, attention_mask=None, use_cache=False):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+
+    assert scoring._cache_argument(llama) == "cache" and scoring._cache_argument(NoCache()) is None
+    assert scoring._prefix_cache(NoCache(), list(range(3, 40)), torch.device("cpu")) is None
+    assert scoring._prefix_cache(llama, list(range(3, 40)), torch.device("cpu")).get_seq_length() == 37
