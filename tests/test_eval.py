@@ -184,6 +184,8 @@ def test_task_names_and_config_are_checked():
         EvalConfig(ppl_seqlen=1)
     with pytest.raises(UserError):
         EvalConfig(items=0)
+    with pytest.raises(UserError, match="unknown lm-eval scorer 'fast'"):
+        EvalConfig(lmeval_scorer="fast")
 
 
 def test_batches_respect_the_memory_budgets(monkeypatch):

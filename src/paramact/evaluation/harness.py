@@ -54,6 +54,11 @@ SCORERS = {
 }  # how lm-eval's log-likelihood requests are computed: HFLM as released, or lmeval_model.SharedPrefixLM
 
 
+def check_scorer(scorer: str) -> None:
+    if scorer not in SCORERS:
+        raise UserError(f"unknown lm-eval scorer {scorer!r} (scorers: {', '.join(SCORERS)})")
+
+
 def protocol(task: str, shots: int, scorer: str = "hflm") -> str:
     kind = "zero-shot" if not shots else f"{shots}-shot"
     return f"lm-eval {version()} {TASK_NAMES[task]} ({kind}, loglik acc{SCORERS[scorer]})"
@@ -179,8 +184,7 @@ def harness_accuracy(
     per-choice log-likelihoods lm-eval computed (`scores`, in item order). scorer: one of SCORERS."""
     if not available():
         raise UserError(INSTALL_HINT)
-    if scorer not in SCORERS:
-        raise UserError(f"unknown lm-eval scorer {scorer!r} (scorers: {', '.join(SCORERS)})")
+    check_scorer(scorer)
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 

@@ -76,8 +76,7 @@ class EvalConfig:
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UserError(f"{k.replace('_', ' ')} must be a positive integer, got {v!r}")
-        if self.lmeval_scorer not in harness.SCORERS:
-            raise UserError(f"unknown lm-eval scorer {self.lmeval_scorer!r} (scorers: {', '.join(harness.SCORERS)})")
+        harness.check_scorer(self.lmeval_scorer)
         if self.ppl_seqlen < 2:
             raise UserError(f"perplexity seqlen must be >= 2, got {self.ppl_seqlen}")
         for k in ("ppl_windows", "items", "humaneval_items", "max_length"):
