@@ -130,6 +130,7 @@ def test_study_tables_and_config(study):
     v2 = (ref / "validation2.md").read_text()
     assert "siqa: calibrated on siqa" in v2 and "calibrated on" not in v1  # each file its own verdicts
     assert "wanda 50%, wikitext2: best" not in v2
+    assert "accuracy 4 items per task (siqa: the paper's letter scoring)" in v2  # each number's protocol
     assert "run directory" in stdout
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..evaluation.tasks import TASKS
 from ..runs import write_json
 from .outputs import write_text
 from .study import StudyConfig, label
@@ -59,6 +60,24 @@ def eval_noise(groups: dict[str, dict], tasks: list[str]) -> str:
     return "evaluation standard error of one run: " + ", ".join(parts) if parts else ""
 
 
+def _accuracy_protocols(cfg: StudyConfig) -> str:
+    """Which protocol scored which accuracy task, e.g. "boolq, mmlu: lm-eval through HFLM; MMLU 5-shot"."""
+    names = {
+        "letter": "the paper's letter scoring",
+        "loglik": "paramact's log-likelihood scorer",
+        "lmeval": "lm-eval through "
+        + ("HFLM" if cfg.eval.lmeval_scorer == "hflm" else "paramact's shared-prefix forward"),
+    }
+    by_kind: dict[str, list[str]] = {}
+    for t in dict.fromkeys(cfg.v1_tasks + cfg.v2_tasks):
+        if TASKS[t] in names:
+            by_kind.setdefault(TASKS[t], []).append(t.split(":")[0])
+    parts = [f"{', '.join(ts)}: {names[k]}" for k, ts in by_kind.items()]
+    if any("mmlu" in ts for ts in by_kind.values()):
+        parts.append(f"MMLU {cfg.eval.mmlu_shots}-shot")
+    return "; ".join(parts)
+
+
 def sizes_line(cfg: StudyConfig) -> str:
     """What the numbers rest on: seeds, calibration, evaluation sizes and the allocations' data."""
     tasks = [t.split(":")[0] for t in cfg.v1_tasks + cfg.v2_tasks]
@@ -68,8 +87,9 @@ def sizes_line(cfg: StudyConfig) -> str:
     ]
     if any(t in ("wikitext2", "c4", "pydoc") for t in tasks):
         parts.append(f"perplexity {cfg.eval.ppl_windows or 'all'} windows x {cfg.eval.ppl_seqlen}")
-    if any(t not in ("wikitext2", "c4", "pydoc") for t in tasks):
-        parts.append(f"accuracy {cfg.eval.items or 'all'} items per task")
+    scored = _accuracy_protocols(cfg)
+    if scored:
+        parts.append(f"accuracy {cfg.eval.items or 'all'} items per task ({scored})")
     used = set(cfg.schedules) | {cfg.v2_schedule}
     if "activation" in used:
         parts.append(
