@@ -4,7 +4,9 @@ The optional extra `paramact[lmeval]` installs PyPI `lm-eval`. Each task here is
 registered task config (its YAML: prompt template, choices, target, metrics, few-shot split and
 sampler), with one change: `custom_dataset` hands it the rows paramact loaded from the data folder,
 so nothing is read from the hub. The model is wrapped in lm-eval's HFLM as the object in memory
-(a pruned model is evaluated without being saved). The items are the same draw as paramact's own
+(a pruned model is evaluated without being saved), or with scorer="shared-prefix" in
+lmeval_model.SharedPrefixLM: an HFLM whose requests paramact's forward computes, each shared
+prompt prefix once. The items are the same draw as paramact's own
 scorers (`mc_items(task, n, seed)`), so the two protocols can be compared item by item.
 
 Field adaptations, each forced by the local file's format and applied to both protocols' rows:
