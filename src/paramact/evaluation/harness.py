@@ -50,10 +50,8 @@ def version() -> str:
     return v("lm-eval")
 
 
-SCORERS = {
-    "hflm": "",
-    "shared-prefix": ", requests scored by paramact's shared-prefix forward",
-}  # how lm-eval's log-likelihood requests are computed: HFLM as released, or lmeval_model.SharedPrefixLM
+# what computes lm-eval's log-likelihood requests: HFLM as released, or lmeval_model.SharedPrefixLM
+SCORERS = {"hflm": "HFLM", "shared-prefix": "paramact's shared-prefix forward"}
 
 
 def check_scorer(scorer: str) -> None:
@@ -63,7 +61,8 @@ def check_scorer(scorer: str) -> None:
 
 def protocol(task: str, shots: int, scorer: str = "hflm") -> str:
     kind = "zero-shot" if not shots else f"{shots}-shot"
-    return f"lm-eval {version()} {TASK_NAMES[task]} ({kind}, loglik acc{SCORERS[scorer]})"
+    by = "" if scorer == "hflm" else f", requests scored by {SCORERS[scorer]}"
+    return f"lm-eval {version()} {TASK_NAMES[task]} ({kind}, loglik acc{by})"
 
 
 def lmeval_row(task: str, row: dict) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..evaluation import harness
 from ..evaluation.tasks import TASKS
 from ..runs import write_json
 from .outputs import write_text
@@ -65,8 +66,7 @@ def _accuracy_protocols(cfg: StudyConfig) -> str:
     names = {
         "letter": "the paper's letter scoring",
         "loglik": "paramact's log-likelihood scorer",
-        "lmeval": "lm-eval through "
-        + ("HFLM" if cfg.eval.lmeval_scorer == "hflm" else "paramact's shared-prefix forward"),
+        "lmeval": f"lm-eval through {harness.SCORERS[cfg.eval.lmeval_scorer]}",
     }
     by_kind: dict[str, list[str]] = {}
     for t in dict.fromkeys(cfg.v1_tasks + cfg.v2_tasks):
