@@ -35,7 +35,7 @@ STUDY = {
     "sparsities": [0.5],
     "calibrations": ["c4", "siqa"],
     "seeds": [0, 1],
-    "v1-tasks": ["wikitext2"],
+    "v1-tasks": ["wikitext2", "siqa"],
     "v2-tasks": ["wikitext2", "siqa"],
     "atp-grid": 3,
     "atp-held-out": 2,
@@ -127,6 +127,12 @@ def test_study_tables_and_config(study):
     assert not (ref / "partial.json").exists() and res["resumed_cells"] == []
     v1 = (ref / "validation1.md").read_text()
     assert "wanda owl 50%" in v1 and " ± " in v1 and "wanda 50%, wikitext2: best" in v1
+    # every task ranked: first the scoreboard across tasks, then the paper's metric, then the rest
+    verdicts = [x[2:] for x in v1.splitlines() if x.startswith("- ")]
+    assert verdicts[0].startswith("wanda 50% across 2 tasks, best per task: wikitext2 ")
+    assert verdicts[1].startswith("wanda 50% across 2 tasks, the paper's activation allocation against uniform: ")
+    assert verdicts[2].startswith("wanda 50%, wikitext2: best ") and verdicts[3].startswith("wanda 50%, siqa: best ")
+    assert " points (" in verdicts[3] and len(verdicts) == 4  # accuracy gaps in points
     v2 = (ref / "validation2.md").read_text()
     assert "siqa: calibrated on siqa" in v2 and "calibrated on" not in v1  # each file its own verdicts
     assert "wanda 50%, wikitext2: best" not in v2
@@ -197,7 +203,9 @@ def test_study_report_has_the_figure_the_verdicts_and_the_summary_claims(study):
     assert r.returncode == 0, r.stderr[-2000:]
     page = (ref / "report.html").read_text()
     assert (ref / "plots" / "ppl_vs_sparsity.png").stat().st_size > 1000
+    assert (ref / "plots" / "acc_vs_sparsity.png").stat().st_size > 1000
     assert "Perplexity against sparsity" in page and "data:image/png;base64" in page
+    assert "Accuracy against sparsity" in page and "rankings on the other 1 task cells" in page
     assert "Validation 1: allocations" in page and "− uniform" in page
     # the first screen: Validations 1 and 2 now have a verdict from this study, not "not run here"
     summary = page.split("<section id=summary>")[1].split("</section>")[0]

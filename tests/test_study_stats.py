@@ -8,7 +8,10 @@ from scipy import stats
 
 from paramact.prune.study_stats import (
     allocation_comparisons,
+    allocation_scoreboard,
+    allocation_verdicts,
     calibration_comparisons,
+    calibration_verdicts,
     compare,
     paired_eval_se,
     summarize,
@@ -86,7 +89,7 @@ def test_a_difference_inside_the_evaluation_noise_is_within_noise():
 def test_rankings_and_calibration_verdicts():
     rows = [_row("uniform", s, p) for s, p in enumerate(UNIFORM)] + [_row("owl", s, p) for s, p in enumerate(OWL)]
     rows += [_row("activation", s, 90.0 + s) for s in range(3)]
-    (c,) = allocation_comparisons(summarize(rows), ["wanda"], [0.5], "wikitext2")
+    (c,) = allocation_comparisons(summarize(rows), ["wanda"], [0.5], ["wikitext2"])
     assert [r["schedule"] for r in c["ranking"]] == ["owl", "uniform", "activation"]
     assert c["ranking"][0]["vs_best"] is None and c["ranking"][1]["vs_uniform"] is None
     assert c["ranking"][2]["vs_uniform"]["diff"] == pytest.approx(91.0 - 81.0)
@@ -118,3 +121,101 @@ def test_validation2_summary_needs_a_gain_beyond_noise(helped, beyond, verdict):
     claim = _validation2({"comparisons": {"calibrations": cmps}}, "v2")
     assert claim["verdict"] == verdict
     assert claim["ours"].startswith("mmlu:lmeval +0.9 points" if helped[0] else "mmlu:lmeval -2.0 points")
+
+
+# per seed: correct items out of 8; the same items for every allocation (paired)
+ITEMS = {
+    "uniform": ([1, 1, 0, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0]),
+    "owl": ([1, 1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1, 0, 0]),
+    "activation": ([1, 1, 0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0]),
+}
+
+
+def _two_task_rows():
+    ppl = {"uniform": UNIFORM, "owl": OWL, "activation": [90.0, 91.0, 92.0]}
+    return [_row(sch, s, ppl[sch][s], acc=ITEMS[sch][s]) for sch in ITEMS for s in range(3)]
+
+
+def test_every_task_is_ranked_accuracy_higher_first_and_worded_in_points():
+    comps = allocation_comparisons(summarize(_two_task_rows()), ["wanda"], [0.5], ["wikitext2", "mmlu:lmeval"])
+    assert [c["task"] for c in comps] == ["wikitext2", "mmlu:lmeval"]
+    acc = comps[1]
+    assert acc["metric"] == "acc" and [r["schedule"] for r in acc["ranking"]] == ["owl", "activation", "uniform"]
+    # activation − owl, per seed (2-6, 4-7, 2-6)/8
+    vs = acc["ranking"][1]["vs_best"]
+    assert vs["diff"] == pytest.approx(-11 / 24)
+    assert vs["p"] == pytest.approx(stats.ttest_rel([2, 4, 2], [6, 7, 6]).pvalue, rel=1e-9)
+    # the paired per-item s.e. per seed, averaged over seeds
+    ses = []
+    for act, owl in zip(ITEMS["activation"], ITEMS["owl"], strict=True):
+        d = [x - y for x, y in zip(act, owl, strict=True)]
+        m = sum(d) / 8
+        ses.append(math.sqrt(sum((x - m) ** 2 for x in d) / 7) / math.sqrt(8))
+    assert vs["eval_se"] == pytest.approx(sum(ses) / 3)
+    assert vs["beyond_noise"]  # p < 0.05 and 45.8 points > twice the s.e.
+    lines = allocation_verdicts(comps)
+    assert lines[0].startswith("wanda 50%, wikitext2: best owl 78.57 ± 0.81; uniform +2.43 (beyond noise")
+    assert lines[1].startswith("wanda 50%, mmlu:lmeval: best owl 79.2 ± 7.2; activation -45.8 points (beyond noise")
+    assert f"eval s.e. {100 * vs['eval_se']:.2g} points)" in lines[1]
+
+
+def test_the_scoreboard_names_each_tasks_winner_and_counts_activation_against_uniform():
+    groups = summarize(_two_task_rows())
+    comps = allocation_comparisons(groups, ["wanda"], [0.5], ["wikitext2", "mmlu:lmeval"])
+    best, act = allocation_scoreboard(comps)
+    w = compare(groups["wanda/uniform/0.5/c4"], groups["wanda/owl/0.5/c4"], "wikitext2")
+    a = compare(groups["wanda/activation/0.5/c4"], groups["wanda/owl/0.5/c4"], "wikitext2")
+    tied = [n for n, c in (("uniform", w), ("activation", a)) if not c["beyond_noise"]]
+    first = "beyond noise over all" if not tied else "within noise: " + ", ".join(tied)
+    # on mmlu owl beats activation (above) and uniform (4 items of 8 on every seed) beyond noise
+    assert (
+        best
+        == f"wanda 50% across 2 tasks, best per task: wikitext2 owl ({first}); mmlu:lmeval owl (beyond noise over all)"
+    )
+    # activation vs uniform: wikitext2 +10 ppl over 3 seeds (worse); mmlu (2-2, 4-3, 2-2)/8: within noise
+    ppl = compare(groups["wanda/activation/0.5/c4"], groups["wanda/uniform/0.5/c4"], "wikitext2")
+    mm = compare(groups["wanda/activation/0.5/c4"], groups["wanda/uniform/0.5/c4"], "mmlu:lmeval")
+    assert ppl["diff"] == pytest.approx(10.0) and not mm["beyond_noise"]
+    worse = "worse beyond noise on 1 (wikitext2)" if ppl["beyond_noise"] else "worse beyond noise on 0"
+    within = 1 + (not ppl["beyond_noise"])
+    assert act == (
+        "wanda 50% across 2 tasks, the paper's activation allocation against uniform: "
+        f"better beyond noise on 0, {worse}, within noise on {within}"
+    )
+    # one task only: the per-task verdict line says it all, no scoreboard
+    assert allocation_scoreboard(comps[:1]) == []
+    one = summarize([r for r in _two_task_rows() if r["seed"] == 0])
+    (b1, *_) = allocation_scoreboard(allocation_comparisons(one, ["wanda"], [0.5], ["wikitext2", "mmlu:lmeval"]))
+    assert b1.count("(one seed: noise not measured)") == 2
+
+
+def test_accuracy_noise_is_worded_in_points_in_the_calibration_verdicts():
+    v2 = [
+        _row("activation", s, 90.0, calibration=cal, table="validation2", acc=acc)
+        for s in range(3)
+        for cal, acc in (("c4", [1, 0, 0, 0]), ("mmlu", [1, 1, 0, 0]))
+    ]
+    (line,) = calibration_verdicts(calibration_comparisons(summarize(v2), ["c4", "mmlu"], ["mmlu:lmeval"]))
+    # the same +1 item of 4 on every seed: p = 0, but 25 points are within twice the paired s.e. (25 points)
+    se = math.sqrt(((0.75**2) + 3 * (0.25**2)) / 3) / 2
+    assert 0.25 < 2 * se
+    assert line == (
+        f"mmlu:lmeval: calibrated on mmlu 50.0 vs C4 25.0 (better, within noise (paired t over 3 seeds p=0; "
+        f"eval s.e. {100 * se:.2g} points))"
+    )
+
+
+def test_validation1_summary_rests_on_the_papers_metric_and_counts_the_accuracy_tasks():
+    from paramact.report.summary import _validation1
+
+    groups = summarize(_two_task_rows())
+    comps = allocation_comparisons(groups, ["wanda"], [0.5], ["wikitext2", "mmlu:lmeval"])
+    claim = _validation1({"comparisons": {"allocations": comps, "v1_task": "wikitext2"}}, "v1")
+    # activation is +10 ppl over uniform on wikitext2 (worse), and within noise on mmlu: not reproduced
+    assert claim["verdict"] == "not reproduced"
+    assert claim["ours"] == (
+        "activation − uniform ppl: wanda 50%: +10; better beyond noise on 0 of 1 accuracy comparisons"
+    )
+    # a study ranked on accuracy alone has no perplexity claim to make
+    only_acc = {"comparisons": {"allocations": comps[1:], "v1_task": "wikitext2"}}
+    assert _validation1(only_acc, "v1")["verdict"] == "not run here"

@@ -15,6 +15,7 @@ from .outputs import write_text
 from .study import StudyConfig, label
 from .study_stats import (
     allocation_comparisons,
+    allocation_scoreboard,
     allocation_verdicts,
     calibration_comparisons,
     calibration_verdicts,
@@ -112,11 +113,14 @@ def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple
         "validation2": "## Validation 2: calibration data\n\n" + group_table(groups, "validation2", list(cfg.v2_tasks)),
     }
     ppl_task = next((t for t in cfg.v1_tasks if t in ("wikitext2", "c4")), cfg.v1_tasks[0])
-    comparisons = {
-        "allocations": allocation_comparisons(groups, cfg.methods, cfg.sparsities, ppl_task),
+    comparisons = {  # every Validation 1 task ranked; ppl_task is the paper's (Table 1: WikiText-2)
+        "allocations": allocation_comparisons(groups, cfg.methods, cfg.sparsities, cfg.v1_tasks),
+        "v1_task": ppl_task,
         "calibrations": calibration_comparisons(groups, cfg.calibrations, cfg.v2_tasks),
     }
-    v1, v2 = allocation_verdicts(comparisons["allocations"]), calibration_verdicts(comparisons["calibrations"])
+    allocs = comparisons["allocations"]
+    v1 = allocation_scoreboard(allocs) + allocation_verdicts(sorted(allocs, key=lambda c: c["task"] != ppl_task))
+    v2 = calibration_verdicts(comparisons["calibrations"])
     verdicts = v1 + v2
     sizes = sizes_line(cfg)
     noise = eval_noise(groups, list(dict.fromkeys(cfg.v1_tasks + cfg.v2_tasks)))

@@ -113,59 +113,99 @@ def _fmt(metric: str, v: float) -> str:
     return f"{v:.2f}" if metric == "ppl" else f"{100 * v:.1f}"
 
 
-def noise_words(c: dict) -> str:
+def fmt_diff(metric: str, d: float) -> str:
+    """A paired difference as a reader takes it: perplexity as is, accuracy in points."""
+    return f"{d:+.3g}" if metric == "ppl" else f"{100 * d:+.1f} points"
+
+
+def improves(metric: str, d: float) -> bool:
+    """Whether a − b = d means a is better: lower perplexity, higher accuracy."""
+    return (d < 0) == (metric == "ppl")
+
+
+def noise_words(c: dict, metric: str = "ppl") -> str:
     if c["n"] < 2:
         return "one seed: noise not measured"
     verdict = "beyond noise" if c["beyond_noise"] else "within noise"
-    return f"{verdict} (paired t over {c['n']} seeds p={c['p']:.2g}; eval s.e. {c['eval_se']:.3g})"
+    se = f"{c['eval_se']:.3g}" if metric == "ppl" else f"{100 * c['eval_se']:.2g} points"
+    return f"{verdict} (paired t over {c['n']} seeds p={c['p']:.2g}; eval s.e. {se})"
 
 
-def allocation_comparisons(groups: dict[str, dict], methods, sparsities, task: str) -> list[dict]:
-    """Per method and sparsity (C4 calibration): the best allocation on `task`, and every
+def allocation_comparisons(groups: dict[str, dict], methods, sparsities, tasks: Sequence[str]) -> list[dict]:
+    """Per method, sparsity and task (C4 calibration): the best allocation on the task, and every
     allocation's paired difference from it and from uniform."""
     out = []
-    for m in methods:
-        for s in sparsities:
-            cells = [g for g in groups.values() if g["method"] == m and g["sparsity"] == s and g["calibration"] == "c4"]
-            cells = [g for g in cells if task in g["tasks"]]
-            if len(cells) < 2:
-                continue
-            metric = cells[0]["tasks"][task]["metric"]
-            sign = 1 if metric == "ppl" else -1  # lower perplexity, higher accuracy wins
-            cells.sort(key=lambda g: sign * g["tasks"][task]["mean"])
-            uniform = next((g for g in cells if g["schedule"] == "uniform"), None)
-            out.append(
-                {
-                    "method": m,
-                    "sparsity": s,
-                    "task": task,
-                    "metric": metric,
-                    "ranking": [
-                        {
-                            "schedule": g["schedule"],
-                            "mean": g["tasks"][task]["mean"],
-                            "sd": g["tasks"][task]["sd"],
-                            "vs_best": compare(g, cells[0], task) if g is not cells[0] else None,
-                            "vs_uniform": compare(g, uniform, task) if uniform and g is not uniform else None,
-                        }
-                        for g in cells
-                    ],
-                }
-            )
+    for m, s, task in ((m, s, t) for m in methods for s in sparsities for t in tasks):
+        cells = [g for g in groups.values() if g["method"] == m and g["sparsity"] == s and g["calibration"] == "c4"]
+        cells = [g for g in cells if task in g["tasks"]]
+        if len(cells) < 2:
+            continue
+        metric = cells[0]["tasks"][task]["metric"]
+        sign = 1 if metric == "ppl" else -1  # lower perplexity, higher accuracy wins
+        cells.sort(key=lambda g: sign * g["tasks"][task]["mean"])
+        uniform = next((g for g in cells if g["schedule"] == "uniform"), None)
+        ranking = [
+            {
+                "schedule": g["schedule"],
+                "mean": g["tasks"][task]["mean"],
+                "sd": g["tasks"][task]["sd"],
+                "vs_best": compare(g, cells[0], task) if g is not cells[0] else None,
+                "vs_uniform": compare(g, uniform, task) if uniform and g is not uniform else None,
+            }
+            for g in cells
+        ]
+        out.append({"method": m, "sparsity": s, "task": task, "metric": metric, "ranking": ranking})
     return out
 
 
 def allocation_verdicts(comparisons: list[dict]) -> list[str]:
-    """One line per method and sparsity: the winner, and each other allocation's gap to it."""
+    """One line per method, sparsity and task: the winner, and each other allocation's gap to it."""
     out = []
     for c in comparisons:
         best, metric = c["ranking"][0], c["metric"]
-        parts = [f"{r['schedule']} {r['vs_best']['diff']:+.3g} ({noise_words(r['vs_best'])})" for r in c["ranking"][1:]]
+        parts = [
+            f"{r['schedule']} {fmt_diff(metric, r['vs_best']['diff'])} ({noise_words(r['vs_best'], metric)})"
+            for r in c["ranking"][1:]
+        ]
         sd = _fmt(metric, best["sd"]) if math.isfinite(best["sd"]) else "?"
         out.append(
             f"{c['method']} {100 * c['sparsity']:g}%, {c['task']}: best {best['schedule']} "
             f"{_fmt(metric, best['mean'])} ± {sd}; " + "; ".join(parts)
         )
+    return out
+
+
+def allocation_scoreboard(comparisons: list[dict]) -> list[str]:
+    """Per method and sparsity evaluated on several tasks, two lines across the tasks: each task's
+    best allocation and those within noise of it; then the paper's activation allocation against
+    uniform, counted over the tasks (better or worse beyond noise, or within noise)."""
+    cells: dict[tuple, list[dict]] = {}
+    for c in comparisons:
+        cells.setdefault((c["method"], c["sparsity"]), []).append(c)
+    out = []
+    for (m, s), cs in cells.items():
+        if len(cs) < 2:
+            continue
+        head = f"{m} {100 * s:g}% across {len(cs)} tasks"
+        best = []
+        for c in cs:
+            rest = c["ranking"][1:]
+            tied = [r["schedule"] for r in rest if not r["vs_best"]["beyond_noise"]]
+            if any(r["vs_best"]["n"] < 2 for r in rest):
+                why = "one seed: noise not measured"
+            else:
+                why = f"within noise: {', '.join(tied)}" if tied else "beyond noise over all"
+            best.append(f"{c['task']} {c['ranking'][0]['schedule']} ({why})")
+        out.append(f"{head}, best per task: " + "; ".join(best))
+        pairs = [(c, r["vs_uniform"]) for c in cs for r in c["ranking"] if r["schedule"] == "activation"]
+        pairs = [(c, d) for c, d in pairs if d is not None and d["n"] > 1]
+        if pairs:
+            up = [c["task"] for c, d in pairs if d["beyond_noise"] and improves(c["metric"], d["diff"])]
+            down = [c["task"] for c, d in pairs if d["beyond_noise"] and not improves(c["metric"], d["diff"])]
+            words = [f"better beyond noise on {len(up)}" + (f" ({', '.join(up)})" if up else "")]
+            words.append(f"worse beyond noise on {len(down)}" + (f" ({', '.join(down)})" if down else ""))
+            words.append(f"within noise on {len(pairs) - len(up) - len(down)}")
+            out.append(f"{head}, the paper's activation allocation against uniform: " + ", ".join(words))
     return out
 
 
@@ -192,7 +232,7 @@ def calibration_comparisons(groups: dict[str, dict], calibrations, tasks) -> lis
                     "metric": metric,
                     "mean": v2[c]["tasks"][task]["mean"],
                     "c4_mean": base["tasks"][task]["mean"],
-                    "helped": (cmp["diff"] > 0) == (metric != "ppl"),
+                    "helped": improves(metric, cmp["diff"]),
                     "vs_c4": cmp,
                 }
             )
@@ -202,6 +242,7 @@ def calibration_comparisons(groups: dict[str, dict], calibrations, tasks) -> lis
 def calibration_verdicts(comparisons: list[dict]) -> list[str]:
     return [
         f"{c['task']}: calibrated on {c['calibration']} {_fmt(c['metric'], c['mean'])} vs C4 "
-        f"{_fmt(c['metric'], c['c4_mean'])} ({'better' if c['helped'] else 'not better'}, {noise_words(c['vs_c4'])})"
+        f"{_fmt(c['metric'], c['c4_mean'])} ({'better' if c['helped'] else 'not better'}, "
+        f"{noise_words(c['vs_c4'], c['metric'])})"
         for c in comparisons
     ]

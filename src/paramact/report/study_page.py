@@ -19,18 +19,17 @@ COLORS = {
 }
 
 
-def study_figures(res: dict, folder: Path) -> list[Figure]:
-    """One panel per method × perplexity corpus: each allocation's mean over seeds against sparsity,
-    its s.d. as error bars, the dense model as a dashed line."""
-    folder.mkdir(parents=True, exist_ok=True)
+def _against_sparsity(res: dict, folder: Path, tasks: list[str], ppl: bool) -> Figure | None:
+    """One panel per method × task: each allocation's mean over seeds against sparsity, its s.d. as
+    error bars, the dense model as a dashed line. Perplexity on a log scale, accuracy in %."""
     groups = list(res["groups"].values())
-    tasks = [t for t in PPL_TASKS if any(t in g["tasks"] for g in groups)]
     methods = list(dict.fromkeys(g["method"] for g in groups if g["method"] and g["calibration"] == "c4"))
     if not tasks or not methods:
-        return []
+        return None
     plt = _plt()
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    k = 1.0 if ppl else 100.0
     fig, axes = plt.subplots(
         len(tasks), len(methods), figsize=(4.4 * len(methods), 3.4 * len(tasks)), squeeze=False, layout="constrained"
     )
@@ -40,40 +39,53 @@ def study_figures(res: dict, folder: Path) -> list[Figure]:
             ax = axes[i][j]
             cells = [g for g in groups if g["method"] == m and g["calibration"] == "c4" and t in g["tasks"]]
             schedules = list(dict.fromkeys(g["schedule"] for g in cells))
-            for k, sch in enumerate(schedules):
+            for n, sch in enumerate(schedules):
                 pts = sorted((g["sparsity"], g["tasks"][t]) for g in cells if g["schedule"] == sch)
-                dodge = 0.4 * (k - (len(schedules) - 1) / 2)  # side by side, so error bars do not overlap
+                dodge = 0.4 * (n - (len(schedules) - 1) / 2)  # side by side, so error bars do not overlap
                 xs = [100 * p + dodge for p, _ in pts]
-                ys = [s["mean"] for _, s in pts]
-                err = [s["sd"] if math.isfinite(s["sd"]) else 0.0 for _, s in pts]
+                ys = [k * s["mean"] for _, s in pts]
+                err = [k * s["sd"] if math.isfinite(s["sd"]) else 0.0 for _, s in pts]
                 ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=sch, color=COLORS.get(sch))
             if dense is not None and t in dense["tasks"]:
-                ax.axhline(dense["tasks"][t]["mean"], ls="--", color="gray", lw=1, label="dense")
-            ax.set_yscale("log")
-            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.yaxis.set_minor_formatter(NullFormatter())
+                ax.axhline(k * dense["tasks"][t]["mean"], ls="--", color="gray", lw=1, label="dense")
+            if ppl:
+                ax.set_yscale("log")
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_title(f"{m}: {t}", fontsize=10)
             ax.set_xlabel("target sparsity (%)")
-            ax.set_ylabel("perplexity (log scale)")
+            ax.set_ylabel("perplexity (log scale)" if ppl else "accuracy (%)")
             ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8)
-    seeds = res.get("config", {}).get("seeds", [])
-    return [
-        Figure(
-            _save(fig, folder, "ppl_vs_sparsity.png"),
-            "Perplexity against sparsity, per allocation",
-            f"Mean over {len(seeds)} calibration seeds; error bars: s.d. over seeds. Lower is better.",
-        )
-    ]
+    seeds = len(res.get("config", {}).get("seeds", []))
+    what, better = ("Perplexity", "Lower") if ppl else ("Accuracy", "Higher")
+    return Figure(
+        _save(fig, folder, f"{'ppl' if ppl else 'acc'}_vs_sparsity.png"),
+        f"{what} against sparsity, per allocation",
+        f"Mean over {seeds} calibration seeds; error bars: s.d. over seeds. {better} is better.",
+    )
 
 
-def _cmp(c: dict | None) -> str:
+def study_figures(res: dict, folder: Path) -> list[Figure]:
+    """Perplexity against sparsity (WikiText-2, C4), then accuracy against sparsity (each accuracy
+    task that Validation 1 ranked)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    groups = list(res["groups"].values())
+    ppl = [t for t in PPL_TASKS if any(t in g["tasks"] for g in groups)]
+    ranked = dict.fromkeys(c["task"] for c in res["comparisons"]["allocations"] if c["metric"] == "acc")
+    figs = [_against_sparsity(res, folder, ppl, True), _against_sparsity(res, folder, list(ranked), False)]
+    return [f for f in figs if f is not None]
+
+
+def _cmp(c: dict | None, k: float) -> str:
+    """A paired difference (scaled by k: 100 shows accuracy in points) with its seed noise."""
     if not c:
         return "–"
     if c["n"] < 2:
-        return f"{c['diff']:+.3g} (one seed)"
-    return f"{c['diff']:+.3g} ± {c['sd']:.2g}, p={c['p']:.2g}" + (" <b>beyond noise</b>" if c["beyond_noise"] else "")
+        return f"{k * c['diff']:+.3g} (one seed)"
+    beyond = " <b>beyond noise</b>" if c["beyond_noise"] else ""
+    return f"{k * c['diff']:+.3g} ± {k * c['sd']:.2g}, p={c['p']:.2g}" + beyond
 
 
 def study_body(res: dict, prefix: str, table) -> str:
@@ -85,19 +97,29 @@ def study_body(res: dict, prefix: str, table) -> str:
         f"<p class=note>{e(res['sizes'])}. {e(res.get('noise', ''))}. A difference is beyond noise when a "
         "paired t-test over seeds gives p &lt; 0.05 and it exceeds twice the evaluation's standard error.</p>"
     )
+    main = res["comparisons"].get("v1_task")
+    others = []
     for c in res["comparisons"]["allocations"]:
+        k = 1.0 if c["metric"] == "ppl" else 100.0  # accuracy in % and points
         rows = [
             [
                 e(r["schedule"]),
-                f"{r['mean']:.4g}",
-                f"{r['sd']:.2g}" if math.isfinite(r["sd"]) else "–",
-                _cmp(r["vs_best"]),
-                _cmp(r["vs_uniform"]),
+                f"{k * r['mean']:.4g}",
+                f"{k * r['sd']:.2g}" if math.isfinite(r["sd"]) else "–",
+                _cmp(r["vs_best"], k),
+                _cmp(r["vs_uniform"], k),
             ]
             for r in c["ranking"]
         ]
-        out.append(f"<h4>{e(c['method'])} {100 * c['sparsity']:g}%, {e(c['task'])} {e(c['metric'])}</h4>")
-        out.append(table(["allocation", "mean", "s.d.", "− best", "− uniform"], rows))
+        unit = "ppl" if k == 1.0 else "acc %"
+        html_c = f"<h4>{e(c['method'])} {100 * c['sparsity']:g}%, {e(c['task'])} {unit}</h4>" + table(
+            ["allocation", "mean", "s.d.", "− best", "− uniform"], rows
+        )
+        (out if main is None or c["task"] == main else others).append(html_c)
+    if others:  # the other tasks' rankings, folded
+        out.append(
+            f"<details><summary>rankings on the other {len(others)} task cells</summary>{''.join(others)}</details>"
+        )
     out.append(f'<h3 id="{prefix}validation2">Validation 2: calibration data</h3>')
     lines = res["verdicts"]["validation2"] or ["no calibration set that is also an evaluated task"]
     out.append("<ul>" + "".join(f"<li>{e(v)}</li>" for v in lines) + "</ul>")
