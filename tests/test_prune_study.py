@@ -127,6 +127,15 @@ def test_study_tables_and_config(study):
     assert not (ref / "partial.json").exists() and res["resumed_cells"] == []
     v1 = (ref / "validation1.md").read_text()
     assert "wanda owl 50%" in v1 and " ± " in v1 and "wanda 50%, wikitext2: best" in v1
+    # the table marks each task's best allocation (lowest perplexity, highest accuracy) in bold
+    table = [x.split(" | ") for x in v1.splitlines() if x.startswith("| wanda ")]
+    for col, c in zip((3, 4), res["comparisons"]["allocations"], strict=True):
+        means = {r["schedule"]: r["mean"] for r in c["ranking"]}
+        best = (min if c["metric"] == "ppl" else max)(means.values())
+        assert c["ranking"][0]["mean"] == best
+        bold = [row[0].split()[2] for row in table if row[col].startswith("**")]
+        rows = [row[0].split()[2] for row in table]  # activation c4 is ranked, but a Validation 2 row here
+        assert bold == [w for w in [c["ranking"][0]["schedule"]] if w in rows]
     # every task ranked: first the scoreboard across tasks, then the paper's metric, then the rest
     verdicts = [x[2:] for x in v1.splitlines() if x.startswith("- ")]
     assert verdicts[0].startswith("wanda 50% across 2 tasks, best per task: wikitext2 ")

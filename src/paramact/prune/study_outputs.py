@@ -31,8 +31,9 @@ def _cell(t: dict | None) -> str:
     return mean if t["n"] < 2 or not math.isfinite(t["sd"]) else f"{mean} ± {scale * t['sd']:.{nd}f}"
 
 
-def group_table(groups: dict[str, dict], table: str, tasks: list[str]) -> str:
-    """Markdown: one row per group in `table`, mean ± s.d. over its seeds per task."""
+def group_table(groups: dict[str, dict], table: str, tasks: list[str], best: set | None = None) -> str:
+    """Markdown: one row per group in `table`, mean ± s.d. over its seeds per task; the cells named
+    in `best` ((method, schedule, sparsity, task): a ranking's winner) in bold."""
     heads = [f"{t} {'ppl ↓' if t.split(':')[0] in ('wikitext2', 'c4', 'pydoc') else 'acc %'}" for t in tasks]
     lines = ["| run | seeds | sparsity | " + " | ".join(heads) + " |", "|---" * (3 + len(tasks)) + "|"]
     for g in groups.values():
@@ -40,7 +41,8 @@ def group_table(groups: dict[str, dict], table: str, tasks: list[str]) -> str:
             continue
         name = label(g) + (f" [{g['calibration']}]" if table == "validation2" and g["calibration"] else "")
         seeds = "–" if g["method"] is None else str(len(g["seeds"]))
-        cells = [_cell(g["tasks"].get(t)) for t in tasks]
+        win = {t for t in tasks if (g["method"], g["schedule"], g["sparsity"], t) in (best or ())}
+        cells = [f"**{_cell(g['tasks'].get(t))}**" if t in win else _cell(g["tasks"].get(t)) for t in tasks]
         lines.append(f"| {name} | {seeds} | {g['measured']:.4f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -108,10 +110,6 @@ def sizes_line(cfg: StudyConfig) -> str:
 def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple[dict[str, str], list[str], str]:
     """validation1.md, validation2.md, then results.json; returns (tables, verdicts, sizes line)."""
     groups = summarize(res["rows"])
-    tables = {
-        "validation1": "## Validation 1: allocations\n\n" + group_table(groups, "validation1", list(cfg.v1_tasks)),
-        "validation2": "## Validation 2: calibration data\n\n" + group_table(groups, "validation2", list(cfg.v2_tasks)),
-    }
     ppl_task = next((t for t in cfg.v1_tasks if t in ("wikitext2", "c4")), cfg.v1_tasks[0])
     comparisons = {  # every Validation 1 task ranked; ppl_task is the paper's (Table 1: WikiText-2)
         "allocations": allocation_comparisons(groups, cfg.methods, cfg.sparsities, cfg.v1_tasks),
@@ -119,6 +117,12 @@ def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple
         "calibrations": calibration_comparisons(groups, cfg.calibrations, cfg.v2_tasks),
     }
     allocs = comparisons["allocations"]
+    best = {(c["method"], c["ranking"][0]["schedule"], c["sparsity"], c["task"]) for c in allocs}
+    tables = {
+        "validation1": "## Validation 1: allocations (best per method, sparsity and task in bold)\n\n"
+        + group_table(groups, "validation1", list(cfg.v1_tasks), best),
+        "validation2": "## Validation 2: calibration data\n\n" + group_table(groups, "validation2", list(cfg.v2_tasks)),
+    }
     v1 = allocation_scoreboard(allocs) + allocation_verdicts(sorted(allocs, key=lambda c: c["task"] != ppl_task))
     v2 = calibration_verdicts(comparisons["calibrations"])
     verdicts = v1 + v2
