@@ -27,15 +27,15 @@ from paramact.cli import main
 sys.exit(main(sys.argv[3:]))
 """
 
-# dense, then per seed: wanda 50% with four allocations (Validation 1) and wanda activation 50%
-# calibrated on c4 and siqa (Validation 2)
+# dense, then per seed: wanda 50% with five allocations (Validation 1) and wanda activation 50%
+# calibrated on c4 (the Validation 1 cell, with both task lists) and siqa (Validation 2)
 STUDY = {
     "methods": ["wanda"],
-    "schedules": ["uniform", "owl", "alphapruning", "atp"],
+    "schedules": ["uniform", "owl", "alphapruning", "atp", "activation"],
     "sparsities": [0.5],
     "calibrations": ["c4", "siqa"],
     "seeds": [0, 1],
-    "v1-tasks": ["wikitext2", "siqa"],
+    "v1-tasks": ["wikitext2", "siqa", "boolq"],
     "v2-tasks": ["wikitext2", "siqa"],
     "atp-grid": 3,
     "atp-held-out": 2,
@@ -59,7 +59,7 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     model = save_tiny(root / "model", "llama")
     data = shared_dataset("c4")
-    for name in ("siqa", "wikitext2"):
+    for name in ("siqa", "wikitext2", "boolq"):
         shared_dataset(name)
     cfg = root / "study.yaml"
     cfg.write_text(yaml.safe_dump({"model": str(model), "data-dir": str(data), **STUDY}))
@@ -129,23 +129,31 @@ def test_study_tables_and_config(study):
     assert "wanda owl 50%" in v1 and " ± " in v1 and "wanda 50%, wikitext2: best" in v1
     # the table marks each task's best allocation (lowest perplexity, highest accuracy) in bold
     table = [x.split(" | ") for x in v1.splitlines() if x.startswith("| wanda ")]
-    for col, c in zip((3, 4), res["comparisons"]["allocations"], strict=True):
+    for col, c in zip((3, 4, 5, 6), res["comparisons"]["allocations"], strict=True):
         means = {r["schedule"]: r["mean"] for r in c["ranking"]}
         best = (min if c["metric"] == "ppl" else max)(means.values())
         assert c["ranking"][0]["mean"] == best
         bold = [row[0].split()[2] for row in table if row[col].startswith("**")]
-        rows = [row[0].split()[2] for row in table]  # activation c4 is ranked, but a Validation 2 row here
-        assert bold == [w for w in [c["ranking"][0]["schedule"]] if w in rows]
+        assert bold == [c["ranking"][0]["schedule"]]
     # every task ranked: first the scoreboard across tasks, then the paper's metric, then the rest
     verdicts = [x[2:] for x in v1.splitlines() if x.startswith("- ")]
-    assert verdicts[0].startswith("wanda 50% across 2 tasks, best per task: wikitext2 ")
-    assert verdicts[1].startswith("wanda 50% across 2 tasks, the paper's activation allocation against uniform: ")
+    assert verdicts[0].startswith("wanda 50% across 3 tasks and their average, best per task: wikitext2 ")
+    assert verdicts[1].startswith("wanda 50%, the paper's activation allocation against uniform: ")
+    assert "average accuracy " in verdicts[1]
     assert verdicts[2].startswith("wanda 50%, wikitext2: best ") and verdicts[3].startswith("wanda 50%, siqa: best ")
-    assert " points (" in verdicts[3] and len(verdicts) == 4  # accuracy gaps in points
+    assert verdicts[5].startswith("wanda 50%, average: best ") and len(verdicts) == 6
+    assert " points (" in verdicts[3]  # accuracy gaps in points
+    # the average column: the unweighted mean of siqa and boolq, model by model
+    assert "average: the unweighted mean of the 2 accuracies" in v1 and "average acc %" in v1
+    for g in res["groups"].values():
+        if "average" in g["tasks"]:
+            by_seed = [(rows[f"{g['group']}/s{s}"] if g["method"] else rows["dense"])["eval"] for s in (0, 1)]
+            want = [(e["siqa"]["acc"] + e["boolq"]["acc"]) / 2 for e in by_seed[: g["tasks"]["average"]["n"]]]
+            assert g["tasks"]["average"]["values"] == pytest.approx(want)
     v2 = (ref / "validation2.md").read_text()
     assert "siqa: calibrated on siqa" in v2 and "calibrated on" not in v1  # each file its own verdicts
     assert "wanda 50%, wikitext2: best" not in v2
-    assert "accuracy 4 items per task (siqa: the paper's letter scoring)" in v2  # each number's protocol
+    assert "accuracy 4 items per task (siqa, boolq: the paper's letter scoring)" in v2  # each number's protocol
     assert "run directory" in stdout
 
 
@@ -214,7 +222,7 @@ def test_study_report_has_the_figure_the_verdicts_and_the_summary_claims(study):
     assert (ref / "plots" / "ppl_vs_sparsity.png").stat().st_size > 1000
     assert (ref / "plots" / "acc_vs_sparsity.png").stat().st_size > 1000
     assert "Perplexity against sparsity" in page and "data:image/png;base64" in page
-    assert "Accuracy against sparsity" in page and "rankings on the other 1 task cells" in page
+    assert "Accuracy against sparsity" in page and "rankings on the other 3 task cells" in page
     assert "Validation 1: allocations" in page and "− uniform" in page
     # the first screen: Validations 1 and 2 now have a verdict from this study, not "not run here"
     summary = page.split("<section id=summary>")[1].split("</section>")[0]

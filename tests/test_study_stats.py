@@ -179,7 +179,7 @@ def test_the_scoreboard_names_each_tasks_winner_and_counts_activation_against_un
     worse = "worse beyond noise on 1 (wikitext2)" if ppl["beyond_noise"] else "worse beyond noise on 0"
     within = 1 + (not ppl["beyond_noise"])
     assert act == (
-        "wanda 50% across 2 tasks, the paper's activation allocation against uniform: "
+        "wanda 50%, the paper's activation allocation against uniform: "
         f"better beyond noise on 0, {worse}, within noise on {within}"
     )
     # one task only: the per-task verdict line says it all, no scoreboard
@@ -219,3 +219,90 @@ def test_validation1_summary_rests_on_the_papers_metric_and_counts_the_accuracy_
     # a study ranked on accuracy alone has no perplexity claim to make
     only_acc = {"comparisons": {"allocations": comps[1:], "v1_task": "wikitext2"}}
     assert _validation1(only_acc, "v1")["verdict"] == "not run here"
+
+
+def test_the_average_accuracy_by_hand_and_its_paired_standard_error():
+    from paramact.prune.study_stats import AVERAGE, average_accuracy
+
+    a = {"boolq:lmeval": {"acc": 0.5, "stderr": 0.3, "correct_items": [1, 0, 1, 0]}}
+    a["mmlu:lmeval"] = {"acc": 0.5, "stderr": 0.4, "correct_items": [1, 1, 0, 0, 1, 0]}
+    b = {"boolq:lmeval": {"acc": 0.25, "stderr": 0.3, "correct_items": [1, 0, 0, 0]}}
+    b["mmlu:lmeval"] = {"acc": 2 / 6, "stderr": 0.4, "correct_items": [1, 1, 0, 0, 0, 0]}
+    tasks = ["boolq:lmeval", "mmlu:lmeval"]
+    avg_a = average_accuracy(a, tasks)
+    # each task weighs 1/2 whatever its item count; s.e. sqrt(0.3² + 0.4²) / 2
+    assert avg_a["acc"] == pytest.approx(0.5) and avg_a["stderr"] == pytest.approx(0.25)
+    assert average_accuracy(b, tasks)["acc"] == pytest.approx((0.25 + 2 / 6) / 2)
+    # paired: per task the s.e. of the per-item differences, then sqrt(Σ se²) / k
+    se_boolq = math.sqrt(((0.75**2) + 3 * (0.25**2)) / 3) / 2  # differences 0, 0, 1, 0
+    d = [0, 0, 0, 0, 1, 0]
+    se_mmlu = math.sqrt(sum((x - 1 / 6) ** 2 for x in d) / 5) / math.sqrt(6)
+    want = math.sqrt(se_boolq**2 + se_mmlu**2) / 2
+    assert paired_eval_se(avg_a, average_accuracy(b, tasks)) == pytest.approx(want)
+    # a task missing or without accuracy, or fewer than two tasks: no average
+    assert average_accuracy({"boolq:lmeval": a["boolq:lmeval"]}, tasks) is None
+    assert average_accuracy({**a, "mmlu:lmeval": {"ppl": 3.0}}, tasks) is None
+    assert average_accuracy(a, tasks[:1]) is None
+    # summarize: the average is one more task, its seed-to-seed comparison a paired t over the averages
+    rows = []
+    for sch, accs in (("uniform", ([1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0])), ("owl", ([1, 1, 0, 0],) * 3)):
+        for s, items in enumerate(accs):
+            r = _row(sch, s, 80.0, acc=items)
+            r["eval"]["boolq:lmeval"] = {"acc": 0.5 + 0.1 * s, "stderr": 0.02}
+            rows.append(r)
+    groups = summarize(rows, average_over=tasks)
+    assert AVERAGE not in summarize(rows)["wanda/owl/0.5/c4"]["tasks"]
+    u = [(0.25 + 0.5) / 2, (0.5 + 0.6) / 2, (0.0 + 0.7) / 2]
+    o = [(0.5 + 0.5) / 2, (0.5 + 0.6) / 2, (0.5 + 0.7) / 2]
+    t = groups["wanda/uniform/0.5/c4"]["tasks"][AVERAGE]
+    assert t["metric"] == "acc" and t["values"] == pytest.approx(u)
+    c = compare(groups["wanda/owl/0.5/c4"], groups["wanda/uniform/0.5/c4"], AVERAGE)
+    assert c["diff"] == pytest.approx(sum(o) / 3 - sum(u) / 3)
+    assert c["p"] == pytest.approx(stats.ttest_rel(o, u).pvalue, rel=1e-9)
+
+
+def test_the_scoreboard_reports_the_average_apart_from_the_task_count():
+    from paramact.prune.study_stats import AVERAGE
+
+    rows = _two_task_rows()
+    for r in rows:  # a second accuracy task, the same for every model: the average moves with mmlu
+        r["eval"]["boolq:lmeval"] = {"acc": 0.5, "stderr": 0.02, "correct_items": [1, 0] * 4}
+    tasks = ["wikitext2", "mmlu:lmeval", "boolq:lmeval", AVERAGE]
+    groups = summarize(rows, average_over=["mmlu:lmeval", "boolq:lmeval"])
+    comps = allocation_comparisons(groups, ["wanda"], [0.5], tasks)
+    best, act = allocation_scoreboard(comps)
+    assert best.startswith("wanda 50% across 3 tasks and their average, best per task: wikitext2 owl (")
+    assert "; average owl (" in best
+    d = compare(groups["wanda/activation/0.5/c4"], groups["wanda/uniform/0.5/c4"], AVERAGE)
+    assert d["diff"] == pytest.approx((1 / 24) / 2)  # half of mmlu's +1/24
+    assert act.endswith(
+        f", average accuracy +2.1 points (within noise (paired t over 3 seeds p={d['p']:.2g}; "
+        f"eval s.e. {100 * d['eval_se']:.2g} points))"
+    )
+    assert "within noise on 2" in act  # mmlu and boolq; wikitext2's +10 is counted as a task
+    from paramact.report.summary import _validation1
+
+    res = {"comparisons": {"allocations": comps, "v1_task": "wikitext2", "average_task": AVERAGE}}
+    ours = _validation1(res, "v1")["ours"]
+    assert (
+        "better beyond noise on 0 of 2 accuracy comparisons; average accuracy wanda 50%: +2.1 points (within noise)"
+        in ours
+    )
+
+
+def test_a_tie_improves_nothing():
+    from paramact.prune.study_stats import improves
+
+    assert improves("ppl", -0.1) and improves("acc", 0.01)
+    assert not improves("ppl", 0.1) and not improves("acc", -0.01)
+    assert not improves("ppl", 0.0) and not improves("acc", 0.0)
+
+
+def test_the_same_score_on_every_seed_is_no_difference():
+    rows = [_row("uniform", s, 80.0 + s) for s in range(3)] + [_row("owl", s, 80.0 + s) for s in range(3)]
+    rows += [_row("atp", s, 79.0 + s) for s in range(3)]
+    groups = summarize(rows)
+    same = compare(groups["wanda/owl/0.5/c4"], groups["wanda/uniform/0.5/c4"], "wikitext2")
+    assert same["diff"] == 0 and same["p"] == 1.0 and not same["beyond_noise"]
+    shifted = compare(groups["wanda/atp/0.5/c4"], groups["wanda/uniform/0.5/c4"], "wikitext2")
+    assert shifted["diff"] == pytest.approx(-1.0) and shifted["p"] == 0.0  # -1 on every seed

@@ -14,6 +14,7 @@ from ..runs import write_json
 from .outputs import write_text
 from .study import StudyConfig, label
 from .study_stats import (
+    AVERAGE,
     allocation_comparisons,
     allocation_scoreboard,
     allocation_verdicts,
@@ -109,25 +110,32 @@ def sizes_line(cfg: StudyConfig) -> str:
 
 def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple[dict[str, str], list[str], str]:
     """validation1.md, validation2.md, then results.json; returns (tables, verdicts, sizes line)."""
-    groups = summarize(res["rows"])
+    accuracy = [t for t in cfg.v1_tasks if TASKS[t] in ("letter", "loglik", "lmeval")]
+    groups = summarize(res["rows"], average_over=accuracy)
+    v1_tasks = [*cfg.v1_tasks, *([AVERAGE] if len(accuracy) > 1 else [])]
     ppl_task = next((t for t in cfg.v1_tasks if t in ("wikitext2", "c4")), cfg.v1_tasks[0])
     comparisons = {  # every Validation 1 task ranked; ppl_task is the paper's (Table 1: WikiText-2)
-        "allocations": allocation_comparisons(groups, cfg.methods, cfg.sparsities, cfg.v1_tasks),
+        "allocations": allocation_comparisons(groups, cfg.methods, cfg.sparsities, v1_tasks),
         "v1_task": ppl_task,
+        "average_task": AVERAGE,
+        "average_of": accuracy,
         "calibrations": calibration_comparisons(groups, cfg.calibrations, cfg.v2_tasks),
     }
     allocs = comparisons["allocations"]
     best = {(c["method"], c["ranking"][0]["schedule"], c["sparsity"], c["task"]) for c in allocs}
     tables = {
-        "validation1": "## Validation 1: allocations (best per method, sparsity and task in bold)\n\n"
-        + group_table(groups, "validation1", list(cfg.v1_tasks), best),
+        "validation1": "## Validation 1: allocations\n\n"
+        + "Best per method, sparsity and task in bold"
+        + (f"; {AVERAGE}: the unweighted mean of the {len(accuracy)} accuracies" if AVERAGE in v1_tasks else "")
+        + ".\n\n"
+        + group_table(groups, "validation1", v1_tasks, best),
         "validation2": "## Validation 2: calibration data\n\n" + group_table(groups, "validation2", list(cfg.v2_tasks)),
     }
     v1 = allocation_scoreboard(allocs) + allocation_verdicts(sorted(allocs, key=lambda c: c["task"] != ppl_task))
     v2 = calibration_verdicts(comparisons["calibrations"])
     verdicts = v1 + v2
     sizes = sizes_line(cfg)
-    noise = eval_noise(groups, list(dict.fromkeys(cfg.v1_tasks + cfg.v2_tasks)))
+    noise = eval_noise(groups, list(dict.fromkeys([*v1_tasks, *cfg.v2_tasks])))
     own = {
         "validation1": v1 or ["no verdict: fewer than two allocations to compare"],
         "validation2": v2 or ["no verdict: fewer than two calibration sets to compare"],

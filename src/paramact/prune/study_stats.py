@@ -35,8 +35,33 @@ def _mean_sd(xs: Sequence[float]) -> tuple[float, float]:
     return m, sd
 
 
-def summarize(rows: Sequence[dict]) -> dict[str, dict]:
-    """group -> {method, schedule, sparsity, calibration, seeds, measured, tasks: {task: stats}}."""
+AVERAGE = "average"  # the unweighted mean of a study's accuracy tasks, the column pruning papers report
+
+
+def average_accuracy(ev: dict, tasks: Sequence[str]) -> dict | None:
+    """The unweighted mean accuracy over `tasks` in one model's evaluation (each task weighs 1/k
+    whatever its item count), its standard error sqrt(Σ se_t²)/k (the tasks' items are independent),
+    and the per-item correctness per task for paired comparisons. None unless all k >= 2 tasks have
+    an accuracy."""
+    res = [ev.get(t) for t in tasks]
+    if len(res) < 2 or any(r is None or "acc" not in r for r in res):
+        return None
+    k = len(res)
+    out = {
+        "acc": sum(float(r["acc"]) for r in res) / k,
+        "stderr": math.sqrt(sum(float(r.get("stderr", math.nan)) ** 2 for r in res)) / k,
+        "tasks": list(tasks),
+    }
+    if all(r.get("correct_items") is not None for r in res):
+        out["correct_items_by_task"] = [list(r["correct_items"]) for r in res]
+    return out
+
+
+def summarize(rows: Sequence[dict], average_over: Sequence[str] = ()) -> dict[str, dict]:
+    """group -> {method, schedule, sparsity, calibration, seeds, measured, tasks: {task: stats}}.
+
+    With `average_over` (accuracy tasks), a model evaluated on all of them also gets AVERAGE, their
+    unweighted mean accuracy, as one more task."""
     groups: dict[str, dict] = {}
     for r in rows:
         if "eval" not in r:
@@ -48,7 +73,8 @@ def summarize(rows: Sequence[dict]) -> dict[str, dict]:
             | {"measured": []},
         )
         g["seeds"].append(r["seed"])
-        g["by_seed"][r["seed"]] = r["eval"]
+        avg = average_accuracy(r["eval"], average_over)
+        g["by_seed"][r["seed"]] = r["eval"] if avg is None else {**r["eval"], AVERAGE: avg}
         if r.get("sparsity_measured"):
             g["measured"].append(r["sparsity_measured"]["overall"])
     for g in groups.values():
@@ -73,16 +99,25 @@ def summarize(rows: Sequence[dict]) -> dict[str, dict]:
     return groups
 
 
+def _paired_se(xa: Sequence[float], xb: Sequence[float]) -> float:
+    """The s.e. of the mean of the differences xa − xb (same windows or items)."""
+    _, sd = _mean_sd([x - y for x, y in zip(xa, xb)])
+    return sd / math.sqrt(len(xa))
+
+
 def paired_eval_se(ra: dict, rb: dict) -> float:
     """The evaluation's standard error of a − b when both models were scored on the same windows or
     items: the s.e. of the per-window NLL differences (as perplexity, by the delta method) or of the
-    per-item correctness differences. Without per-window or per-item data: the unpaired hypot."""
+    per-item correctness differences; for an average over k tasks sqrt(Σ se_t²)/k of the per-task
+    paired s.e. Without per-window or per-item data: the unpaired hypot."""
+    ta, tb = ra.get("correct_items_by_task"), rb.get("correct_items_by_task")
+    if ta is not None and tb is not None and ra.get("tasks") == rb.get("tasks"):
+        if all(len(x) == len(y) > 1 for x, y in zip(ta, tb)):
+            return math.sqrt(sum(_paired_se(x, y) ** 2 for x, y in zip(ta, tb))) / len(ta)
     for key, scale in (("per_window_nll", None), ("correct_items", 1.0)):
         xa, xb = ra.get(key), rb.get(key)
         if xa is not None and xb is not None and len(xa) == len(xb) and len(xa) > 1:
-            _, sd = _mean_sd([x - y for x, y in zip(xa, xb)])
-            se = sd / math.sqrt(len(xa))
-            return se * (scale if scale is not None else (ra["ppl"] + rb["ppl"]) / 2)
+            return _paired_se(xa, xb) * (scale if scale is not None else (ra["ppl"] + rb["ppl"]) / 2)
     va, vb = main_value(ra), main_value(rb)
     return math.hypot(va[2], vb[2]) if va and vb else math.nan
 
@@ -104,7 +139,10 @@ def compare(a: dict, b: dict, task: str) -> dict | None:
     se_eval = sum(s for _, s in pairs) / len(pairs)
     p = math.nan
     if len(d) > 1:
-        p = 0.0 if sd == 0 else float(2 * sstats.t.sf(abs(mean) / (sd / math.sqrt(len(d))), len(d) - 1))
+        if sd == 0:  # the same difference on every seed: certain, unless it is no difference at all
+            p = 0.0 if mean != 0 else 1.0
+        else:
+            p = float(2 * sstats.t.sf(abs(mean) / (sd / math.sqrt(len(d))), len(d) - 1))
     beyond = len(d) > 1 and p < ALPHA and not (abs(mean) <= 2 * se_eval)
     return {"diff": mean, "sd": sd, "n": len(d), "p": p, "eval_se": se_eval, "beyond_noise": bool(beyond)}
 
@@ -119,8 +157,8 @@ def fmt_diff(metric: str, d: float) -> str:
 
 
 def improves(metric: str, d: float) -> bool:
-    """Whether a − b = d means a is better: lower perplexity, higher accuracy."""
-    return (d < 0) == (metric == "ppl")
+    """Whether a − b = d means a is better: lower perplexity, higher accuracy (a tie is not)."""
+    return d < 0 if metric == "ppl" else d > 0
 
 
 def noise_words(c: dict, metric: str = "ppl") -> str:
@@ -178,15 +216,17 @@ def allocation_verdicts(comparisons: list[dict]) -> list[str]:
 def allocation_scoreboard(comparisons: list[dict]) -> list[str]:
     """Per method and sparsity evaluated on several tasks, two lines across the tasks: each task's
     best allocation and those within noise of it; then the paper's activation allocation against
-    uniform, counted over the tasks (better or worse beyond noise, or within noise)."""
+    uniform, counted over the tasks (better or worse beyond noise, or within noise), and on the
+    average accuracy where the study has one."""
     cells: dict[tuple, list[dict]] = {}
     for c in comparisons:
         cells.setdefault((c["method"], c["sparsity"]), []).append(c)
     out = []
     for (m, s), cs in cells.items():
+        tasks = [c for c in cs if c["task"] != AVERAGE]
         if len(cs) < 2:
             continue
-        head = f"{m} {100 * s:g}% across {len(cs)} tasks"
+        head = f"{m} {100 * s:g}% across {len(tasks)} tasks" + (" and their average" if len(cs) > len(tasks) else "")
         best = []
         for c in cs:
             rest = c["ranking"][1:]
@@ -199,13 +239,19 @@ def allocation_scoreboard(comparisons: list[dict]) -> list[str]:
         out.append(f"{head}, best per task: " + "; ".join(best))
         pairs = [(c, r["vs_uniform"]) for c in cs for r in c["ranking"] if r["schedule"] == "activation"]
         pairs = [(c, d) for c, d in pairs if d is not None and d["n"] > 1]
-        if pairs:
-            up = [c["task"] for c, d in pairs if d["beyond_noise"] and improves(c["metric"], d["diff"])]
-            down = [c["task"] for c, d in pairs if d["beyond_noise"] and not improves(c["metric"], d["diff"])]
+        each = [(c, d) for c, d in pairs if c["task"] != AVERAGE]
+        if each:
+            up = [c["task"] for c, d in each if d["beyond_noise"] and improves(c["metric"], d["diff"])]
+            down = [c["task"] for c, d in each if d["beyond_noise"] and not improves(c["metric"], d["diff"])]
             words = [f"better beyond noise on {len(up)}" + (f" ({', '.join(up)})" if up else "")]
             words.append(f"worse beyond noise on {len(down)}" + (f" ({', '.join(down)})" if down else ""))
-            words.append(f"within noise on {len(pairs) - len(up) - len(down)}")
-            out.append(f"{head}, the paper's activation allocation against uniform: " + ", ".join(words))
+            words.append(f"within noise on {len(each) - len(up) - len(down)}")
+            words += [
+                f"average accuracy {fmt_diff(c['metric'], d['diff'])} ({noise_words(d, c['metric'])})"
+                for c, d in pairs
+                if c["task"] == AVERAGE
+            ]
+            out.append(f"{m} {100 * s:g}%, the paper's activation allocation against uniform: " + ", ".join(words))
     return out
 
 
