@@ -306,3 +306,16 @@ def test_the_same_score_on_every_seed_is_no_difference():
     assert same["diff"] == 0 and same["p"] == 1.0 and not same["beyond_noise"]
     shifted = compare(groups["wanda/atp/0.5/c4"], groups["wanda/uniform/0.5/c4"], "wikitext2")
     assert shifted["diff"] == pytest.approx(-1.0) and shifted["p"] == 0.0  # -1 on every seed
+
+
+def test_exact_ties_share_the_win():
+    rows = [_row("uniform", s, 80.0 + s) for s in range(3)] + [_row("owl", s, 80.0 + s) for s in range(3)]
+    rows += [_row("atp", s, 82.0 + s) for s in range(3)]
+    for r in rows:
+        r["eval"]["mmlu:lmeval"] = {"acc": 0.5, "stderr": 0.02, "correct_items": [1, 0, 1, 0]}
+    comps = allocation_comparisons(summarize(rows), ["wanda"], [0.5], ["wikitext2", "mmlu:lmeval"])
+    lines = allocation_verdicts(comps)
+    assert lines[0].startswith("wanda 50%, wikitext2: best uniform = owl 81.00 ± 1.00; atp +2 (beyond noise")
+    assert lines[1] == "wanda 50%, mmlu:lmeval: best uniform = owl = atp 50.0 ± 0.0"
+    (best,) = allocation_scoreboard(comps)  # no activation allocation: no count against uniform
+    assert best.endswith("wikitext2 uniform = owl (beyond noise over all); mmlu:lmeval uniform = owl = atp")

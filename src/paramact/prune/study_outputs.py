@@ -21,6 +21,7 @@ from .study_stats import (
     calibration_comparisons,
     calibration_verdicts,
     summarize,
+    winners,
 )
 
 
@@ -122,7 +123,7 @@ def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple
         "calibrations": calibration_comparisons(groups, cfg.calibrations, cfg.v2_tasks),
     }
     allocs = comparisons["allocations"]
-    best = {(c["method"], c["ranking"][0]["schedule"], c["sparsity"], c["task"]) for c in allocs}
+    best = {(c["method"], w, c["sparsity"], c["task"]) for c in allocs for w in winners(c)}
     tables = {
         "validation1": "## Validation 1: allocations\n\n"
         + "Best per method, sparsity and task in bold"

@@ -196,19 +196,24 @@ def allocation_comparisons(groups: dict[str, dict], methods, sparsities, tasks: 
     return out
 
 
+def winners(c: dict) -> list[str]:
+    """The allocations of a ranking with the best mean (several where they tie exactly)."""
+    return [r["schedule"] for r in c["ranking"] if r["mean"] == c["ranking"][0]["mean"]]
+
+
 def allocation_verdicts(comparisons: list[dict]) -> list[str]:
     """One line per method, sparsity and task: the winner, and each other allocation's gap to it."""
     out = []
     for c in comparisons:
-        best, metric = c["ranking"][0], c["metric"]
+        best, metric, top = c["ranking"][0], c["metric"], winners(c)
         parts = [
             f"{r['schedule']} {fmt_diff(metric, r['vs_best']['diff'])} ({noise_words(r['vs_best'], metric)})"
-            for r in c["ranking"][1:]
+            for r in c["ranking"][len(top) :]
         ]
         sd = _fmt(metric, best["sd"]) if math.isfinite(best["sd"]) else "?"
         out.append(
-            f"{c['method']} {100 * c['sparsity']:g}%, {c['task']}: best {best['schedule']} "
-            f"{_fmt(metric, best['mean'])} ± {sd}; " + "; ".join(parts)
+            f"{c['method']} {100 * c['sparsity']:g}%, {c['task']}: best {' = '.join(top)} "
+            f"{_fmt(metric, best['mean'])} ± {sd}" + "".join(f"; {p}" for p in parts)
         )
     return out
 
@@ -229,13 +234,14 @@ def allocation_scoreboard(comparisons: list[dict]) -> list[str]:
         head = f"{m} {100 * s:g}% across {len(tasks)} tasks" + (" and their average" if len(cs) > len(tasks) else "")
         best = []
         for c in cs:
-            rest = c["ranking"][1:]
+            top = winners(c)
+            rest = c["ranking"][len(top) :]
             tied = [r["schedule"] for r in rest if not r["vs_best"]["beyond_noise"]]
             if any(r["vs_best"]["n"] < 2 for r in rest):
                 why = "one seed: noise not measured"
             else:
                 why = f"within noise: {', '.join(tied)}" if tied else "beyond noise over all"
-            best.append(f"{c['task']} {c['ranking'][0]['schedule']} ({why})")
+            best.append(f"{c['task']} {' = '.join(top)}" + (f" ({why})" if rest else ""))
         out.append(f"{head}, best per task: " + "; ".join(best))
         pairs = [(c, r["vs_uniform"]) for c in cs for r in c["ranking"] if r["schedule"] == "activation"]
         pairs = [(c, d) for c, d in pairs if d is not None and d["n"] > 1]
