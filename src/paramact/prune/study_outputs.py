@@ -66,6 +66,9 @@ def eval_noise(groups: dict[str, dict], tasks: list[str]) -> str:
     return "evaluation standard error of one run: " + ", ".join(parts) if parts else ""
 
 
+ACCURACY_KINDS = ("letter", "loglik", "lmeval")  # the task kinds (evaluation.TASKS) that score an accuracy
+
+
 def _accuracy_protocols(cfg: StudyConfig) -> str:
     """Which protocol scored which accuracy task, e.g. "boolq, mmlu: lm-eval through HFLM; MMLU 5-shot"."""
     names = {
@@ -75,7 +78,7 @@ def _accuracy_protocols(cfg: StudyConfig) -> str:
     }
     by_kind: dict[str, list[str]] = {}
     for t in dict.fromkeys(cfg.v1_tasks + cfg.v2_tasks):
-        if TASKS[t] in names:
+        if TASKS[t] in ACCURACY_KINDS:
             by_kind.setdefault(TASKS[t], []).append(t.split(":")[0])
     parts = [f"{', '.join(ts)}: {names[k]}" for k, ts in by_kind.items()]
     if any("mmlu" in ts for ts in by_kind.values()):
@@ -111,7 +114,7 @@ def sizes_line(cfg: StudyConfig) -> str:
 
 def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple[dict[str, str], list[str], str]:
     """validation1.md, validation2.md, then results.json; returns (tables, verdicts, sizes line)."""
-    accuracy = [t for t in cfg.v1_tasks if TASKS[t] in ("letter", "loglik", "lmeval")]
+    accuracy = [t for t in cfg.v1_tasks if TASKS[t] in ACCURACY_KINDS]
     groups = summarize(res["rows"], average_over=accuracy)
     v1_tasks = [*cfg.v1_tasks, *([AVERAGE] if len(accuracy) > 1 else [])]
     ppl_task = next((t for t in cfg.v1_tasks if t in ("wikitext2", "c4")), cfg.v1_tasks[0])

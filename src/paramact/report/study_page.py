@@ -19,6 +19,11 @@ COLORS = {
 }
 
 
+def _scale(metric: str) -> float:
+    """Perplexity as is; accuracy (a fraction in the results) in % and its gaps in points."""
+    return 1.0 if metric == "ppl" else 100.0
+
+
 def _against_sparsity(res: dict, folder: Path, tasks: list[str], ppl: bool) -> Figure | None:
     """One panel per method × task: each allocation's mean over seeds against sparsity, its s.d. as
     error bars, the dense model as a dashed line. Perplexity on a log scale, accuracy in %."""
@@ -29,7 +34,7 @@ def _against_sparsity(res: dict, folder: Path, tasks: list[str], ppl: bool) -> F
     plt = _plt()
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    k = 1.0 if ppl else 100.0
+    k = _scale("ppl" if ppl else "acc")
     fig, axes = plt.subplots(
         len(tasks), len(methods), figsize=(4.4 * len(methods), 3.4 * len(tasks)), squeeze=False, layout="constrained"
     )
@@ -100,7 +105,7 @@ def study_body(res: dict, prefix: str, table) -> str:
     main = res["comparisons"].get("v1_task")
     others = []
     for c in res["comparisons"]["allocations"]:
-        k = 1.0 if c["metric"] == "ppl" else 100.0  # accuracy in % and points
+        k = _scale(c["metric"])
         rows = [
             [
                 e(r["schedule"]),
