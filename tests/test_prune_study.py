@@ -74,9 +74,10 @@ def study(tmp_path_factory):
 
 
 def _stable(res: dict) -> dict:
-    """results.json without wall-clock times and the list of cells kept from an interrupted run."""
+    """results.json without wall-clock times and the lists of cells kept from an interrupted run or
+    reused from another study."""
     res = json.loads(json.dumps(res))
-    res.pop("seconds"), res.pop("resumed_cells")
+    res.pop("seconds"), res.pop("resumed_cells"), res.pop("reused_cells")
     for r in res["rows"]:
         r.pop("seconds", None), r.pop("prune_seconds", None)
         r.get("schedule_values", {}).get("data", {}).pop("seconds", None)
@@ -254,3 +255,66 @@ def test_boolq_calibration_without_a_train_split_leaves_out_the_evaluated_items(
     assert "validation split minus the 40 evaluated items" in src["note"]
     _, isrc = mc_items("boolq", 40, 0, data_dir=root)
     assert isrc["indices"] == list(range(40))  # BoolQ is scored on its first items (the paper's order)
+
+
+def _study_command(cfg, out, *extra) -> list[str]:
+    return ["--quiet", "study", "prune", "--config", str(cfg), "--out", str(out), *extra]
+
+
+def test_an_extended_study_reuses_the_cells_of_another_and_ends_as_if_it_ran_them(study, tmp_path):
+    """The study extended to 60% (uniform and activation): from scratch, its cells shared with the
+    first study come out identical to that study's (a cell depends on its own settings only); with
+    --cells-from it prunes only the four 60% cells and ends with the from-scratch results."""
+    import yaml
+
+    cfg, ref, _ = study
+    wider = yaml.safe_load(cfg.read_text())
+    wider.update(sparsities=[0.5, 0.6], schedules=["uniform", "activation"])
+    wcfg = tmp_path / "wider.yaml"
+    wcfg.write_text(yaml.safe_dump(wider))
+    scratch, reused = tmp_path / "scratch", tmp_path / "reused"
+    r = subprocess.run(
+        [sys.executable, "-m", "paramact", *_study_command(wcfg, scratch)], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    first = {r["key"]: r for r in _stable(json.loads((ref / "results.json").read_text()))["rows"]}
+    fresh = _stable(json.loads((scratch / "results.json").read_text()))
+    shared = [r["key"] for r in fresh["rows"] if r["key"] in first]
+    assert len(shared) == 7  # dense; per seed uniform and activation 50% on c4, activation 50% on siqa
+    for row in fresh["rows"]:
+        if row["key"] in first:
+            assert row == first[row["key"]], row["key"]
+
+    cmd = _study_command(wcfg, reused, "--cells-from", str(ref))
+    r = subprocess.run([sys.executable, "-c", KILLER, "count", "0", *cmd], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "PRUNINGS=4" in r.stderr and f"(reused from {ref})" in r.stdout
+    res = json.loads((reused / "results.json").read_text())
+    assert res["reused_cells"] == dict.fromkeys(shared, str(ref)) and res["resumed_cells"] == []
+    assert json.loads((reused / "env.json").read_text())["cells_from"][str(ref)]["dtype"] == "float32"
+    got = _stable(res)
+    for row in got["rows"]:
+        assert row.pop("reused_from", str(ref)) == str(ref)
+    assert got == fresh
+    assert (reused / "validation1.md").read_text() == (scratch / "validation1.md").read_text()
+
+
+def test_cells_from_a_study_under_other_settings_are_refused_before_the_model_loads(study, tmp_path):
+    cfg, ref, _ = study
+    other = tmp_path / "other.yaml"
+    other.write_text(cfg.read_text().replace("nsamples: 4", "nsamples: 6"))
+    out = tmp_path / "run"
+    r = subprocess.run(
+        [sys.executable, "-m", "paramact", *_study_command(other, out, "--cells-from", str(ref))],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"--cells-from {ref}: its cells ran under other settings (calibration.nsamples: 4 there, 6 here)" in r.stderr
+    assert not out.exists()
+    r = subprocess.run(
+        [sys.executable, "-m", "paramact", *_study_command(cfg, out, "--cells-from", str(tmp_path))],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "not a study's run directory (no config.json)" in r.stderr

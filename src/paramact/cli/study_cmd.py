@@ -2,17 +2,22 @@
 
 Each finished cell (one pruned-and-evaluated model) is appended to OUT/partial.json, atomically;
 --resume reloads those cells, checks the configuration is the same, and runs only the rest.
+--cells-from DIR,... takes the cells other studies finished under the same cell settings (the
+library's prune.study_cells says which), so an extended study runs only its new cells.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import UserError
 from ..prune.study import StudyRun
 from .command import Command
+
+log = logging.getLogger(__name__)
 
 
 def _finished_cells(out: Path, config: dict) -> dict[str, dict]:
@@ -30,16 +35,50 @@ def _finished_cells(out: Path, config: dict) -> dict[str, dict]:
         raise UserError(f"{path} is not a study's list of finished cells: {e.__class__.__name__}") from e
 
 
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"--cells-from: cannot read {what} {path}: {getattr(e, 'strerror', None) or e}") from e
+
+
+def _cell_sources(dirs: tuple[str, ...]) -> list:
+    """--cells-from: each directory's config, finished rows (results.json, else the partial.json of a
+    study still running) and environment."""
+    from ..prune.study_cells import CellSource
+
+    out = []
+    for d in dirs:
+        path = Path(d)
+        if not (path / "config.json").is_file():
+            raise UserError(f"--cells-from {d}: not a study's run directory (no config.json)")
+        if (path / "results.json").is_file():
+            rows = _read_json(path / "results.json", "the results").get("rows")
+        elif (path / "partial.json").is_file():
+            rows = _read_json(path / "partial.json", "the finished cells")
+        else:
+            raise UserError(f"--cells-from {d}: no finished cell (neither results.json nor partial.json)")
+        if not isinstance(rows, list):
+            raise UserError(f"--cells-from {d}: its results hold no list of cells")
+        env = _read_json(path / "env.json", "the environment") if (path / "env.json").is_file() else {}
+        out.append(CellSource(str(path), _read_json(path / "config.json", "the config"), rows, env))
+    return out
+
+
 def run(run: StudyRun, ctx, args) -> int:
     from ..evaluation import parse_tasks
     from ..models import load
-    from ..prune.study import label, run_study
+    from ..prune.study import label, plan, run_study
+    from ..prune.study_cells import check_source, reusable_cells
     from ..prune.study_outputs import write_study_run
     from ..runs import environment, prepare_out, resumed_environment, write_json
 
     cfg, out = run.study, ctx.out
     parse_tasks(cfg.v1_tasks + cfg.v2_tasks)  # lm-eval installed where the tasks need it: before the model loads
     config = {"model": run.model.name, "study": asdict(cfg)}
+    sources = _cell_sources(run.cells_from)
+    for src in sources:  # refused before the model loads
+        check_source(config, src)
     if ctx.resume:
         finished = _finished_cells(out, config)
         out.mkdir(parents=True, exist_ok=True)
@@ -47,8 +86,14 @@ def run(run: StudyRun, ctx, args) -> int:
         finished = {}
         prepare_out(out)
     model, tok = load(run.model, ctx.device)
-    write_json(out / "config.json", config)
     env = environment(model, cfg.calibration.seed)
+    reused, notes = reusable_cells(plan(cfg), config, sources, env.get("dtype"))
+    write_json(out / "config.json", config)
+    for line in notes:
+        log.info("--cells-from %s", line)
+    finished = {**reused, **finished}  # a cell this run already kept stays as it was kept
+    if sources:
+        env["cells_from"] = {s.label: s.env for s in sources}
     write_json(out / "env.json", resumed_environment(out, env) if ctx.resume else env)
     done: list[dict] = []
 
@@ -56,7 +101,12 @@ def run(run: StudyRun, ctx, args) -> int:
         done.append(r)
         write_json(out / "partial.json", done)
         ev = " ".join(f"{t}={v.get('ppl', v.get('acc')):.4g}" for t, v in r["eval"].items())
-        kept = " (kept from the interrupted run)" if r["key"] in finished else f" ({r['seconds']:.0f} s)"
+        if r["key"] not in finished:
+            kept = f" ({r['seconds']:.0f} s)"
+        elif "reused_from" in r:
+            kept = f" (reused from {r['reused_from']})"
+        else:
+            kept = " (kept from the interrupted run)"
         print(f"[{len(done)}] {label(r)}{kept}: {ev}", flush=True)
 
     res = run_study(model, tok, cfg, ctx.progress, on_row, finished=finished)

@@ -187,8 +187,9 @@ def run_study(
     on_row: Callable[[dict], None] | None = None,
     finished: dict[str, dict] | None = None,
 ) -> dict:
-    """Every cell of plan(cfg); on_row(row) after each. finished: cells of an interrupted run
-    (key -> row, as on_row got them), kept instead of pruned and evaluated again."""
+    """Every cell of plan(cfg); on_row(row) after each. finished: cells of an interrupted run, or
+    of other studies (rows with `reused_from`; see study_cells), key -> row as on_row got them:
+    kept instead of pruned and evaluated again."""
     parse_tasks(cfg.v1_tasks + cfg.v2_tasks)  # their scorers installed, before any work
     anatomy = discover(model)
     params = anatomy.params()
@@ -251,7 +252,8 @@ def run_study(
         "rows": rows,
         "calibration": {f"{k[0]}/s{k[1]}": v[1] for k, v in data.calib.items()},
         "seconds": {**data.seconds, "total": time.perf_counter() - t0},
-        "resumed_cells": [r["key"] for r in rows if r["key"] in finished],
+        "resumed_cells": [r["key"] for r in rows if r["key"] in finished and "reused_from" not in r],
+        "reused_cells": {r["key"]: r["reused_from"] for r in rows if r["key"] in finished and "reused_from" in r},
     }
 
 
@@ -268,3 +270,9 @@ class StudyRun:
 
     model: ModelConfig = option(factory=ModelConfig)
     study: StudyConfig = option(factory=StudyConfig)
+    cells_from: tuple[str, ...] = option(
+        (),
+        "study directories whose finished cells this study reuses where they ran under the same cell "
+        "settings (model, seeds, calibration, allocation and evaluation settings): a study extended "
+        "by more methods, sparsities or allocations runs only its new cells",
+    )
