@@ -318,3 +318,14 @@ def test_cells_from_a_study_under_other_settings_are_refused_before_the_model_lo
         text=True,
     )
     assert r.returncode == 2 and "not a study's run directory (no config.json)" in r.stderr
+    pruned = tmp_path / "pruned"  # a `paramact prune` run directory
+    pruned.mkdir()
+    (pruned / "config.json").write_text(json.dumps({"model": "m", "prune": {}}))
+    (pruned / "results.json").write_text("{")
+    for fix, message in ((None, "cannot read "), ('{"rows": []}', "its config.json holds no study")):
+        if fix is not None:
+            (pruned / "results.json").write_text(fix)
+        cmd = _study_command(cfg, out, "--cells-from", str(pruned))
+        r = subprocess.run([sys.executable, "-m", "paramact", *cmd], capture_output=True, text=True)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert not out.exists()

@@ -48,6 +48,14 @@ def write_json(path: Path, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n", encoding="utf-8")
 
 
+def read_json(path: Path):
+    """A JSON file's value, or one clear UserError (unreadable, or not JSON)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from e
+
+
 def _json_default(o):
     if isinstance(o, (torch.dtype, torch.device, Path)):
         return str(o)

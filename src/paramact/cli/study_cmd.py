@@ -35,17 +35,11 @@ def _finished_cells(out: Path, config: dict) -> dict[str, dict]:
         raise UserError(f"{path} is not a study's list of finished cells: {e.__class__.__name__}") from e
 
 
-def _read_json(path: Path, what: str):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UserError(f"--cells-from: cannot read {what} {path}: {getattr(e, 'strerror', None) or e}") from e
-
-
 def _cell_sources(dirs: tuple[str, ...]) -> list:
     """--cells-from: each directory's config, finished rows (results.json, else the partial.json of a
     study still running) and environment."""
     from ..prune.study_cells import CellSource
+    from ..runs import read_json
 
     out = []
     for d in dirs:
@@ -53,15 +47,19 @@ def _cell_sources(dirs: tuple[str, ...]) -> list:
         if not (path / "config.json").is_file():
             raise UserError(f"--cells-from {d}: not a study's run directory (no config.json)")
         if (path / "results.json").is_file():
-            rows = _read_json(path / "results.json", "the results").get("rows")
+            res = read_json(path / "results.json")
+            rows = res.get("rows") if isinstance(res, dict) else None
         elif (path / "partial.json").is_file():
-            rows = _read_json(path / "partial.json", "the finished cells")
+            rows = read_json(path / "partial.json")
         else:
             raise UserError(f"--cells-from {d}: no finished cell (neither results.json nor partial.json)")
         if not isinstance(rows, list):
             raise UserError(f"--cells-from {d}: its results hold no list of cells")
-        env = _read_json(path / "env.json", "the environment") if (path / "env.json").is_file() else {}
-        out.append(CellSource(str(path), _read_json(path / "config.json", "the config"), rows, env))
+        config = read_json(path / "config.json")
+        if not isinstance(config, dict) or not isinstance(config.get("study"), dict):
+            raise UserError(f"--cells-from {d}: not a study's run directory (its config.json holds no study)")
+        env = read_json(path / "env.json") if (path / "env.json").is_file() else {}
+        out.append(CellSource(str(path), config, rows, env if isinstance(env, dict) else {}))
     return out
 
 

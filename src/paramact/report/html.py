@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
-from ..runs import atomic_path
+from ..runs import atomic_path, read_json
 from . import paper
 from .plots import figures
 from .study_page import study_body, study_figures
@@ -213,13 +213,6 @@ _TITLES = {
 }
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"cannot read {path}: {e}") from e
-
-
 def _section(run_dir: Path, res: dict, level: int, prefix: str = "") -> str:
     """One finished run: what it covers, its figures (inlined), then its tables, config and environment."""
     figs = (study_figures if res["kind"] == "study" else figures)(res, run_dir / "plots")
@@ -230,7 +223,7 @@ def _section(run_dir: Path, res: dict, level: int, prefix: str = "") -> str:
             f'<figure><h4>{_e(f.title)}</h4><img alt="{_e(f.title)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{_e(f.caption)}</figcaption></figure>"
         )
-    extra = {n: _read_json(run_dir / n) if (run_dir / n).is_file() else {} for n in ("config.json", "env.json")}
+    extra = {n: read_json(run_dir / n) if (run_dir / n).is_file() else {} for n in ("config.json", "env.json")}
     h = f"h{level}"
     return (
         f"<p>Run directory: {_e(run_dir.resolve())}</p>{_coverage(res)}<{h}>Figures</{h}>{fig_html}"
@@ -274,7 +267,7 @@ def _runs_below(parent: Path) -> list[tuple[Path, dict]]:
     found = []
     for d in sorted(p for p in parent.iterdir() if p.is_dir()):
         if (d / "results.json").is_file():
-            res = _read_json(d / "results.json")
+            res = read_json(d / "results.json")
             if res.get("kind") in _BODIES:
                 found.append((d, res))
     return found
@@ -287,7 +280,7 @@ def render_report(run_dir: str | Path) -> Path:
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a directory")
     if (run_dir / "results.json").is_file():
-        res = _read_json(run_dir / "results.json")
+        res = read_json(run_dir / "results.json")
         kind = res.get("kind")
         if kind not in _BODIES:
             raise UserError(
