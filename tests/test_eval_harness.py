@@ -138,6 +138,7 @@ def test_lmeval_tasks_run_through_eval_command(tmp_path):
         str(tmp_path / "ev"),
     )
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "%|" not in r.stderr, r.stderr[-2000:]  # --quiet: lm-eval's own progress bars off too
     import json
 
     ev = json.loads((tmp_path / "ev" / "results.json").read_text())["eval"]

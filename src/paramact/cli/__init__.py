@@ -66,6 +66,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _silence_bars() -> None:
+    """Every tqdm bar of this process off, those a library turns on explicitly included (lm-eval
+    passes disable=False). TQDM_DISABLE is read when tqdm is imported, before --quiet is parsed."""
+    from tqdm import std
+
+    init = std.tqdm.__init__
+    if getattr(init, "quiet", False):
+        return
+
+    def quiet(self, *args, **kwargs):
+        kwargs["disable"] = True
+        init(self, *args, **kwargs)
+
+    quiet.quiet = True  # type: ignore[attr-defined]
+    std.tqdm.__init__ = quiet
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
@@ -73,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if args.quiet:
         os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-        os.environ.setdefault("TQDM_DISABLE", "1")  # bars of libraries that ignore their own switches
+        os.environ.setdefault("TQDM_DISABLE", "1")  # the bars of child processes
+        _silence_bars()
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
