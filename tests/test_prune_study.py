@@ -289,6 +289,9 @@ def test_an_extended_study_reuses_the_cells_of_another_and_ends_as_if_it_ran_the
     r = subprocess.run([sys.executable, "-c", KILLER, "count", "0", *cmd], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "PRUNINGS=4" in r.stderr and f"(reused from {ref})" in r.stdout
+    # each line counts the cells, and the new ones say how many are left to run
+    assert "[1/11] dense (reused from" in r.stdout and "[11/11] " in r.stdout
+    assert "; 3 more to run, ~" in r.stdout and "; the last to run)" in r.stdout
     res = json.loads((reused / "results.json").read_text())
     assert res["reused_cells"] == dict.fromkeys(shared, str(ref)) and res["resumed_cells"] == []
     assert json.loads((reused / "env.json").read_text())["cells_from"][str(ref)]["dtype"] == "float32"

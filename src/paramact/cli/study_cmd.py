@@ -63,6 +63,10 @@ def _cell_sources(dirs: tuple[str, ...]) -> list:
     return out
 
 
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
 def run(run: StudyRun, ctx, args) -> int:
     from ..evaluation import parse_tasks
     from ..models import load
@@ -85,7 +89,8 @@ def run(run: StudyRun, ctx, args) -> int:
         prepare_out(out)
     model, tok = load(run.model, ctx.device)
     env = environment(model, cfg.calibration.seed)
-    reused, notes = reusable_cells(plan(cfg), config, sources, env.get("dtype"))
+    planned = plan(cfg)
+    reused, notes = reusable_cells(planned, config, sources, env.get("dtype"))
     write_json(out / "config.json", config)
     for line in notes:
         log.info("--cells-from %s", line)
@@ -94,18 +99,23 @@ def run(run: StudyRun, ctx, args) -> int:
         env["cells_from"] = {s.label: s.env for s in sources}
     write_json(out / "env.json", resumed_environment(out, env) if ctx.resume else env)
     done: list[dict] = []
+    to_run = sum(r["key"] not in finished for r in planned)
+    ran: list[float] = []
 
     def on_row(r: dict) -> None:
         done.append(r)
         write_json(out / "partial.json", done)
         ev = " ".join(f"{t}={v.get('ppl', v.get('acc')):.4g}" for t, v in r["eval"].items())
         if r["key"] not in finished:
-            kept = f" ({r['seconds']:.0f} s)"
+            ran.append(r["seconds"])
+            left = to_run - len(ran)
+            kept = f" ({r['seconds']:.0f} s; {left} more to run, ~{_hours(left * sum(ran) / len(ran))} at this pace)"
+            kept = kept if left else f" ({r['seconds']:.0f} s; the last to run)"
         elif "reused_from" in r:
             kept = f" (reused from {r['reused_from']})"
         else:
             kept = " (kept from the interrupted run)"
-        print(f"[{len(done)}] {label(r)}{kept}: {ev}", flush=True)
+        print(f"[{len(done)}/{len(planned)}] {label(r)}{kept}: {ev}", flush=True)
 
     res = run_study(model, tok, cfg, ctx.progress, on_row, finished=finished)
     tables, notes, sizes = write_study_run(out, run.model.name, res, cfg)
