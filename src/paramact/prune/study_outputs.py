@@ -6,6 +6,7 @@ Files are written atomically; results.json comes last (kind "study", which `para
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 from ..evaluation import harness
@@ -144,8 +145,12 @@ def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple
         "validation1": v1 or ["no verdict: fewer than two allocations to compare"],
         "validation2": v2 or ["no verdict: fewer than two calibration sets to compare"],
     }
+    reused, origin = res.get("reused_cells") or {}, ""
+    if reused:  # where the numbers were computed, when not all here
+        sources = ", ".join(f"{d} ({n})" for d, n in Counter(reused.values()).items())
+        origin = f"{len(reused)} of {len(res['rows'])} models reused from other studies (--cells-from): {sources}\n\n"
     for name, text in tables.items():  # each file with its own validation's verdicts
-        body = text + f"\n\n{sizes}\n\n{noise}\n\n" + "\n".join(f"- {c}" for c in own[name]) + "\n"
+        body = text + f"\n\n{sizes}\n\n{noise}\n\n{origin}" + "\n".join(f"- {c}" for c in own[name]) + "\n"
         write_text(out / f"{name}.md", body)
     summary = {k: {kk: vv for kk, vv in g.items() if kk != "by_seed"} for k, g in groups.items()}
     write_json(
