@@ -77,7 +77,7 @@ def _stable(res: dict) -> dict:
     """results.json without wall-clock times and the lists of cells kept from an interrupted run or
     reused from another study."""
     res = json.loads(json.dumps(res))
-    res.pop("seconds"), res.pop("resumed_cells"), res.pop("reused_cells")
+    res.pop("seconds"), res.pop("resumed_cells"), res.pop("reused_cells"), res.pop("origin")
     for r in res["rows"]:
         r.pop("seconds", None), r.pop("prune_seconds", None)
         r.get("schedule_values", {}).get("data", {}).pop("seconds", None)
@@ -300,10 +300,17 @@ def test_an_extended_study_reuses_the_cells_of_another_and_ends_as_if_it_ran_the
         assert row.pop("reused_from", str(ref)) == str(ref)
     assert got == fresh
     # the tables say where the numbers were computed; the rest is the from-scratch text
-    origin = f"7 of 11 models reused from other studies (--cells-from): {ref} (7)\n\n"
+    origin = f"7 of 11 models reused from other studies (--cells-from): {ref} (7)"
+    assert res["origin"] == origin
     for name in ("validation1.md", "validation2.md"):
         text = (reused / name).read_text()
-        assert origin in text and text.replace(origin, "") == (scratch / name).read_text()
+        assert origin in text and text.replace(origin + "\n\n", "") == (scratch / name).read_text()
+    r = subprocess.run(
+        [sys.executable, "-m", "paramact", "--quiet", "report", str(reused), "--no-screenshot"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and origin in (reused / "report.html").read_text(), r.stderr[-2000:]
 
 
 def test_cells_from_a_study_under_other_settings_are_refused_before_the_model_loads(study, tmp_path):

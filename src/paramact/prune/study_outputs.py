@@ -148,9 +148,10 @@ def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple
     reused, origin = res.get("reused_cells") or {}, ""
     if reused:  # where the numbers were computed, when not all here
         sources = ", ".join(f"{d} ({n})" for d, n in Counter(reused.values()).items())
-        origin = f"{len(reused)} of {len(res['rows'])} models reused from other studies (--cells-from): {sources}\n\n"
+        origin = f"{len(reused)} of {len(res['rows'])} models reused from other studies (--cells-from): {sources}"
     for name, text in tables.items():  # each file with its own validation's verdicts
-        body = text + f"\n\n{sizes}\n\n{noise}\n\n{origin}" + "\n".join(f"- {c}" for c in own[name]) + "\n"
+        head = "\n\n".join(x for x in (text, sizes, noise, origin) if x)
+        body = head + "\n\n" + "\n".join(f"- {c}" for c in own[name]) + "\n"
         write_text(out / f"{name}.md", body)
     summary = {k: {kk: vv for kk, vv in g.items() if kk != "by_seed"} for k, g in groups.items()}
     write_json(
@@ -165,6 +166,7 @@ def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple
             "verdicts": {"validation1": v1, "validation2": v2},
             "sizes": sizes,
             "noise": noise,
+            "origin": origin,
             "config": {"methods": list(cfg.methods), "sparsities": list(cfg.sparsities), "seeds": list(cfg.seeds)},
         },
     )

@@ -102,6 +102,8 @@ def study_body(res: dict, prefix: str, table) -> str:
         f"<p class=note>{e(res['sizes'])}. {e(res.get('noise', ''))}. A difference is beyond noise when a "
         "paired t-test over seeds gives p &lt; 0.05 and it exceeds twice the evaluation's standard error.</p>"
     )
+    if res.get("origin"):
+        out.append(f"<p class=note>{e(res['origin'])}.</p>")
     main = res["comparisons"].get("v1_task")
     others = []
     for c in res["comparisons"]["allocations"]:
