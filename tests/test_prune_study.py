@@ -93,6 +93,7 @@ def test_study_tables_and_config(study):
     cells.append("activation/0.5/siqa")
     assert [r["key"] for r in res["rows"]] == ["dense"] + [f"wanda/{c}/s{s}" for s in (0, 1) for c in cells]
     assert res["kind"] == "study"
+    assert all(r["ran_on"]["device"] == "cpu" and r["ran_on"]["threads"] >= 1 for r in res["rows"])
     rows = {r["key"]: r for r in res["rows"]}
     dense = rows["dense"]["eval"]["wikitext2"]["ppl"]
     for r in res["rows"][1:]:

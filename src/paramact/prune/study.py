@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import torch
+
 from ..anatomy import discover, window_bos
 from ..data import MC_TASKS, mc_items
 from ..errors import UserError
@@ -244,6 +246,8 @@ def run_study(
             r["prune_seconds"] = rep.outcome.seconds
         r["eval"] = evaluate(model, [prepared[n] for n in r["tasks"]], progress)
         r["seconds"] = time.perf_counter() - t
+        # where it ran: cells of one study may come from sessions on other devices or thread counts
+        r["ran_on"] = {"device": str(next(iter(params.values())).device), "threads": torch.get_num_threads()}
         if on_row is not None:
             on_row(r)
     for name, p in params.items():
