@@ -126,7 +126,8 @@ def test_study_tables_and_config(study):
     assert g["mean"] == pytest.approx(sum(vals) / 2) and g["sd"] == pytest.approx(abs(vals[0] - vals[1]) / 2**0.5)
     assert g["n"] == 2 and g["eval_se"] > 0
     assert (ref / "validation1.md").is_file() and (ref / "validation2.md").is_file()
-    assert not (ref / "partial.json").exists() and res["resumed_cells"] == []
+    assert not (ref / "partial.json").exists() and not (ref / "provisional.md").exists()
+    assert res["resumed_cells"] == []
     v1 = (ref / "validation1.md").read_text()
     assert "wanda owl 50%" in v1 and " ± " in v1 and "wanda 50%, wikitext2: best" in v1
     # the table marks each task's best allocation (lowest perplexity, highest accuracy) in bold
@@ -179,6 +180,10 @@ def test_killed_study_resumes_to_identical_results(study, tmp_path):
     )
     kept = ["dense", *(f"wanda/{c}/s0" for c in s0)]
     assert [c["key"] for c in json.loads((out / "partial.json").read_text())] == kept
+    # the tables so far, said to be provisional: seed 0's cells, one seed each (no s.d. yet)
+    prov = (out / "provisional.md").read_text()
+    assert prov.startswith("# Provisional: 7 of 13 models finished\n") and "## Validation 1: allocations" in prov
+    assert "| wanda owl 50% |" in prov and "## Validation 2: calibration data" in prov
     r = subprocess.run([sys.executable, "-m", "paramact", *base], capture_output=True, text=True)
     assert r.returncode == 2 and "add --resume" in r.stderr
     other = tmp_path / "other.yaml"
@@ -205,7 +210,7 @@ def test_killed_study_resumes_to_identical_results(study, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "PRUNINGS=6" in r.stderr and "kept from the interrupted run" in r.stdout
     res = json.loads((out / "results.json").read_text())
-    assert res["resumed_cells"] == kept
+    assert res["resumed_cells"] == kept and not (out / "provisional.md").exists()
     env = json.loads((out / "env.json").read_text())
     assert [e["time_utc"] <= env["time_utc"] for e in env["earlier"]] == [True]  # the killed session's record
     assert _stable(res) == _stable(json.loads((ref / "results.json").read_text()))

@@ -70,9 +70,10 @@ def _hours(seconds: float) -> str:
 def run(run: StudyRun, ctx, args) -> int:
     from ..evaluation import parse_tasks
     from ..models import load
+    from ..prune.outputs import write_text
     from ..prune.study import label, plan, run_study
     from ..prune.study_cells import check_source, reusable_cells
-    from ..prune.study_outputs import write_study_run
+    from ..prune.study_outputs import provisional_document, write_study_run
     from ..runs import environment, prepare_out, resumed_environment, write_json
 
     cfg, out = run.study, ctx.out
@@ -105,6 +106,8 @@ def run(run: StudyRun, ctx, args) -> int:
     def on_row(r: dict) -> None:
         done.append(r)
         write_json(out / "partial.json", done)
+        if len(done) < len(planned):  # the tables so far, for a reader of a study that runs for hours
+            write_text(out / "provisional.md", provisional_document(done, cfg, len(planned)))
         ev = " ".join(f"{t}={v.get('ppl', v.get('acc')):.4g}" for t, v in r["eval"].items())
         if r["key"] not in finished:
             ran.append(r["seconds"])

@@ -113,8 +113,10 @@ def sizes_line(cfg: StudyConfig) -> str:
     return "; ".join(parts)
 
 
-def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple[dict[str, str], list[str], str]:
-    """validation1.md, validation2.md, then results.json; returns (tables, verdicts, sizes line)."""
+def study_texts(res: dict, cfg: StudyConfig) -> dict:
+    """The study's summaries and texts from its rows (res["rows"], and res["reused_cells"] if any):
+    groups, comparisons, tables, verdicts, the sizes, noise and origin lines, and the documents
+    (validation1, validation2: each table with its own validation's verdicts)."""
     accuracy = [t for t in cfg.v1_tasks if TASKS[t] in ACCURACY_KINDS]
     groups = summarize(res["rows"], average_over=accuracy)
     v1_tasks = [*cfg.v1_tasks, *([AVERAGE] if len(accuracy) > 1 else [])]
@@ -138,7 +140,6 @@ def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple
     }
     v1 = allocation_scoreboard(allocs) + allocation_verdicts(sorted(allocs, key=lambda c: c["task"] != ppl_task))
     v2 = calibration_verdicts(comparisons["calibrations"])
-    verdicts = v1 + v2
     sizes = sizes_line(cfg)
     noise = eval_noise(groups, list(dict.fromkeys([*v1_tasks, *cfg.v2_tasks])))
     own = {
@@ -149,26 +150,51 @@ def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple
     if reused:  # where the numbers were computed, when not all here
         sources = ", ".join(f"{d} ({n})" for d, n in Counter(reused.values()).items())
         origin = f"{len(reused)} of {len(res['rows'])} models reused from other studies (--cells-from): {sources}"
-    for name, text in tables.items():  # each file with its own validation's verdicts
+    documents = {}
+    for name, text in tables.items():
         head = "\n\n".join(x for x in (text, sizes, noise, origin) if x)
-        body = head + "\n\n" + "\n".join(f"- {c}" for c in own[name]) + "\n"
+        documents[name] = head + "\n\n" + "\n".join(f"- {c}" for c in own[name]) + "\n"
+    return {
+        "groups": {k: {kk: vv for kk, vv in g.items() if kk != "by_seed"} for k, g in groups.items()},
+        "tables": tables,
+        "comparisons": comparisons,
+        "verdicts": {"validation1": v1, "validation2": v2},
+        "sizes": sizes,
+        "noise": noise,
+        "origin": origin,
+        "documents": documents,
+    }
+
+
+def provisional_document(rows: list[dict], cfg: StudyConfig, total: int) -> str:
+    """The tables and verdicts of a study still running, over the cells it has finished, said so."""
+    reused = {r["key"]: r["reused_from"] for r in rows if "reused_from" in r}
+    texts = study_texts({"rows": rows, "reused_cells": reused}, cfg)
+    head = (
+        f"# Provisional: {len(rows)} of {total} models finished\n\n"
+        "The study is still running. Means, standard deviations and verdicts cover the seeds finished "
+        "so far and change as cells finish; results.json and validation1.md / validation2.md are "
+        "written when the study ends.\n\n"
+    )
+    return head + "\n".join(texts["documents"].values())
+
+
+def write_study_run(out: Path, model: str, res: dict, cfg: StudyConfig) -> tuple[dict[str, str], list[str], str]:
+    """validation1.md, validation2.md, then results.json; returns (tables, verdicts, sizes line)."""
+    texts = study_texts(res, cfg)
+    for name, body in texts.pop("documents").items():
         write_text(out / f"{name}.md", body)
-    summary = {k: {kk: vv for kk, vv in g.items() if kk != "by_seed"} for k, g in groups.items()}
     write_json(
         out / "results.json",
         {
             "kind": "study",
             "model": model,
             **res,
-            "groups": summary,
-            "tables": tables,
-            "comparisons": comparisons,
-            "verdicts": {"validation1": v1, "validation2": v2},
-            "sizes": sizes,
-            "noise": noise,
-            "origin": origin,
+            **texts,
             "config": {"methods": list(cfg.methods), "sparsities": list(cfg.sparsities), "seeds": list(cfg.seeds)},
         },
     )
-    (out / "partial.json").unlink(missing_ok=True)
-    return tables, verdicts, sizes
+    for name in ("partial.json", "provisional.md"):
+        (out / name).unlink(missing_ok=True)
+    v = texts["verdicts"]
+    return texts["tables"], v["validation1"] + v["validation2"], texts["sizes"]
