@@ -184,6 +184,10 @@ def test_killed_study_resumes_to_identical_results(study, tmp_path):
     prov = (out / "provisional.md").read_text()
     assert prov.startswith("# Provisional: 7 of 13 models finished\n") and "## Validation 1: allocations" in prov
     assert "| wanda owl 50% |" in prov and "## Validation 2: calibration data" in prov
+    r = subprocess.run(
+        [sys.executable, "-m", "paramact", "--quiet", "report", str(out)], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "its tables so far are in provisional.md" in r.stderr, r.stderr[-2000:]
     r = subprocess.run([sys.executable, "-m", "paramact", *base], capture_output=True, text=True)
     assert r.returncode == 2 and "add --resume" in r.stderr
     other = tmp_path / "other.yaml"

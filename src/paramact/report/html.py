@@ -291,8 +291,10 @@ def render_report(run_dir: str | Path) -> Path:
     else:
         runs = _runs_below(run_dir)
         if not runs:
+            running = (run_dir / "provisional.md").is_file()
             raise UserError(
                 f"{run_dir} holds no results.json, nor finished runs in its subfolders: not a finished run directory"
+                + ("; a study still running or interrupted, its tables so far are in provisional.md" if running else "")
             )
         models = sorted({str(r.get("model", "")) for _, r in runs})
         title = f"paramact: {', '.join(models)}"
