@@ -59,7 +59,9 @@ def _cell_sources(dirs: tuple[str, ...]) -> list:
         if not isinstance(config, dict) or not isinstance(config.get("study"), dict):
             raise UserError(f"--cells-from {d}: not a study's run directory (its config.json holds no study)")
         env = read_json(path / "env.json") if (path / "env.json").is_file() else {}
-        out.append(CellSource(str(path), config, rows, env if isinstance(env, dict) else {}))
+        if not isinstance(env, dict):
+            raise UserError(f"--cells-from {d}: its env.json holds no environment record")
+        out.append(CellSource(str(path), config, rows, env))
     return out
 
 
@@ -72,7 +74,7 @@ def run(run: StudyRun, ctx, args) -> int:
     from ..models import load
     from ..prune.outputs import write_text
     from ..prune.study import label, plan, run_study
-    from ..prune.study_cells import check_source, reusable_cells
+    from ..prune.study_cells import check_dtype, reusable_cells
     from ..prune.study_outputs import provisional_document, write_study_run
     from ..runs import environment, prepare_out, resumed_environment, write_json
 
@@ -80,8 +82,8 @@ def run(run: StudyRun, ctx, args) -> int:
     parse_tasks(cfg.v1_tasks + cfg.v2_tasks)  # lm-eval installed where the tasks need it: before the model loads
     config = {"model": run.model.name, "study": asdict(cfg)}
     sources = _cell_sources(run.cells_from)
-    for src in sources:  # refused before the model loads
-        check_source(config, src)
+    planned = plan(cfg)
+    reused, notes = reusable_cells(planned, config, sources)  # other settings refused before the model loads
     if ctx.resume:
         finished = _finished_cells(out, config)
         out.mkdir(parents=True, exist_ok=True)
@@ -90,8 +92,8 @@ def run(run: StudyRun, ctx, args) -> int:
         prepare_out(out)
     model, tok = load(run.model, ctx.device)
     env = environment(model, cfg.calibration.seed)
-    planned = plan(cfg)
-    reused, notes = reusable_cells(planned, config, sources, env.get("dtype"))
+    for src in sources:
+        check_dtype(src, env["dtype"])
     write_json(out / "config.json", config)
     for line in notes:
         log.info("--cells-from %s", line)
@@ -106,7 +108,7 @@ def run(run: StudyRun, ctx, args) -> int:
     def on_row(r: dict) -> None:
         done.append(r)
         write_json(out / "partial.json", done)
-        if len(done) < len(planned):  # the tables so far, for a reader of a study that runs for hours
+        if r["key"] not in finished and len(done) < len(planned):  # the tables so far, after a cell run here
             write_text(out / "provisional.md", provisional_document(done, cfg, len(planned)))
         ev = " ".join(f"{t}={v.get('ppl', v.get('acc')):.4g}" for t, v in r["eval"].items())
         if r["key"] not in finished:

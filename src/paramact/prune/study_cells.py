@@ -67,6 +67,13 @@ def check_source(config: dict, source: CellSource) -> None:
         raise UserError(f"--cells-from {source.label}: its cells ran under other settings ({diff})")
 
 
+def check_dtype(source: CellSource, dtype: str) -> None:
+    """UserError if `source`'s env.json names a model dtype other than `dtype`."""
+    theirs = source.env.get("dtype")
+    if theirs is not None and theirs != dtype:
+        raise UserError(f"--cells-from {source.label}: its model ran in {theirs}, this one in {dtype}")
+
+
 def reusable_cells(
     planned: Sequence[dict], config: dict, sources: Sequence[CellSource], dtype: str | None = None
 ) -> tuple[dict[str, dict], list[str]]:
@@ -74,14 +81,13 @@ def reusable_cells(
     need, the first source first; a note per source on what it gave and what it lacked.
 
     planned: this study's plan (each row's key and tasks); config: its config.json; dtype: the
-    loaded model's (a source's env.json must name the same)."""
+    loaded model's (a source's env.json must name the same; None: checked later with check_dtype)."""
     got: dict[str, dict] = {}
     notes = []
     for src in sources:
         check_source(config, src)
-        theirs = src.env.get("dtype")
-        if dtype is not None and theirs is not None and theirs != dtype:
-            raise UserError(f"--cells-from {src.label}: its model ran in {theirs}, this one in {dtype}")
+        if dtype is not None:
+            check_dtype(src, dtype)
         rows = {r.get("key"): r for r in src.rows if isinstance(r, dict) and isinstance(r.get("eval"), dict)}
         used, lacking = 0, 0
         for p in planned:

@@ -114,7 +114,7 @@ def sizes_line(cfg: StudyConfig) -> str:
 
 
 def study_texts(res: dict, cfg: StudyConfig) -> dict:
-    """The study's summaries and texts from its rows (res["rows"], and res["reused_cells"] if any):
+    """The study's summaries and texts from its rows (res["rows"]; a reused row names its source):
     groups, comparisons, tables, verdicts, the sizes, noise and origin lines, and the documents
     (validation1, validation2: each table with its own validation's verdicts)."""
     accuracy = [t for t in cfg.v1_tasks if TASKS[t] in ACCURACY_KINDS]
@@ -146,9 +146,9 @@ def study_texts(res: dict, cfg: StudyConfig) -> dict:
         "validation1": v1 or ["no verdict: fewer than two allocations to compare"],
         "validation2": v2 or ["no verdict: fewer than two calibration sets to compare"],
     }
-    reused, origin = res.get("reused_cells") or {}, ""
+    reused, origin = [r["reused_from"] for r in res["rows"] if "reused_from" in r], ""
     if reused:  # where the numbers were computed, when not all here
-        sources = ", ".join(f"{d} ({n})" for d, n in Counter(reused.values()).items())
+        sources = ", ".join(f"{d} ({n})" for d, n in Counter(reused).items())
         origin = f"{len(reused)} of {len(res['rows'])} models reused from other studies (--cells-from): {sources}"
     documents = {}
     for name, text in tables.items():
@@ -168,8 +168,7 @@ def study_texts(res: dict, cfg: StudyConfig) -> dict:
 
 def provisional_document(rows: list[dict], cfg: StudyConfig, total: int) -> str:
     """The tables and verdicts of a study still running, over the cells it has finished, said so."""
-    reused = {r["key"]: r["reused_from"] for r in rows if "reused_from" in r}
-    texts = study_texts({"rows": rows, "reused_cells": reused}, cfg)
+    texts = study_texts({"rows": rows}, cfg)
     head = (
         f"# Provisional: {len(rows)} of {total} models finished\n\n"
         "The study is still running. Means, standard deviations and verdicts cover the seeds finished "
