@@ -319,3 +319,28 @@ def test_exact_ties_share_the_win():
     assert lines[1] == "wanda 50%, mmlu:lmeval: best uniform = owl = atp 50.0 ± 0.0"
     (best,) = allocation_scoreboard(comps)  # no activation allocation: no count against uniform
     assert best.endswith("wikitext2 uniform = owl (beyond noise over all); mmlu:lmeval uniform = owl = atp")
+
+
+def test_a_running_study_ranks_on_the_seeds_every_allocation_finished():
+    """Uniform has seeds 0 and 1, OWL only seed 0 (a study still running). On seed 0 OWL is better;
+    uniform's two-seed mean is better only because seed 1 was a good draw. The ranking, the gaps and
+    Validation 2's means use seed 0 alone, so the best is OWL and every gap points the same way."""
+    rows = [_row("uniform", 0, 80.0), _row("uniform", 1, 70.0), _row("owl", 0, 79.0)]
+    (c,) = allocation_comparisons(summarize(rows), ["wanda"], [0.5], ["wikitext2"])
+    assert [r["schedule"] for r in c["ranking"]] == ["owl", "uniform"]
+    assert c["ranking"][0]["mean"] == 79.0 and c["ranking"][1]["mean"] == 80.0
+    assert c["ranking"][1]["vs_best"]["diff"] == pytest.approx(1.0) and c["ranking"][1]["vs_best"]["n"] == 1
+    # no seed in common: nothing to rank
+    assert (
+        allocation_comparisons(
+            summarize([_row("uniform", 1, 70.0), _row("owl", 0, 79.0)]), ["wanda"], [0.5], ["wikitext2"]
+        )
+        == []
+    )
+    v2 = [
+        _row("activation", 0, 90.0, calibration="c4", table="validation2", acc=[1, 1, 0, 0]),
+        _row("activation", 1, 90.0, calibration="c4", table="validation2", acc=[0, 0, 0, 0]),
+        _row("activation", 0, 90.0, calibration="mmlu", table="validation2", acc=[1, 0, 0, 0]),
+    ]
+    (m,) = calibration_comparisons(summarize(v2), ["c4", "mmlu"], ["mmlu:lmeval"])
+    assert m["c4_mean"] == 0.5 and m["mean"] == 0.25 and not m["helped"]

@@ -172,8 +172,9 @@ def provisional_document(rows: list[dict], cfg: StudyConfig, total: int) -> str:
     head = (
         f"# Provisional: {len(rows)} of {total} models finished\n\n"
         "The study is still running. Means, standard deviations and verdicts cover the seeds finished "
-        "so far and change as cells finish; results.json and validation1.md / validation2.md are "
-        "written when the study ends.\n\n"
+        "so far and change as cells finish. Where the allocations (or calibrations) compared have "
+        "finished different seeds, the rankings, the bold and the verdicts use the seeds all of them "
+        "finished. results.json and validation1.md / validation2.md are written when the study ends.\n\n"
     )
     return head + "\n".join(texts["documents"].values())
 

@@ -78,25 +78,45 @@ def summarize(rows: Sequence[dict], average_over: Sequence[str] = ()) -> dict[st
         if r.get("sparsity_measured"):
             g["measured"].append(r["sparsity_measured"]["overall"])
     for g in groups.values():
-        tasks: dict[str, dict] = {}
-        for t in dict.fromkeys(t for ev in g["by_seed"].values() for t in ev):
-            vals = [main_value(ev[t]) for ev in g["by_seed"].values() if t in ev]
-            vals = [v for v in vals if v is not None]
-            if not vals:
-                continue
-            mean, sd = _mean_sd([v[1] for v in vals])
-            ses = [v[2] for v in vals if math.isfinite(v[2])]
-            tasks[t] = {
-                "metric": vals[0][0],
-                "mean": mean,
-                "sd": sd,
-                "n": len(vals),
-                "eval_se": sum(ses) / len(ses) if ses else math.nan,
-                "values": [v[1] for v in vals],
-            }
-        g["tasks"] = tasks
+        g["tasks"] = _task_stats(g["by_seed"])
         g["measured"] = sum(g["measured"]) / len(g["measured"]) if g["measured"] else 0.0
     return groups
+
+
+def _task_stats(by_seed: dict) -> dict[str, dict]:
+    """Per task: mean ± s.d. over the seeds' evaluations, their count and the mean evaluation s.e."""
+    tasks: dict[str, dict] = {}
+    for t in dict.fromkeys(t for ev in by_seed.values() for t in ev):
+        vals = [main_value(ev[t]) for ev in by_seed.values() if t in ev]
+        vals = [v for v in vals if v is not None]
+        if not vals:
+            continue
+        mean, sd = _mean_sd([v[1] for v in vals])
+        ses = [v[2] for v in vals if math.isfinite(v[2])]
+        tasks[t] = {
+            "metric": vals[0][0],
+            "mean": mean,
+            "sd": sd,
+            "n": len(vals),
+            "eval_se": sum(ses) / len(ses) if ses else math.nan,
+            "values": [v[1] for v in vals],
+        }
+    return tasks
+
+
+def on_shared_seeds(cells: Sequence[dict]) -> list[dict]:
+    """Groups of seeded models restricted to the seeds all of them finished (stats recomputed), so
+    that a ranking compares like with like while a study is still running; [] when they share none."""
+    shared = set.intersection(*(set(g["by_seed"]) for g in cells)) if cells else set()
+    out = []
+    for g in cells if shared else []:
+        by_seed = {s: ev for s, ev in g["by_seed"].items() if s in shared}
+        out.append(
+            g
+            if len(by_seed) == len(g["by_seed"])
+            else {**g, "seeds": list(by_seed), "by_seed": by_seed, "tasks": _task_stats(by_seed)}
+        )
+    return out
 
 
 def _paired_se(xa: Sequence[float], xb: Sequence[float]) -> float:
@@ -175,6 +195,7 @@ def allocation_comparisons(groups: dict[str, dict], methods, sparsities, tasks: 
     out = []
     for m, s, task in ((m, s, t) for m in methods for s in sparsities for t in tasks):
         cells = [g for g in groups.values() if g["method"] == m and g["sparsity"] == s and g["calibration"] == "c4"]
+        cells = on_shared_seeds([g for g in cells if task in g["tasks"]])
         cells = [g for g in cells if task in g["tasks"]]
         if len(cells) < 2:
             continue
@@ -266,23 +287,26 @@ def calibration_comparisons(groups: dict[str, dict], calibrations, tasks) -> lis
     on it against C4 calibration, paired by seed."""
     v2 = {g["calibration"]: g for g in groups.values() if "validation2" in g["tables"] and g["method"]}
     out = []
-    base = v2.get("c4")
     for c in calibrations:
-        if c == "c4" or c not in v2 or base is None:
+        if c == "c4" or c not in v2 or "c4" not in v2:
             continue
+        shared = on_shared_seeds([v2[c], v2["c4"]])
+        if not shared:
+            continue
+        cal, base = shared
         for task in tasks:
-            if task.split(":")[0] != c or task not in v2[c]["tasks"]:
+            if task.split(":")[0] != c or task not in cal["tasks"] or task not in base["tasks"]:
                 continue
-            cmp = compare(v2[c], base, task)
+            cmp = compare(cal, base, task)
             if cmp is None:
                 continue
-            metric = v2[c]["tasks"][task]["metric"]
+            metric = cal["tasks"][task]["metric"]
             out.append(
                 {
                     "calibration": c,
                     "task": task,
                     "metric": metric,
-                    "mean": v2[c]["tasks"][task]["mean"],
+                    "mean": cal["tasks"][task]["mean"],
                     "c4_mean": base["tasks"][task]["mean"],
                     "helped": improves(metric, cmp["diff"]),
                     "vs_c4": cmp,
