@@ -2,6 +2,10 @@
 against a float64 torch oracle, its independence of the thread count, and the engine's two paths
 (kernel / torch, as on an accelerator) against each other on tiny dense, Conv1D and MoE models."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -111,3 +115,21 @@ def test_without_grams_the_kernel_never_needs_a(monkeypatch):
     cfg = ActivationConfig(batch_size=2, sketch_dim=64, reducers=("mean_map", "norms", "fingerprints"))
     res = analyze(model, tok, TEXTS[:3], cfg)
     assert res.norms is not None and bool((res.norms > 0).all())
+
+
+FIRST_LAUNCH = {
+    "sample_stats": "fused.usable('cpu')",
+    "histogram": "fused.histogram(torch.rand(1000), 1 << 18)",
+    "bin_entries": "fused.bin_entries(torch.rand(10), [0], torch.zeros(2, 1 << 18, dtype=torch.int64))",
+}
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: a reset to every core changes nothing")
+@pytest.mark.parametrize("kernel", FIRST_LAUNCH)
+def test_the_first_kernel_launch_keeps_torchs_thread_count(kernel):
+    """numba's OpenMP pool, started by a process's first launch, resets the thread count torch shares
+    to every core: `--threads 1` was undone for the rest of a run (seen on a study's cells)."""
+    lines = ("import torch", "from paramact import fused", "torch.set_num_threads(1)", FIRST_LAUNCH[kernel])
+    code = "\n".join([*lines, "print(torch.get_num_threads())"])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1"], out.stderr

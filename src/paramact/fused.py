@@ -25,6 +25,7 @@ entries of the few bins that a threshold or a mass share falls in, in a second.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
@@ -54,9 +55,19 @@ BIN_SHIFT = 13
 _checked: bool | None = None  # whether the kernel compiled and ran once (None: not tried yet)
 
 
-def _match_torch_threads() -> None:
-    """numba's threads: as many as torch uses (within numba's own limit)."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+@contextlib.contextmanager
+def _torch_threads():
+    """numba's threads as many as torch uses (within numba's own limit), and torch's own count kept.
+    numba's OpenMP pool, started by the first launch in a process, resets the OpenMP thread count
+    that torch shares (from 1 to every core with numba 0.68 and torch 2.13): `--threads 1` was
+    silently undone for the rest of the run."""
+    n = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
 
 def _sweep(G, W, tot, sq, gram, pd, sk, hr, hc, sr, sc, mask, do_gram, do_pair, do_sk):  # pragma: no cover
@@ -163,9 +174,9 @@ def sample_stats(
     gr = gram.numpy() if gram is not None else _NO_GRAM
     out, hr, hc, sr, sc = (x.numpy() for x in sketch) if sketch is not None else _NO_SKETCH
     pd = partner.numpy() if partner is not None else _NO_PAIRS
-    _match_torch_threads()
     flags = (gram is not None, partner is not None, sketch is not None)
-    _kernel(g, w, tot.numpy(), sq.numpy(), gr, pd, out, hr, hc, sr, sc, out.shape[1] - 1, *flags)
+    with _torch_threads():
+        _kernel(g, w, tot.numpy(), sq.numpy(), gr, pd, out, hr, hc, sr, sc, out.shape[1] - 1, *flags)
 
 
 def _histogram(v, bits, nb):  # pragma: no cover - compiled
@@ -209,9 +220,9 @@ def histogram(v: torch.Tensor, nb: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per half of v and bin k < nb, where k is an entry's float32 pattern >> BIN_SHIFT (negatives in bin 0):
     the float64 mass [2, nb] and the count [2, nb] (int64). One parallel pass over v (float32 [n] on
     the CPU, every key < nb); torch's bincount runs on one thread and needs one pass per statistic."""
-    _match_torch_threads()
     v = v.contiguous()
-    mass, count = _histogram_kernel(v.numpy(), v.view(torch.int32).numpy(), nb)
+    with _torch_threads():
+        mass, count = _histogram_kernel(v.numpy(), v.view(torch.int32).numpy(), nb)
     return torch.from_numpy(mass), torch.from_numpy(count)
 
 
@@ -220,7 +231,6 @@ def bin_entries(v: torch.Tensor, keys: list[int], count: torch.Tensor) -> list[t
     [2, nb] is `histogram`'s (it places each half's entries)."""
     if len(keys) >= 1 << 15:
         raise ValueError("bin_entries takes fewer than 2^15 bins at once")
-    _match_torch_threads()
     v = v.contiguous()
     sizes = count[:, keys]  # [2, len(keys)]
     ends = torch.cumsum(sizes.T.flatten(), 0).view(len(keys), 2).T  # bin j: half 0's, then half 1's
@@ -228,6 +238,7 @@ def bin_entries(v: torch.Tensor, keys: list[int], count: torch.Tensor) -> list[t
     out = np.empty(int(ends[-1, -1]) if keys else 0, np.float32)
     slot = np.full(count.shape[1], -1, np.int16)  # bin -> its place in keys (a table read per entry)
     slot[keys] = np.arange(len(keys))
-    _entries_kernel(v.numpy(), v.view(torch.int32).numpy(), slot, start.numpy(), out)
+    with _torch_threads():
+        _entries_kernel(v.numpy(), v.view(torch.int32).numpy(), slot, start.numpy(), out)
     out = torch.from_numpy(out)
     return [out[int(start[0, j]) : int(ends[1, j])] for j in range(len(keys))]
