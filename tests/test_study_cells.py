@@ -3,7 +3,7 @@
 import pytest
 
 from paramact.errors import UserError
-from paramact.prune.study_cells import CellSource, cell_settings, reusable_cells
+from paramact.prune.study_cells import CellSource, cell_settings, check_dtype, reusable_cells
 
 
 def _config(**study):
@@ -62,7 +62,7 @@ def test_cells_are_reused_with_the_tasks_this_study_evaluates():
         [_row("dense", "wikitext2", "boolq"), _row("wanda/owl/0.6/c4/s0", "wikitext2", "boolq", reused_from="C")],
         {},
     )
-    got, notes = reusable_cells(PLANNED, _config(sparsities=[0.6]), [a, b], "float32")
+    got, notes = reusable_cells(PLANNED, _config(sparsities=[0.6]), [a, b])
     assert sorted(got) == ["dense", "wanda/owl/0.6/c4/s0"]
     assert got["dense"]["reused_from"] == "A" and set(got["dense"]["eval"]) == {"wikitext2", "boolq"}
     assert "tasks" not in got["dense"] and "tables" not in got["dense"]  # the plan's own lists stay
@@ -81,5 +81,5 @@ def test_a_source_under_other_settings_or_in_another_dtype_is_refused():
         reusable_cells(PLANNED, _config(), [src])
     src = CellSource("A", _config(), [_row("dense", "wikitext2", "boolq")], {"dtype": "bfloat16"})
     with pytest.raises(UserError, match="its model ran in bfloat16, this one in float32"):
-        reusable_cells(PLANNED, _config(), [src], "float32")
-    assert list(reusable_cells(PLANNED, _config(), [src])[0]) == ["dense"]  # no dtype to check against
+        check_dtype(src, "float32")
+    assert list(reusable_cells(PLANNED, _config(), [src])[0]) == ["dense"]  # settings only: the dtype is checked apart

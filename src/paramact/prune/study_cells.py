@@ -75,19 +75,17 @@ def check_dtype(source: CellSource, dtype: str) -> None:
 
 
 def reusable_cells(
-    planned: Sequence[dict], config: dict, sources: Sequence[CellSource], dtype: str | None = None
+    planned: Sequence[dict], config: dict, sources: Sequence[CellSource]
 ) -> tuple[dict[str, dict], list[str]]:
     """(key -> finished row, notes): the planned cells some source finished with every task they
     need, the first source first; a note per source on what it gave and what it lacked.
 
-    planned: this study's plan (each row's key and tasks); config: its config.json; dtype: the
-    loaded model's (a source's env.json must name the same; None: checked later with check_dtype)."""
+    planned: this study's plan (each row's key and tasks); config: its config.json. Settings only:
+    the model's dtype is known after it loads, and checked then by check_dtype."""
     got: dict[str, dict] = {}
     notes = []
     for src in sources:
         check_source(config, src)
-        if dtype is not None:
-            check_dtype(src, dtype)
         rows = {r.get("key"): r for r in src.rows if isinstance(r, dict) and isinstance(r.get("eval"), dict)}
         used, lacking = 0, 0
         for p in planned:

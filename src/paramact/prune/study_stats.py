@@ -195,8 +195,8 @@ def allocation_comparisons(groups: dict[str, dict], methods, sparsities, tasks: 
     out = []
     for m, s, task in ((m, s, t) for m in methods for s in sparsities for t in tasks):
         cells = [g for g in groups.values() if g["method"] == m and g["sparsity"] == s and g["calibration"] == "c4"]
-        cells = on_shared_seeds([g for g in cells if task in g["tasks"]])
-        cells = [g for g in cells if task in g["tasks"]]
+        # on the seeds all of them finished; a task a shared seed lacks drops its group
+        cells = [g for g in on_shared_seeds([g for g in cells if task in g["tasks"]]) if task in g["tasks"]]
         if len(cells) < 2:
             continue
         metric = cells[0]["tasks"][task]["metric"]
@@ -295,7 +295,7 @@ def calibration_comparisons(groups: dict[str, dict], calibrations, tasks) -> lis
             continue
         cal, base = shared
         for task in tasks:
-            if task.split(":")[0] != c or task not in cal["tasks"] or task not in base["tasks"]:
+            if task.split(":")[0] != c or task not in cal["tasks"]:
                 continue
             cmp = compare(cal, base, task)
             if cmp is None:
