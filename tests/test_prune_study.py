@@ -353,3 +353,37 @@ def test_cells_from_a_study_under_other_settings_are_refused_before_the_model_lo
         r = subprocess.run([sys.executable, "-m", "paramact", *cmd], capture_output=True, text=True)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert not out.exists()
+
+
+def test_a_validation1_only_study_has_no_validation2_cell_table_or_verdict(study, tmp_path):
+    """--calibrations none: dense and the Validation 1 cells only (a part of a grid run beside others).
+    Its cells are the reference study's, so --cells-from runs no model; its rows are those cells."""
+    import yaml
+
+    cfg, ref, _ = study
+    part = yaml.safe_load(cfg.read_text())
+    part.update(schedules=["uniform", "atp"], calibrations=["none"])
+    pcfg = tmp_path / "part.yaml"
+    pcfg.write_text(yaml.safe_dump(part))
+    out = tmp_path / "part"
+    cmd = _study_command(pcfg, out, "--cells-from", str(ref))
+    r = subprocess.run([sys.executable, "-c", KILLER, "count", "0", *cmd], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "PRUNINGS=0" in r.stderr and "[5/5] " in r.stdout
+    res = json.loads((out / "results.json").read_text())
+    want = ["dense"] + [f"wanda/{a}/0.5/c4/s{s}" for s in (0, 1) for a in ("uniform", "atp")]
+    assert [r["key"] for r in res["rows"]] == want
+    first = {r["key"]: r for r in json.loads((ref / "results.json").read_text())["rows"]}
+    assert all(r["eval"] == first[r["key"]]["eval"] for r in res["rows"])
+    assert json.loads((out / "config.json").read_text())["study"]["calibrations"] == []
+    assert set(res["tables"]) == {"validation1"} and res["verdicts"]["validation2"] == []
+    assert (out / "validation1.md").is_file() and not (out / "validation2.md").exists()
+    r = subprocess.run(
+        [sys.executable, "-m", "paramact", "--quiet", "report", str(out), "--no-screenshot"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and "not in this study (--calibrations none)" in (out / "report.html").read_text()
+    bad = _study_command(cfg, tmp_path / "bad", "--calibrations", "none,c4")
+    r = subprocess.run([sys.executable, "-m", "paramact", *bad], capture_output=True, text=True)
+    assert r.returncode == 2 and "'none' stands alone" in r.stderr and "Traceback" not in r.stderr

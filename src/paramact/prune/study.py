@@ -46,7 +46,9 @@ class StudyConfig:
     methods: tuple[str, ...] = option(("wanda", "sparsegpt"), "Validation 1 pruning scores")
     schedules: tuple[str, ...] = option(ALLOCATIONS, "Validation 1 allocations: " + ", ".join(ALLOCATIONS))
     sparsities: tuple[float, ...] = option((0.5, 0.6, 0.7), "Validation 1 target sparsities")
-    calibrations: tuple[str, ...] = option(("c4", "mmlu", "siqa", "boolq"), "Validation 2 calibration sets")
+    calibrations: tuple[str, ...] = option(
+        ("c4", "mmlu", "siqa", "boolq"), "Validation 2 calibration sets (none: a Validation 1 study only)"
+    )
     seeds: tuple[int, ...] = option(
         (0, 1, 2), "seeds: each pruned cell runs once per seed (its calibration draw and allocation data)"
     )
@@ -80,8 +82,10 @@ class StudyConfig:
         for s in (*self.sparsities, self.v2_sparsity):
             PruneConfig(sparsity=s)  # validates
         parse_tasks(self.v1_tasks + self.v2_tasks, installed=False)  # lm-eval is looked for when a study runs
-        if not self.calibrations:
-            raise UserError("give at least one calibration set")
+        if "none" in self.calibrations:
+            if len(self.calibrations) > 1:
+                raise UserError(f"calibration sets: 'none' stands alone, got {list(self.calibrations)}")
+            object.__setattr__(self, "calibrations", ())  # Validation 1 only: no Validation 2 cell
 
 
 def group_key(method: str | None, schedule: str | None, sparsity: float, calibration: str | None) -> str:
@@ -108,7 +112,8 @@ def plan(cfg: StudyConfig) -> list[dict]:
     """Every model the study evaluates, seed by seed, with the tasks it needs (a Validation 1 cell
     shared with Validation 2 gets both task lists). The dense model has no seed."""
     dense = _cell(dict.fromkeys(cfg.v1_tasks + cfg.v2_tasks), "validation1", None, None, 0.0, None, None)
-    dense["tables"].append("validation2")
+    if cfg.calibrations:
+        dense["tables"].append("validation2")
     rows = {"dense": dense}
     for seed in cfg.seeds:
         for m in cfg.methods:

@@ -136,8 +136,11 @@ def study_texts(res: dict, cfg: StudyConfig) -> dict:
         + (f"; {AVERAGE}: the unweighted mean of the {len(accuracy)} accuracies" if AVERAGE in v1_tasks else "")
         + ".\n\n"
         + group_table(groups, "validation1", v1_tasks, best),
-        "validation2": "## Validation 2: calibration data\n\n" + group_table(groups, "validation2", list(cfg.v2_tasks)),
     }
+    if cfg.calibrations:  # `--calibrations none`: a Validation 1 study, no Validation 2 table
+        tables["validation2"] = "## Validation 2: calibration data\n\n" + group_table(
+            groups, "validation2", list(cfg.v2_tasks)
+        )
     v1 = allocation_scoreboard(allocs) + allocation_verdicts(sorted(allocs, key=lambda c: c["task"] != ppl_task))
     v2 = calibration_verdicts(comparisons["calibrations"])
     sizes = sizes_line(cfg)

@@ -128,8 +128,12 @@ def study_body(res: dict, prefix: str, table) -> str:
             f"<details><summary>rankings on the other {len(others)} task cells</summary>{''.join(others)}</details>"
         )
     out.append(f'<h3 id="{prefix}validation2">Validation 2: calibration data</h3>')
-    lines = res["verdicts"]["validation2"] or ["no calibration set that is also an evaluated task"]
+    lines = res["verdicts"]["validation2"] or [
+        "no calibration set that is also an evaluated task"
+        if "validation2" in res["tables"]
+        else "not in this study (--calibrations none)"
+    ]
     out.append("<ul>" + "".join(f"<li>{e(v)}</li>" for v in lines) + "</ul>")
-    for name in ("validation1", "validation2"):
+    for name in (n for n in ("validation1", "validation2") if n in res["tables"]):
         out.append(f"<details><summary>{name} table</summary><pre>{e(res['tables'][name])}</pre></details>")
     return "".join(out)
