@@ -383,7 +383,9 @@ def test_a_validation1_only_study_has_no_validation2_cell_table_or_verdict(study
         capture_output=True,
         text=True,
     )
-    assert r.returncode == 0 and "not in this study (--calibrations none)" in (out / "report.html").read_text()
+    html = (out / "report.html").read_text()
+    assert r.returncode == 0 and "not in this study (--calibrations none)" in html
+    assert "this study ran Validation 1 alone (--calibrations none)" in html  # the summary's claim
     bad = _study_command(cfg, tmp_path / "bad", "--calibrations", "none,c4")
     r = subprocess.run([sys.executable, "-m", "paramact", *bad], capture_output=True, text=True)
     assert r.returncode == 2 and "'none' stands alone" in r.stderr and "Traceback" not in r.stderr

@@ -179,7 +179,11 @@ def _diff(metric: str, cmp: dict) -> str:
 def _validation2(res: dict, anchor: str) -> dict:
     cmps = res["comparisons"]["calibrations"]
     if not cmps:
-        note = "this study has no calibration set that is also one of its evaluated tasks"
+        note = (
+            "this study has no calibration set that is also one of its evaluated tasks"
+            if "validation2" in res.get("tables", {})
+            else "this study ran Validation 1 alone (--calibrations none)"
+        )
         return _claim("validation2", "Validation 2", V2, ABSENT, note, V2_PAPER)
     strong = [c["helped"] and c["vs_c4"]["beyond_noise"] for c in cmps]
     verdict = REPRODUCED if all(strong) else PARTLY if any(strong) else NOT
