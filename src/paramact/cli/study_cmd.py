@@ -79,7 +79,7 @@ def run(run: StudyRun, ctx, args) -> int:
     from ..runs import environment, prepare_out, resumed_environment, write_json
 
     cfg, out = run.study, ctx.out
-    parse_tasks(cfg.v1_tasks + cfg.v2_tasks)  # lm-eval installed where the tasks need it: before the model loads
+    parse_tasks(cfg.evaluated_tasks)  # lm-eval installed where the tasks need it: before the model loads
     config = {"model": run.model.name, "study": asdict(cfg)}
     sources = _cell_sources(run.cells_from)
     planned = plan(cfg)

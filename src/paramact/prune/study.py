@@ -67,6 +67,17 @@ class StudyConfig:
     # 128 windows: the perplexity's own standard error is stated; 500 items: accuracy ± ~2 points
     eval: EvalConfig = option(factory=lambda: EvalConfig(ppl_windows=128, items=500))
 
+    @property
+    def evaluated_tasks(self) -> tuple[str, ...]:
+        """Every task the study evaluates: Validation 1's, then Validation 2's unless it calibrates on
+        no task set (`--calibrations none`)."""
+        return tuple(dict.fromkeys(self.v1_tasks + (self.v2_tasks if self.calibrations else ())))
+
+    @property
+    def allocations_used(self) -> set[str]:
+        """The allocations some cell of the study prunes with."""
+        return set(self.schedules) | ({self.v2_schedule} if self.calibrations else set())
+
     def pattern(self, method: str) -> str:
         return dict(self.patterns).get(method, "row")
 
@@ -111,7 +122,7 @@ def _cell(cfg_tasks, table: str, method, schedule, sparsity, calibration, seed) 
 def plan(cfg: StudyConfig) -> list[dict]:
     """Every model the study evaluates, seed by seed, with the tasks it needs (a Validation 1 cell
     shared with Validation 2 gets both task lists). The dense model has no seed."""
-    dense = _cell(dict.fromkeys(cfg.v1_tasks + cfg.v2_tasks), "validation1", None, None, 0.0, None, None)
+    dense = _cell(cfg.evaluated_tasks, "validation1", None, None, 0.0, None, None)
     if cfg.calibrations:
         dense["tables"].append("validation2")
     rows = {"dense": dense}
@@ -197,7 +208,7 @@ def run_study(
     """Every cell of plan(cfg); on_row(row) after each. finished: cells of an interrupted run, or
     of other studies (rows with `reused_from`; see study_cells), key -> row as on_row got them:
     kept instead of pruned and evaluated again."""
-    parse_tasks(cfg.v1_tasks + cfg.v2_tasks)  # their scorers installed, before any work
+    parse_tasks(cfg.evaluated_tasks)  # their scorers installed, before any work
     anatomy = discover(model)
     params = anatomy.params()
     dense = {name: p.detach().clone() for name, p in params.items()}

@@ -78,7 +78,7 @@ def _accuracy_protocols(cfg: StudyConfig) -> str:
         "lmeval": f"lm-eval through {harness.SCORERS[cfg.eval.lmeval_scorer]}",
     }
     by_kind: dict[str, list[str]] = {}
-    for t in dict.fromkeys(cfg.v1_tasks + cfg.v2_tasks):
+    for t in cfg.evaluated_tasks:
         if TASKS[t] in ACCURACY_KINDS:
             by_kind.setdefault(TASKS[t], []).append(t.split(":")[0])
     parts = [f"{', '.join(ts)}: {names[k]}" for k, ts in by_kind.items()]
@@ -89,7 +89,7 @@ def _accuracy_protocols(cfg: StudyConfig) -> str:
 
 def sizes_line(cfg: StudyConfig) -> str:
     """What the numbers rest on: seeds, calibration, evaluation sizes and the allocations' data."""
-    tasks = [t.split(":")[0] for t in cfg.v1_tasks + cfg.v2_tasks]
+    tasks = [t.split(":")[0] for t in cfg.evaluated_tasks]
     parts = [
         f"seeds {', '.join(map(str, cfg.seeds))}",
         f"calibration {cfg.calibration.nsamples} x {cfg.calibration.seqlen} tokens",
@@ -99,7 +99,7 @@ def sizes_line(cfg: StudyConfig) -> str:
     scored = _accuracy_protocols(cfg)
     if scored:
         parts.append(f"accuracy {cfg.eval.items or 'all'} items per task ({scored})")
-    used = set(cfg.schedules) | {cfg.v2_schedule}
+    used = cfg.allocations_used
     if "activation" in used:
         parts.append(
             f"activation schedule {cfg.schedule.density}, {cfg.schedule.samples} x {cfg.schedule.seqlen}-token "
@@ -144,7 +144,7 @@ def study_texts(res: dict, cfg: StudyConfig) -> dict:
     v1 = allocation_scoreboard(allocs) + allocation_verdicts(sorted(allocs, key=lambda c: c["task"] != ppl_task))
     v2 = calibration_verdicts(comparisons["calibrations"])
     sizes = sizes_line(cfg)
-    noise = eval_noise(groups, list(dict.fromkeys([*v1_tasks, *cfg.v2_tasks])))
+    noise = eval_noise(groups, list(dict.fromkeys([*v1_tasks, *cfg.evaluated_tasks])))
     own = {
         "validation1": v1 or ["no verdict: fewer than two allocations to compare"],
         "validation2": v2 or ["no verdict: fewer than two calibration sets to compare"],
