@@ -258,3 +258,26 @@ def test_fig6_agreement_against_known_values():
     flipped = [[1 - x for x in row] for row in own]
     assert paper.fig6_agreement(names, flipped)["all"]["rho"] == pytest.approx(-1.0)
     assert paper.fig6_agreement(["boolq", "pydoc", "pycode"], own[:3]) is None  # one shared dataset
+
+
+@pytest.mark.parametrize("sparsities", [(0.7,), (0.5, 0.6, 0.7)])
+def test_study_figure_ticks_are_the_study_sparsities(sparsities, tmp_path, monkeypatch):
+    """The allocations' points are dodged sideways so their error bars do not overlap; the axis must
+    still name only the sparsities the study ran (one sparsity once read as 69.25 … 70.75)."""
+    from paramact.report import study_page
+
+    figs = []
+    monkeypatch.setattr(study_page, "_save", lambda fig, folder, name: figs.append(fig) or name)
+    stat = {"mean": 100.0, "sd": 5.0}
+    groups = {"dense": {"method": None, "calibration": None, "schedule": None, "sparsity": 0.0, "tasks": {"c4": stat}}}
+    for p in sparsities:
+        for sch in ("uniform", "activation", "owl", "alphapruning", "atp"):
+            g = {"method": "wanda", "calibration": "c4", "schedule": sch, "sparsity": p, "tasks": {"c4": stat}}
+            groups[f"{sch}{p}"] = g
+    fig = study_page._against_sparsity({"groups": groups, "config": {}}, tmp_path, ["c4"], True)
+    assert fig is not None and len(figs) == 1
+    ax = figs[0].axes[0]
+    assert list(ax.get_xticks()) == pytest.approx([100 * p for p in sparsities], abs=1e-9)
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{round(100 * p)}" for p in sparsities]
+    xs = sorted(x for line in ax.get_lines() for x in line.get_xdata() if line.get_linestyle() != "--")
+    assert min(xs) < 100 * sparsities[0] < max(xs)  # the points themselves stay dodged
